@@ -1,1 +1,48 @@
-"""Datasets by name: ``--dataset_mode Y`` loads ``data/Y_dataset.py`` (placeholder, see below)."""
+"""Datasets by name: ``--dataset_mode Y`` loads the class in ``data/Y_dataset.py``.
+
+Contract of a dataset module: a subclass of :class:`data.base_dataset.BaseDataset` named
+``<Y>Dataset`` (case-insensitive, underscores dropped) with ``modify_commandline_options``,
+``__len__`` and ``__getitem__`` returning a dict with at least ``A`` and ``A_paths``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+import torch
+from torch.utils.data import DataLoader
+
+from data.base_dataset import BaseDataset
+from util.registry import available_names, find_class
+
+
+def available_dataset_modes() -> list[str]:
+    """Valid ``--dataset_mode`` names."""
+    return available_names("data", "dataset")
+
+
+def find_dataset_using_name(name: str) -> type[BaseDataset]:
+    """The dataset class for ``--dataset_mode name``; ConfigError listing valid names otherwise."""
+    return find_class("data", "dataset", name, BaseDataset)
+
+
+def get_option_setter(name: str) -> Callable[[argparse.ArgumentParser, bool],
+                                             argparse.ArgumentParser]:
+    """The dataset's ``modify_commandline_options`` static method."""
+    return find_dataset_using_name(name).modify_commandline_options
+
+
+def create_dataset(opt: argparse.Namespace) -> BaseDataset:
+    """Instantiate the dataset named by ``opt.dataset_mode``."""
+    return find_dataset_using_name(opt.dataset_mode)(opt)
+
+
+def create_dataloader(dataset: BaseDataset, *, batch_size: int, shuffle: bool, num_workers: int,
+                      pin_memory: bool = False, drop_last: bool = False) -> DataLoader:
+    """A DataLoader over ``dataset``; shuffling with a seeded generator when ``shuffle``."""
+    generator = torch.Generator()
+    generator.manual_seed(torch.initial_seed() % 2**63)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                      pin_memory=pin_memory, drop_last=drop_last, generator=generator,
+                      persistent_workers=num_workers > 0)

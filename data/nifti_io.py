@@ -27,6 +27,25 @@ _READ_ERRORS = (ImageFileError, OSError, EOFError, zlib.error, ValueError, Memor
 
 
 @dataclass(frozen=True)
+class VolumeInfo:
+    """Where a volume came from and how it is stored, without its voxels.
+
+    ``shape``: (I, J, K) voxels; ``affine``: (4, 4) voxel -> world (mm); ``header``: the source
+    NIfTI header (on-disk type, ``scl_slope``/``scl_inter``); ``path``: the source file.
+    """
+
+    path: Path
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    header: nib.Nifti1Header
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]:
+        """Voxel size along the three voxel axes, in mm, derived from the affine."""
+        return voxel_spacing_mm(self.affine)
+
+
+@dataclass(frozen=True)
 class Volume:
     """A CT volume in HU with the geometry it was stored with.
 
@@ -38,6 +57,12 @@ class Volume:
     affine: np.ndarray
     header: nib.Nifti1Header
     path: Path
+
+    @property
+    def info(self) -> VolumeInfo:
+        """The volume's geometry and storage, without the voxels."""
+        shape = (self.hu.shape[0], self.hu.shape[1], self.hu.shape[2])
+        return VolumeInfo(path=self.path, shape=shape, affine=self.affine, header=self.header)
 
     @property
     def spacing_mm(self) -> tuple[float, float, float]:
@@ -136,17 +161,18 @@ def _to_storage(hu: np.ndarray, header: nib.Nifti1Header) -> np.ndarray:
     return np.clip(raw, info.min, info.max).astype(dtype)
 
 
-def save_volume(hu: np.ndarray, like: Volume, path: str | os.PathLike[str]) -> Path:
-    """Write ``hu`` ((I, J, K) HU, the shape of ``like.hu``) with ``like``'s affine and header.
+def save_volume(hu: np.ndarray, like: Volume | VolumeInfo, path: str | os.PathLike[str]) -> Path:
+    """Write ``hu`` ((I, J, K) HU, the shape of ``like``) with ``like``'s affine and header.
 
     Integer sources keep their on-disk type and ``scl_slope``/``scl_inter`` (HU are rounded to
     that grid and clipped to its range); float sources are written as float HU. The write is
     atomic: ``path`` holds either its old content or the complete new file.
     """
     hu = np.asarray(hu)
-    if hu.shape != like.hu.shape:
+    like = like.info if isinstance(like, Volume) else like
+    if hu.shape != like.shape:
         raise DataError(f"{path}: volume shape {hu.shape} does not match the source "
-                        f"{like.path} shape {like.hu.shape}")
+                        f"{like.path} shape {like.shape}")
     header = like.header.copy()
     raw = _to_storage(hu, header)
     img = nib.Nifti1Image(raw, like.affine, header) if isinstance(header, nib.Nifti1Header) \

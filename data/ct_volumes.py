@@ -1,0 +1,108 @@
+"""CT volumes as compact axial slice stacks, and predicted slices back to HU volumes.
+
+A stack holds HU in the canonical slice frame of :mod:`util.geometry` as int16 when that is
+lossless (the usual case for CT), else float32; it becomes float only one slice at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from data.hu_window import hu_to_unit, unit_to_hu
+from data.nifti_io import VolumeInfo, load_volume
+from util.errors import DataError
+from util.geometry import (
+    axial_axis,
+    from_slice_stack,
+    obliquity_deg,
+    resize_slices,
+    stack_shape,
+    stack_spacing_mm,
+    to_slice_stack,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Largest difference (mm) between two affines' entries for AVG and phase 0 to count as aligned.
+AFFINE_ATOL_MM = 1e-3
+#: Obliquity (degrees) above which slicing along the nearest voxel axis is reported in the log.
+OBLIQUE_LOG_DEG = 0.5
+
+
+@dataclass(frozen=True)
+class SliceStack:
+    """One volume as axial slices: ``hu`` (S, H, W) int16 or float32 HU, and its source geometry."""
+
+    hu: np.ndarray
+    info: VolumeInfo
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]:
+        """(slice thickness, row spacing, column spacing) in mm."""
+        return stack_spacing_mm(self.info.affine)
+
+
+def compact_hu(hu: np.ndarray) -> np.ndarray:
+    """The smallest lossless array for HU values: int16 when all are integers in its range."""
+    hu = np.ascontiguousarray(hu)
+    info = np.iinfo(np.int16)
+    if hu.size and hu.min() >= info.min and hu.max() <= info.max and np.all(np.rint(hu) == hu):
+        return hu.astype(np.int16)
+    return hu.astype(np.float32, copy=False)
+
+
+def load_slice_stack(path: str | os.PathLike[str]) -> SliceStack:
+    """Read a NIfTI volume (HU, header scaling applied) as a compact axial slice stack."""
+    vol = load_volume(path)
+    angle = obliquity_deg(vol.affine)
+    if angle > OBLIQUE_LOG_DEG:
+        logger.info("%s: oblique acquisition (%.1f deg); slicing along voxel axis %d, the one "
+                    "closest to superior-inferior", path, angle, axial_axis(vol.affine))
+    return SliceStack(hu=compact_hu(to_slice_stack(vol.hu, vol.affine)), info=vol.info)
+
+
+def check_same_geometry(a: VolumeInfo, b: VolumeInfo, atol_mm: float = AFFINE_ATOL_MM) -> None:
+    """Raise DataError naming both files unless they have the same shape and affine."""
+    if a.shape != b.shape:
+        raise DataError(f"{a.path} and {b.path}: shapes differ, {a.shape} vs {b.shape}")
+    if not np.allclose(a.affine, b.affine, atol=atol_mm, rtol=0):
+        raise DataError(f"{a.path} and {b.path}: affines differ by up to "
+                        f"{np.abs(a.affine - b.affine).max():.4g} mm (tolerance {atol_mm} mm)")
+
+
+def slice_to_unit(hu_slice: np.ndarray, hu_min: float, hu_max: float,
+                  resize_to: int = 0) -> torch.Tensor:
+    """(H, W) HU slice -> (1, H', W') float32 tensor in [-1, 1]; H' = W' = resize_to when > 0."""
+    x = hu_to_unit(torch.from_numpy(hu_slice.astype(np.float32))[None], hu_min, hu_max)
+    if resize_to > 0:
+        x = resize_slices(x[None], (resize_to, resize_to))[0]
+    return x
+
+
+def slices_to_volume(pred: torch.Tensor, info: VolumeInfo, hu_min: float,
+                     hu_max: float) -> np.ndarray:
+    """Predicted slices -> HU volume in the source's voxel order.
+
+    pred: (S, 1, h, w) in [-1, 1], one slice per axial position in stack order, at any in-plane
+    size (resized back to the native size here) -> (I, J, K) float32 HU, ``info.shape``.
+    """
+    n_slices, height, width = stack_shape(info.shape, info.affine)
+    if pred.shape[0] != n_slices:
+        raise DataError(f"{info.path}: got {pred.shape[0]} predicted slices, volume has "
+                        f"{n_slices}")
+    native = resize_slices(pred.float(), (height, width))[:, 0]
+    hu = unit_to_hu(native, hu_min, hu_max).cpu().numpy().astype(np.float32)
+    return np.ascontiguousarray(from_slice_stack(hu, info.affine))
+
+
+def describe_memory(stacks: list[SliceStack]) -> str:
+    """Human summary of the voxel memory held by ``stacks`` (MiB and dtypes)."""
+    total = sum(s.hu.nbytes for s in stacks)
+    dtypes = sorted({str(s.hu.dtype) for s in stacks})
+    return f"{total / 2**20:.1f} MiB ({', '.join(dtypes)})"
+

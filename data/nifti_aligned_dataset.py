@@ -1,0 +1,141 @@
+"""Paired NIfTI volumes served as axial slices: ``<phase>A/<id>.nii.gz`` (AVG) with
+``<phase>B/<id>.nii.gz`` (phase 0), paired by file name.
+
+Every volume is decoded once, at start-up, and held as a compact slice stack (int16 HU where
+lossless); a sample is one axial slice of one patient, windowed to [-1, 1].
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data.base_dataset import BaseDataset
+from data.ct_volumes import (
+    SliceStack,
+    check_same_geometry,
+    describe_memory,
+    load_slice_stack,
+    slice_to_unit,
+)
+from data.image_folder import pair_by_name
+from data.nifti_io import VolumeInfo
+from util.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+
+class NiftiAlignedDataset(BaseDataset):
+    """Axial slices of paired CT volumes.
+
+    A sample: ``A`` and ``B`` (1, H, W) float32 in [-1, 1] (HU window ``--hu_min``..``--hu_max``),
+    ``A_paths``/``B_paths``, ``patient_id`` and ``slice_index`` (position in the stack, inferior
+    first). Without a ``<phase>B`` folder at test time, samples carry ``A`` alone.
+    """
+
+    @staticmethod
+    def modify_commandline_options(parser: argparse.ArgumentParser,
+                                   is_train: bool) -> argparse.ArgumentParser:  # noqa: ARG004
+        """NIfTI slices keep their native size unless ``--resize_to`` is given."""
+        parser.set_defaults(preprocess="none")
+        return parser
+
+    def __init__(self, opt: argparse.Namespace) -> None:
+        super().__init__(opt)
+        _check_options(opt)
+        self.hu_min, self.hu_max, self.resize_to = opt.hu_min, opt.hu_max, opt.resize_to
+        self.a_to_b = opt.direction == "AtoB"
+        self.flip = opt.isTrain and not opt.no_flip
+        root = Path(opt.dataroot)
+        dir_a, dir_b = root / f"{opt.phase}A", root / f"{opt.phase}B"
+        if not dir_a.is_dir():
+            raise DataError(f"{dir_a}: folder not found; a dataroot holds {opt.phase}A/ (AVG) and "
+                            f"{opt.phase}B/ (phase 0), as written by prepare_dataset.py")
+        if not dir_b.is_dir() and (opt.isTrain or not self.a_to_b):
+            raise DataError(f"{dir_b}: folder not found; {opt.phase}A/ needs its {opt.phase}B/")
+        pairs = pair_by_name(dir_a, dir_b if dir_b.is_dir() else None)
+        max_patients = getattr(opt, "num_test", None) if not opt.isTrain else None
+        self.patient_ids: list[str] = [pid for pid, _, _ in pairs][:max_patients]
+        self.stacks_a, self.stacks_b = _load_pairs(pairs[:max_patients])
+        self.index = _slice_index([s.hu.shape[0] for s in self.stacks_a], opt.max_dataset_size)
+        logger.info("%s: %d patients, %d slices; voxels held in memory: %s", root,
+                    len(self.patient_ids), len(self.index),
+                    describe_memory(self.stacks_a + self.stacks_b))
+
+    @property
+    def has_target(self) -> bool:
+        """Whether samples carry ground truth (``B``)."""
+        return bool(self.stacks_b)
+
+    def volume_info(self, patient_index: int) -> VolumeInfo:
+        """Geometry of the patient's AVG (input) volume, the reference for predicted volumes."""
+        return self.stacks_a[patient_index].info
+
+    def slice_shapes(self) -> set[tuple[int, int]]:
+        """Distinct native (H, W) slice sizes in the dataset, in pixels."""
+        return {(s.hu.shape[1], s.hu.shape[2]) for s in self.stacks_a}
+
+    def __len__(self) -> int:
+        """Number of axial slices served."""
+        return len(self.index)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """Slice ``index``: see the class docstring for the keys."""
+        v, s = self.index[index]
+        flip = self.flip and bool(torch.rand(()) < 0.5)  # torch RNG: seeded per worker
+        item: dict[str, Any] = {"patient_id": self.patient_ids[v], "slice_index": s,
+                                "patient_index": v}
+        sides = [("A", self.stacks_a)] + ([("B", self.stacks_b)] if self.stacks_b else [])
+        for key, stacks in sides:
+            x = slice_to_unit(stacks[v].hu[s], self.hu_min, self.hu_max, self.resize_to)
+            item[key] = torch.flip(x, dims=(-1,)) if flip else x
+            item[f"{key}_paths"] = str(stacks[v].info.path)
+        if not self.a_to_b:
+            item["A"], item["B"] = item["B"], item["A"]
+            item["A_paths"], item["B_paths"] = item["B_paths"], item["A_paths"]
+        return item
+
+
+def _check_options(opt: argparse.Namespace) -> None:
+    """Refuse option combinations the NIfTI slice dataset cannot serve (ConfigError)."""
+    if not opt.axial_slice:
+        raise ConfigError("--dataset_mode nifti_aligned serves 2-D axial slices: pass "
+                          "--axial_slice")
+    if opt.preprocess != "none":
+        raise ConfigError(f"--dataset_mode nifti_aligned supports --preprocess none only (got "
+                          f"'{opt.preprocess}'); use --resize_to N to resize slices to N x N")
+    if opt.input_nc != 1 or opt.output_nc != 1:
+        raise ConfigError("--dataset_mode nifti_aligned serves one channel per slice; got "
+                          f"--input_nc {opt.input_nc} --output_nc {opt.output_nc}, expected 1")
+    if opt.resize_to < 0:
+        raise ConfigError(f"--resize_to must be 0 (native size) or positive, got {opt.resize_to}")
+
+
+def _load_pairs(pairs: list[tuple[str, Path, Path | None]]
+                ) -> tuple[list[SliceStack], list[SliceStack]]:
+    """Decode every pair once; B stacks are empty when there is no ground truth."""
+    stacks_a: list[SliceStack] = []
+    stacks_b: list[SliceStack] = []
+    for _pid, path_a, path_b in tqdm(pairs, desc="loading volumes", unit="patient"):
+        a = load_slice_stack(path_a)
+        stacks_a.append(a)
+        if path_b is not None:
+            b = load_slice_stack(path_b)
+            check_same_geometry(a.info, b.info)
+            stacks_b.append(b)
+    return stacks_a, stacks_b
+
+
+def _slice_index(n_slices: list[int], max_size: float) -> list[tuple[int, int]]:
+    """(volume, slice) of every sample; at most ``max_size``, spread evenly over all slices."""
+    index = [(v, s) for v, n in enumerate(n_slices) for s in range(n)]
+    if max_size < len(index):
+        keep = np.linspace(0, len(index) - 1, num=max(1, int(max_size))).round().astype(int)
+        index = [index[i] for i in keep]
+    return index

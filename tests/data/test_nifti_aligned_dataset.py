@@ -1,0 +1,123 @@
+"""The NIfTI slice dataset: pairing, geometry checks, samples, options."""
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+
+from data.hu_window import unit_to_hu
+from data.image_folder import is_image_file, make_dataset
+from data.nifti_aligned_dataset import NiftiAlignedDataset
+from tests.conftest import LPS_AFFINE, ct_like, write_nifti, write_pair_tree
+from util.errors import ConfigError, DataError
+from util.geometry import to_slice_stack
+
+
+def make_opt(root, **kw) -> argparse.Namespace:
+    base = {"dataroot": str(root), "phase": "train", "direction": "AtoB", "isTrain": True,
+            "no_flip": True, "hu_min": -1024.0, "hu_max": 3071.0, "resize_to": 0,
+            "max_dataset_size": float("inf"), "axial_slice": True, "preprocess": "none",
+            "input_nc": 1, "output_nc": 1}
+    return argparse.Namespace(**(base | kw))
+
+
+def test_serves_every_axial_slice_in_hu_window(tmp_path):
+    hus = write_pair_tree(tmp_path, "train", {"p1": (8, 8, 5), "p2": (8, 8, 4)})
+    ds = NiftiAlignedDataset(make_opt(tmp_path))
+    assert len(ds) == 9
+    assert ds.patient_ids == ["p1", "p2"]
+    item = ds[6]  # p2, slice 1
+    assert (item["patient_id"], item["slice_index"]) == ("p2", 1)
+    assert item["A"].shape == (1, 8, 8)
+    assert item["A"].dtype == torch.float32
+    expected = to_slice_stack(hus["p2"], np.eye(4) * [0.9, 0.9, 3, 1])[1]
+    np.testing.assert_allclose(unit_to_hu(item["A"][0]).numpy(), expected, atol=0.01)
+    np.testing.assert_allclose(unit_to_hu(item["B"][0]).numpy(), expected + 100, atol=0.01)
+    assert item["A_paths"].endswith("trainA/p2.nii.gz")
+
+
+def test_integer_volumes_held_as_int16(tmp_path):
+    write_pair_tree(tmp_path, "train", {"p1": (8, 8, 3)})
+    ds = NiftiAlignedDataset(make_opt(tmp_path))
+    assert ds.stacks_a[0].hu.dtype == np.int16
+
+
+def test_a_without_b_and_b_without_a_reported_together(tmp_path):
+    write_pair_tree(tmp_path, "train", {"p1": (4, 4, 2)})
+    write_nifti(tmp_path / "trainA" / "only_a.nii.gz", ct_like((4, 4, 2)))
+    write_nifti(tmp_path / "trainB" / "only_b.nii", ct_like((4, 4, 2)))
+    with pytest.raises(DataError) as err:
+        NiftiAlignedDataset(make_opt(tmp_path))
+    assert "only_a.nii.gz: no matching file" in str(err.value)
+    assert "only_b.nii: no matching file" in str(err.value)
+
+
+def test_shape_and_affine_mismatch_name_both_files(tmp_path):
+    write_nifti(tmp_path / "trainA" / "p.nii.gz", ct_like((4, 4, 2)))
+    write_nifti(tmp_path / "trainB" / "p.nii.gz", ct_like((4, 4, 3)))
+    with pytest.raises(DataError, match=r"trainA/p\.nii\.gz and .*trainB/p\.nii\.gz: shapes"):
+        NiftiAlignedDataset(make_opt(tmp_path))
+    write_nifti(tmp_path / "trainB" / "p.nii.gz", ct_like((4, 4, 2)), LPS_AFFINE)
+    with pytest.raises(DataError, match="affines differ"):
+        NiftiAlignedDataset(make_opt(tmp_path))
+
+
+def test_missing_folders(tmp_path):
+    with pytest.raises(DataError, match=r"trainA: folder not found"):
+        NiftiAlignedDataset(make_opt(tmp_path))
+    write_pair_tree(tmp_path, "test", {"p1": (4, 4, 2)}, with_b=False)
+    with pytest.raises(DataError, match=r"testB: folder not found"):
+        NiftiAlignedDataset(make_opt(tmp_path, phase="test"))
+    ds = NiftiAlignedDataset(make_opt(tmp_path, phase="test", isTrain=False))
+    assert not ds.has_target
+    assert set(ds[0]) == {"A", "A_paths", "patient_id", "slice_index", "patient_index"}
+
+
+def test_resize_to_and_direction(tmp_path):
+    write_pair_tree(tmp_path, "train", {"p1": (12, 10, 3)})
+    ds = NiftiAlignedDataset(make_opt(tmp_path, resize_to=16, direction="BtoA"))
+    item = ds[0]
+    assert item["A"].shape == (1, 16, 16)
+    assert item["A_paths"].endswith("trainB/p1.nii.gz")
+    assert float((unit_to_hu(item["A"]) - unit_to_hu(item["B"])).mean()) == pytest.approx(100,
+                                                                                         abs=1)
+
+
+def test_max_dataset_size_spreads_over_patients(tmp_path):
+    write_pair_tree(tmp_path, "train", {"p1": (4, 4, 10), "p2": (4, 4, 10)})
+    ds = NiftiAlignedDataset(make_opt(tmp_path, max_dataset_size=4))
+    assert len(ds) == 4
+    assert {ds[i]["patient_id"] for i in range(4)} == {"p1", "p2"}
+
+
+def test_flip_only_when_training_and_allowed(tmp_path):
+    write_pair_tree(tmp_path, "train", {"p1": (6, 6, 2)})
+    torch.manual_seed(0)
+    ds = NiftiAlignedDataset(make_opt(tmp_path, no_flip=False))
+    flipped = [not torch.equal(ds[0]["A"], NiftiAlignedDataset(make_opt(tmp_path))[0]["A"])
+               for _ in range(20)]
+    assert 0 < sum(flipped) < 20
+    ds_test = NiftiAlignedDataset(make_opt(tmp_path, no_flip=False, isTrain=False))
+    assert torch.equal(ds_test[0]["A"], ds_test[0]["A"])
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"axial_slice": False}, "pass --axial_slice"),
+    ({"preprocess": "resize_and_crop"}, "--preprocess none only"),
+    ({"input_nc": 3}, "one channel per slice"),
+])
+def test_unsupported_options_refused(tmp_path, change, message):
+    write_pair_tree(tmp_path, "train", {"p1": (4, 4, 2)})
+    with pytest.raises(ConfigError, match=message):
+        NiftiAlignedDataset(make_opt(tmp_path, **change))
+
+
+def test_image_folder_knows_nifti_and_pictures(tmp_path):
+    for name in ("a.nii.gz", "b.NII", "c.png", "d.txt", ".e.nii.gz.tmp.nii.gz"):
+        (tmp_path / name).write_bytes(b"")
+    assert is_image_file("x.nii.gz")
+    assert is_image_file("x.JPG")
+    assert not is_image_file("x.txt")
+    assert [p.name for p in make_dataset(tmp_path)] == ["a.nii.gz", "b.NII", "c.png"]
+    assert [p.name for p in make_dataset(tmp_path, nifti_only=True)] == ["a.nii.gz", "b.NII"]

@@ -1,0 +1,70 @@
+"""Slice stacks: the axial axis from the affine, canonical frame, exact inverse."""
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import LPS_AFFINE, OBLIQUE_AFFINE, RAS_AFFINE
+from util.geometry import (
+    axial_axis,
+    from_slice_stack,
+    obliquity_deg,
+    resize_slices,
+    stack_shape,
+    stack_spacing_mm,
+    to_slice_stack,
+)
+
+# Voxel axis 0 -> world z (3 mm), axis 1 -> world x (0.9 mm), axis 2 -> world y (-0.8 mm).
+PERMUTED_AFFINE = np.array([[0, 0.9, 0, 0], [0, 0, -0.8, 0], [3.0, 0, 0, 0], [0, 0, 0, 1]])
+
+
+@pytest.mark.parametrize(("affine", "axis"), [(RAS_AFFINE, 2), (LPS_AFFINE, 2),
+                                              (OBLIQUE_AFFINE, 2), (PERMUTED_AFFINE, 0)])
+def test_axial_axis_is_the_one_closest_to_superior_inferior(affine, axis):
+    assert axial_axis(affine) == axis
+
+
+@pytest.mark.parametrize("affine", [RAS_AFFINE, LPS_AFFINE, OBLIQUE_AFFINE, PERMUTED_AFFINE])
+@pytest.mark.parametrize("shape", [(4, 5, 6), (5, 5, 7)])
+def test_stack_round_trip_is_exact(affine, shape):
+    vol = np.arange(np.prod(shape)).reshape(shape)
+    stack = to_slice_stack(vol, affine)
+    assert stack.shape == stack_shape(shape, affine)
+    np.testing.assert_array_equal(from_slice_stack(stack, affine), vol)
+
+
+def test_ras_and_lps_storage_of_one_anatomy_give_identical_stacks():
+    rng = np.random.default_rng(0)
+    anatomy_ras = rng.integers(-1000, 1000, size=(4, 5, 6))
+    anatomy_lps = anatomy_ras[::-1, ::-1, :]  # same voxels, x and y stored reversed
+    np.testing.assert_array_equal(to_slice_stack(anatomy_ras, RAS_AFFINE),
+                                  to_slice_stack(anatomy_lps, LPS_AFFINE))
+
+
+def test_stack_frame_is_inferior_first_anterior_top_patient_right_left():
+    vol = np.zeros((3, 3, 2))
+    vol[2, 2, 1] = 1  # RAS+: largest x is patient right, largest y anterior, k=1 superior
+    stack = to_slice_stack(vol, RAS_AFFINE)
+    assert stack[1, 0, 0] == 1  # last slice (superior), top row (anterior), left column (right)
+
+
+def test_stack_spacing_and_obliquity():
+    assert stack_spacing_mm(RAS_AFFINE) == pytest.approx((3.0, 0.9, 0.9))
+    assert stack_spacing_mm(PERMUTED_AFFINE) == pytest.approx((3.0, 0.8, 0.9))
+    assert obliquity_deg(RAS_AFFINE) == pytest.approx(0.0)
+    assert 5.0 < obliquity_deg(OBLIQUE_AFFINE) < 8.0
+
+
+def test_bad_affine_refused():
+    with pytest.raises(ValueError, match=r"affine must be \(4, 4\), not \(3, 3\)"):
+        axial_axis(np.eye(3))
+
+
+def test_resize_slices_keeps_floats_and_identity_size():
+    x = torch.linspace(-1, 1, 64).reshape(1, 1, 8, 8)
+    assert resize_slices(x, (8, 8)) is x
+    up = resize_slices(x, (16, 16))
+    assert up.shape == (1, 1, 16, 16)
+    assert up.dtype == torch.float32
+    assert len(torch.unique(up)) > 200  # no 8-bit quantisation

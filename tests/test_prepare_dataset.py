@@ -1,0 +1,336 @@
+"""prepare_dataset: pairing, every unpaired reason, patient splits, safe re-runs, safe names."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import prepare_dataset as pdm
+from data.nifti_io import load_volume
+from util.errors import ConfigError
+
+SHAPE = (16, 16, 8)
+AFFINE = np.array([[-0.97, 0.05, 0.0, 120.5], [-0.05, -0.97, 0.1, 98.0],
+                   [0.0, 0.04, 3.0, -310.0], [0.0, 0.0, 0.0, 1.0]])
+PHASE0 = "{pid}_4DCT_Gated 0.0A.nii.gz"
+
+
+def _write(path: Path, seed: int, shape: tuple[int, int, int] = SHAPE,
+           affine: np.ndarray = AFFINE) -> Path:
+    """Small int16 CT-like volume (HU) at ``path`` (.nii or .nii.gz)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hu = np.random.default_rng(seed).integers(-1000, 1500, size=shape).astype(np.int16)
+    nib.save(nib.Nifti1Image(hu, affine), path)
+    return path
+
+
+def _add_patient(root: Path, pid: str, seed: int = 0, *, avg: bool = True,
+                 phases: bool = True) -> None:
+    """A well-formed patient: one AVG, phase 0 and phase 10 (which must not be picked)."""
+    if avg:
+        _write(root / "res_avg" / pid / f"{pid}_AVG.nii.gz", seed)
+    if phases:
+        _write(root / "res_phases" / pid / PHASE0.format(pid=pid), seed + 1)
+        _write(root / "res_phases" / pid / f"{pid}_4DCT_Gated 10.0A.nii.gz", seed + 2)
+
+
+def _args(root: Path, out: Path, *extra: str) -> list[str]:
+    return ["--avg_root", str(root / "res_avg"), "--phases_root", str(root / "res_phases"),
+            "--output", str(out), "--no_progress", *extra]
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+    """{relative path: (sha256, mtime_ns)} of every file under ``folder``."""
+    return {p.relative_to(folder).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(),
+                                               p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _split_files(out: Path) -> dict[str, list[str]]:
+    """{split folder: sorted file names} for the six split folders."""
+    return {f"{s}{side}": sorted(p.name for p in (out / f"{s}{side}").iterdir())
+            for s in pdm.SPLITS for side in pdm.SIDES}
+
+
+def _good_tree(root: Path, n: int) -> list[str]:
+    ids = [f"P{k:02d}" for k in range(n)]
+    for k, pid in enumerate(ids):
+        _add_patient(root, pid, seed=10 * k)
+    return ids
+
+
+def test_good_tree_is_paired_copied_and_recorded(tmp_path: Path) -> None:
+    ids = _good_tree(tmp_path / "src", 5)
+    out = tmp_path / "ds"
+    assert pdm.main(_args(tmp_path / "src", out)) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(e["patient"] for e in manifest["patients"]) == ids
+    assert manifest["counts"] == {"train": 3, "val": 1, "test": 1}
+    assert manifest["options"]["seed"] == 0
+    assert manifest["options"]["phase0_pattern"] == "*Gated 0.0A*.nii*"
+    for entry in manifest["patients"]:
+        pid, split = entry["patient"], entry["split"]
+        assert entry["files"] == {"A": f"{split}A/{pid}.nii.gz", "B": f"{split}B/{pid}.nii.gz"}
+        assert entry["phase0"].endswith(PHASE0.format(pid=pid))
+        assert entry["shape"] == list(SHAPE)
+        np.testing.assert_allclose(entry["spacing_mm"], nib.affines.voxel_sizes(AFFINE),
+                                   rtol=1e-6)
+        for side, key in (("A", "avg"), ("B", "phase0")):
+            assert (out / entry["files"][side]).read_bytes() == Path(entry[key]).read_bytes()
+    assert json.loads((out / "unpaired.json").read_text()) == []
+    assert "unpaired patients: 0" in (out / "unpaired.txt").read_text()
+
+
+@pytest.fixture(scope="module")
+def broken_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    """One tree holding every kind of unpaired patient next to two good ones."""
+    root = tmp_path_factory.mktemp("broken")
+    _good_tree(root, 2)
+    _add_patient(root, "no_phases", phases=False)
+    _add_patient(root, "no_avg_dir", avg=False)
+    _add_patient(root, "no_avg_file", avg=False)
+    (root / "res_avg" / "no_avg_file").mkdir(parents=True)
+    (root / "res_avg" / "no_avg_file" / "notes.txt").write_text("not a volume")
+    _add_patient(root, "two_avg")
+    _write(root / "res_avg" / "two_avg" / "two_avg_AVG_v2.nii", 3)
+    _add_patient(root, "no_phase0", phases=False)
+    _write(root / "res_phases" / "no_phase0" / "no_phase0_4DCT_Gated 50.0A.nii.gz", 4)
+    _add_patient(root, "two_phase0")
+    _write(root / "res_phases" / "two_phase0" / "copy Gated 0.0A.nii.gz", 5)
+    _add_patient(root, "truncated")
+    p0 = root / "res_phases" / "truncated" / PHASE0.format(pid="truncated")
+    p0.write_bytes(p0.read_bytes()[: p0.stat().st_size // 2])
+    _add_patient(root, "shape")
+    _write(root / "res_phases" / "shape" / PHASE0.format(pid="shape"), 6, shape=(16, 16, 9))
+    _add_patient(root, "affine")
+    moved = AFFINE.copy()
+    moved[2, 3] += 1.5
+    _write(root / "res_phases" / "affine" / PHASE0.format(pid="affine"), 7, affine=moved)
+    _add_patient(root, "many", avg=False)  # two problems at once
+    (root / "res_avg" / "many").mkdir()
+    _write(root / "res_phases" / "many" / "second Gated 0.0A.nii.gz", 8)
+    _add_patient(root, "a b")
+    _add_patient(root, "a_b")  # same safe id as "a b", which sorts first
+    out = root / "ds"
+    assert pdm.main(_args(root, out)) == 0
+    return root, json.loads((out / "unpaired.json").read_text())
+
+
+@pytest.mark.parametrize(("patient", "pattern"), [
+    ("no_phases", r"no phases folder: .*res_phases/no_phases does not exist"),
+    ("no_avg_dir", r"no AVG folder: .*res_avg/no_avg_dir does not exist"),
+    ("no_avg_file", r"no AVG file: nothing in .*res_avg/no_avg_file matches '\*\.nii\*'"),
+    ("two_avg", r"ambiguous AVG: 2 files in .*two_avg match .*: two_avg_AVG\.nii\.gz, "
+                r"two_avg_AVG_v2\.nii"),
+    ("no_phase0", r"no phase-0 file: nothing in .*res_phases/no_phase0 matches"),
+    ("two_phase0", r"ambiguous phase-0: 2 files .*: copy Gated 0\.0A\.nii\.gz, "
+                   r"two_phase0_4DCT_Gated 0\.0A\.nii\.gz"),
+    ("truncated", r"unreadable file: .*truncated_4DCT_Gated 0\.0A\.nii\.gz: voxel data could "
+                  r"not be read"),
+    ("shape", r"shape mismatch: AVG .*shape_AVG\.nii\.gz has shape \(16, 16, 8\) but phase 0 "
+              r".* has shape \(16, 16, 9\)"),
+    ("affine", r"affine mismatch: AVG .*affine_AVG\.nii\.gz and phase 0 .*affine_4DCT.* differ "
+               r"by up to 1\.5 mm"),
+    ("many", r"no AVG file: nothing in .*res_avg/many"),
+    ("many", r"ambiguous phase-0: 2 files in .*res_phases/many"),
+    ("a_b", r"safe id collision: 'a_b' and 'a b' both map to the file name 'a_b'"),
+])
+def test_every_unpaired_reason_is_reported(broken_run: tuple[Path, list[dict]], patient: str,
+                                           pattern: str) -> None:
+    _, unpaired = broken_run
+    reasons = [u["reason"] for u in unpaired if u["patient"] == patient]
+    assert any(re.search(pattern, r) for r in reasons), reasons
+
+
+def test_broken_tree_keeps_only_good_patients(broken_run: tuple[Path, list[dict]]) -> None:
+    root, unpaired = broken_run
+    manifest = json.loads((root / "ds" / "manifest.json").read_text())
+    assert sorted(e["patient"] for e in manifest["patients"]) == ["P00", "P01", "a b"]
+    assert len(unpaired) == 12  # one reason per broken patient, two for "many"
+    text = (root / "ds" / "unpaired.txt").read_text()
+    assert "truncated: unreadable file" in text
+    assert sum(len(v) for v in _split_files(root / "ds").values()) == 6
+
+
+@pytest.mark.parametrize(("n", "val", "test", "expected"), [
+    (1, 0.1, 0.2, (1, 0, 0)), (2, 0.1, 0.2, (1, 0, 1)), (3, 0.1, 0.2, (1, 1, 1)),
+    (4, 0.45, 0.45, (1, 1, 2)), (10, 0.1, 0.2, (7, 1, 2)), (10, 0.0, 0.3, (7, 0, 3)),
+    (20, 0.1, 0.2, (14, 2, 4)), (5, 0.0, 0.0, (5, 0, 0)),
+])
+def test_split_counts(n: int, val: float, test: float, expected: tuple[int, int, int]) -> None:
+    assert pdm.split_counts(n, val, test) == expected
+
+
+def test_assign_splits_depends_on_seed_and_set_only() -> None:
+    ids = [f"P{k}" for k in range(12)]
+    a = pdm.assign_splits(ids, 0.1, 0.2, seed=3)
+    assert a == pdm.assign_splits(list(reversed(ids)), 0.1, 0.2, seed=3)
+    assert a != pdm.assign_splits(ids, 0.1, 0.2, seed=4)
+    assert sorted(a.values()).count("test") == 2
+
+
+def test_split_is_by_patient(tmp_path: Path) -> None:
+    ids = _good_tree(tmp_path / "src", 10)
+    out = tmp_path / "ds"
+    assert pdm.main(_args(tmp_path / "src", out)) == 0
+    files = _split_files(out)
+    where = {pid: [f for f, names in files.items() if f"{pid}.nii.gz" in names] for pid in ids}
+    for pid, folders in where.items():
+        assert len(folders) == 2, (pid, folders)  # one A and one B, same split
+        assert folders[0][:-1] == folders[1][:-1]
+    assert [len(files[f"{s}A"]) for s in pdm.SPLITS] == [7, 1, 2]
+
+
+def test_two_patients_and_one_patient(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _good_tree(tmp_path / "two", 2)
+    assert pdm.main(_args(tmp_path / "two", tmp_path / "ds2")) == 0
+    assert [len(_split_files(tmp_path / "ds2")[f"{s}A"]) for s in pdm.SPLITS] == [1, 0, 1]
+    _good_tree(tmp_path / "one", 1)
+    with caplog.at_level(logging.WARNING):
+        assert pdm.main(_args(tmp_path / "one", tmp_path / "ds1")) == 0
+    assert "only one patient" in caplog.text
+    assert _split_files(tmp_path / "ds1")["trainB"] == ["P00.nii.gz"]
+
+
+def test_rerun_is_idempotent_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    _good_tree(tmp_path / "src", 4)
+    out = tmp_path / "ds"
+    opts = pdm.PrepareOptions(avg_root=tmp_path / "src" / "res_avg",
+                              phases_root=tmp_path / "src" / "res_phases", output=out)
+    first = pdm.prepare_dataset(opts, progress=False)
+    before = _snapshot(out)
+    second = pdm.prepare_dataset(opts, progress=False)
+    assert (first.copied, second.copied, second.skipped, second.removed) == (8, 0, 8, 0)
+    assert _snapshot(out) == before  # same bytes, not even rewritten
+    assert not [p for p in out.rglob(".*")]
+
+
+def test_seed_change_moves_files_without_stale_copies(tmp_path: Path) -> None:
+    ids = _good_tree(tmp_path / "src", 6)
+    out = tmp_path / "ds"
+    assert pdm.main(_args(tmp_path / "src", out, "--seed", "0")) == 0
+    (out / "trainA" / "README.txt").write_text("kept: not a NIfTI file")
+    assert pdm.assign_splits(ids, 0.1, 0.2, 0) != pdm.assign_splits(ids, 0.1, 0.2, 1)
+    assert pdm.main(_args(tmp_path / "src", out, "--seed", "1")) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    expected = sorted(f for e in manifest["patients"] for f in e["files"].values())
+    present = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*.nii*"))
+    assert present == expected
+    assert {e["patient"]: e["split"] for e in manifest["patients"]} == \
+        pdm.assign_splits(ids, 0.1, 0.2, 1)
+    assert (out / "trainA" / "README.txt").exists()
+
+
+def test_removed_patient_and_leftover_temps_are_cleaned(tmp_path: Path) -> None:
+    _good_tree(tmp_path / "src", 4)
+    out = tmp_path / "ds"
+    assert pdm.main(_args(tmp_path / "src", out)) == 0
+    split = json.loads((out / "manifest.json").read_text())["patients"][0]["split"]
+    gone = json.loads((out / "manifest.json").read_text())["patients"][0]["patient"]
+    shutil.rmtree(tmp_path / "src" / "res_avg" / gone)
+    shutil.rmtree(tmp_path / "src" / "res_phases" / gone)
+    leftovers = [out / "trainA" / ".P01.nii.gz.ab12cd_3.tmp.nii.gz",
+                 out / ".manifest.json.zz99aa11.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"half written")
+    (out / "trainA" / ".user_notes").write_text("not ours")
+    assert pdm.main(_args(tmp_path / "src", out)) == 0
+    assert not (out / f"{split}A" / f"{gone}.nii.gz").exists()
+    assert not (out / f"{split}B" / f"{gone}.nii.gz").exists()
+    assert not any(p.exists() for p in leftovers)
+    assert (out / "trainA" / ".user_notes").exists()
+
+
+def test_source_tree_is_never_modified(tmp_path: Path) -> None:
+    _good_tree(tmp_path / "src", 4)
+    _write(tmp_path / "src" / "res_avg" / "raw" / "raw_AVG.nii", 1)
+    _write(tmp_path / "src" / "res_phases" / "raw" / "raw Gated 0.0A.nii", 2)
+    before = _snapshot(tmp_path / "src")
+    for seed in ("0", "1", "1"):
+        assert pdm.main(_args(tmp_path / "src", tmp_path / "ds", "--seed", seed)) == 0
+    assert _snapshot(tmp_path / "src") == before
+
+
+@pytest.mark.parametrize("name", ["..", ".", "", "../../etc", "a b/c", "...hidden", "x\\y:z*",
+                                  "é"])
+def test_safe_patient_id_is_a_plain_file_name(tmp_path: Path, name: str) -> None:
+    safe = pdm.safe_patient_id(name)
+    assert re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", safe)
+    assert safe not in (".", "..")
+    dest = (tmp_path / "trainA" / f"{safe}.nii.gz").resolve()
+    assert dest.parent == (tmp_path / "trainA").resolve()
+
+
+def test_unsafe_folder_names_stay_inside_output(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    names = ["...", "a b", "we*rd|na:me", "-x"]
+    for k, name in enumerate(names):
+        _add_patient(src, name, seed=k)
+    out = tmp_path / "deep" / "ds"
+    before = {p for p in tmp_path.rglob("*") if not p.is_relative_to(out)}
+    assert pdm.main(_args(src, out)) == 0
+    after = {p for p in tmp_path.rglob("*") if not p.is_relative_to(out)}
+    assert after - before == {out.parent}  # nothing but the output's own parent folder
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(e["patient"] for e in manifest["patients"]) == sorted(names)
+    for entry in manifest["patients"]:
+        for rel in entry["files"].values():
+            assert (out / rel).resolve().parent.parent == out.resolve()
+    assert {e["safe_id"] for e in manifest["patients"]} >= {"a_b", "we_rd_na_me", "-x"}
+
+
+def test_nii_source_is_gzipped_with_identical_content(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    _good_tree(src, 2)
+    avg = _write(src / "res_avg" / "raw" / "raw_AVG.nii", 11, shape=(16, 16, 7))
+    _write(src / "res_phases" / "raw" / "raw_4DCT_Gated 0.0A.nii", 12, shape=(16, 16, 7))
+    out = tmp_path / "ds"
+    assert pdm.main(_args(src, out, "--test_fraction", "0", "--val_fraction", "0")) == 0
+    dest = out / "trainA" / "raw.nii.gz"
+    assert dest.read_bytes()[:2] == b"\x1f\x8b"
+    assert gzip.decompress(dest.read_bytes()) == avg.read_bytes()  # same header and voxels
+    np.testing.assert_array_equal(load_volume(dest).hu, load_volume(avg).hu)
+    np.testing.assert_array_equal(load_volume(dest).affine, load_volume(avg).affine)
+    mtime = dest.stat().st_mtime_ns
+    opts = pdm.PrepareOptions(avg_root=src / "res_avg", phases_root=src / "res_phases",
+                              output=out, val_fraction=0.0, test_fraction=0.0)
+    assert pdm.prepare_dataset(opts, progress=False).copied == 0
+    assert dest.stat().st_mtime_ns == mtime
+
+
+def test_exit_1_when_nothing_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _add_patient(tmp_path / "src", "lonely", phases=False)
+    (tmp_path / "src" / "res_phases").mkdir()
+    out = tmp_path / "ds"
+    assert pdm.main(_args(tmp_path / "src", out)) == 1
+    err = capsys.readouterr().err
+    assert "no patient could be paired" in err
+    assert "lonely: no phases folder" in err
+    assert not out.exists()
+
+
+def test_exit_1_on_missing_root_or_bad_options(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    _good_tree(tmp_path / "src", 3)
+    missing = ["--avg_root", str(tmp_path / "nope"), "--phases_root",
+               str(tmp_path / "src" / "res_phases"), "--output", str(tmp_path / "ds")]
+    assert pdm.main(missing) == 1
+    assert f"--avg_root {tmp_path / 'nope'}: no such folder" in capsys.readouterr().err
+    assert pdm.main(_args(tmp_path / "src", tmp_path / "ds", "--val_fraction", "0.6",
+                          "--test_fraction", "0.5")) == 1
+    assert "sum to less than 1" in capsys.readouterr().err
+    inside = tmp_path / "src" / "res_avg" / "dataset"
+    with pytest.raises(ConfigError, match="overlap"):
+        pdm.prepare_dataset(pdm.PrepareOptions(avg_root=tmp_path / "src" / "res_avg",
+                                               phases_root=tmp_path / "src" / "res_phases",
+                                               output=inside), progress=False)
+    assert not inside.exists()

@@ -1,0 +1,192 @@
+"""The model template: subclasses define networks, losses and one optimisation step; this class
+does device placement, schedules, checkpoints (atomic, ``weights_only`` loading) and visuals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import pickle
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.networks import get_scheduler
+from util.atomic import atomic_write_with
+from util.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+
+class BaseModel(ABC):
+    """Template for ``--model`` classes.
+
+    Subclasses set ``loss_names`` (``loss_<name>`` attributes), ``model_names`` (``net<name>``
+    attributes), ``visual_names`` (tensor attributes shown in pages) and ``optimizers``.
+    """
+
+    def __init__(self, opt: argparse.Namespace) -> None:
+        self.is_train: bool = opt.isTrain
+        self.device = torch.device(f"cuda:{opt.gpu_ids[0]}" if opt.gpu_ids else "cpu")
+        self.save_dir = Path(opt.checkpoints_dir) / opt.name
+        self.continue_train: bool = getattr(opt, "continue_train", False)
+        self.load_suffix = f"iter_{opt.load_iter}" if opt.load_iter > 0 else str(opt.epoch)
+        self.verbose: bool = opt.verbose
+        self.schedule = {k: getattr(opt, k, None) for k in
+                         ("lr_policy", "epoch_count", "n_epochs", "n_epochs_decay",
+                          "lr_decay_iters")}
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.loss_names: list[str] = []
+        self.model_names: list[str] = []
+        self.visual_names: list[str] = []
+        self.optimizers: list[torch.optim.Optimizer] = []
+        self.schedulers: list[Any] = []
+        self.image_paths: list[str] = []
+
+    @staticmethod
+    def modify_commandline_options(parser: argparse.ArgumentParser,
+                                   is_train: bool) -> argparse.ArgumentParser:  # noqa: ARG004
+        """Add model-specific options or change defaults; returns the parser."""
+        return parser
+
+    @abstractmethod
+    def set_input(self, batch: dict[str, Any]) -> None:
+        """Take a batch from the data loader and move it to the device."""
+
+    @abstractmethod
+    def forward(self) -> None:
+        """Compute the outputs (e.g. ``fake_B``) from the current input."""
+
+    @abstractmethod
+    def optimize_parameters(self) -> None:
+        """One training step: forward, losses, backward, optimiser steps."""
+
+    def networks(self) -> dict[str, nn.Module]:
+        """{name: network} for every entry of ``model_names``."""
+        return {name: getattr(self, f"net{name}") for name in self.model_names}
+
+    def setup(self) -> None:
+        """Create schedulers (training) and load checkpoints (testing or resuming)."""
+        if self.is_train:
+            self.schedulers = [get_scheduler(o, self.schedule["lr_policy"],
+                                             epoch_count=self.schedule["epoch_count"],
+                                             n_epochs=self.schedule["n_epochs"],
+                                             n_epochs_decay=self.schedule["n_epochs_decay"],
+                                             lr_decay_iters=self.schedule["lr_decay_iters"])
+                               for o in self.optimizers]
+        if not self.is_train or self.continue_train:
+            self.load_networks(self.load_suffix)
+        self.log_networks()
+
+    def eval(self) -> None:
+        """Put every network in eval mode."""
+        for net in self.networks().values():
+            net.eval()
+
+    def test(self) -> None:
+        """Forward pass without gradients."""
+        with torch.no_grad():
+            self.forward()
+
+    def get_image_paths(self) -> list[str]:
+        """Source paths of the current batch."""
+        return self.image_paths
+
+    def update_learning_rate(self, metric: float | None = None) -> float:
+        """Step every scheduler once (an epoch); return the new learning rate."""
+        for scheduler in self.schedulers:
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(metric if metric is not None else 0.0)
+            else:
+                scheduler.step()
+        lr = self.optimizers[0].param_groups[0]["lr"]
+        logger.info("learning rate = %.7f", lr)
+        return lr
+
+    def get_current_visuals(self) -> dict[str, torch.Tensor]:
+        """{name: (N, C, H, W) tensor in [-1, 1]} for the visuals that exist now."""
+        return {name: getattr(self, name) for name in self.visual_names
+                if isinstance(getattr(self, name, None), torch.Tensor)}
+
+    def get_current_losses(self) -> dict[str, float]:
+        """{name: value} of the latest losses."""
+        return {name: getattr(self, f"loss_{name}").item() for name in self.loss_names}
+
+    def checkpoint_path(self, epoch: str | int, name: str) -> Path:
+        """``<save_dir>/<epoch>_net_<name>.pth``."""
+        return self.save_dir / f"{epoch}_net_{name}.pth"
+
+    def save_networks(self, epoch: str | int) -> list[Path]:
+        """Save every network's weights (CPU tensors) as ``<epoch>_net_<name>.pth``, atomically."""
+        paths = []
+        for name, net in self.networks().items():
+            state = {k: v.detach().cpu() for k, v in _unwrap(net).state_dict().items()}
+            path = self.checkpoint_path(epoch, name)
+            atomic_write_with(path, lambda tmp, s=state: torch.save(s, tmp))
+            paths.append(path)
+        return paths
+
+    def load_networks(self, epoch: str | int) -> None:
+        """Load ``<epoch>_net_<name>.pth`` for every network, refusing anything but weights."""
+        for name, net in self.networks().items():
+            path = self.checkpoint_path(epoch, name)
+            state = load_weights(path, self.device)
+            try:
+                _unwrap(net).load_state_dict(state)
+            except RuntimeError as exc:
+                raise ConfigError(f"{path}: does not fit the network built from the options "
+                                  f"({architecture_hint(self.save_dir, epoch)}): "
+                                  f"{str(exc).splitlines()[0]}") from exc
+            logger.info("loaded %s", path)
+
+    def log_networks(self) -> None:
+        """Log each network's parameter count (and the architecture with ``--verbose``)."""
+        for name, net in self.networks().items():
+            n_params = sum(p.numel() for p in net.parameters())
+            if self.verbose:
+                logger.info("%s", net)
+            logger.info("network %s: %.3f M parameters", name, n_params / 1e6)
+
+    @staticmethod
+    def set_requires_grad(nets: Iterable[nn.Module], requires_grad: bool) -> None:
+        """Switch gradients of all parameters of ``nets`` on or off."""
+        for net in nets:
+            for p in net.parameters():
+                p.requires_grad_(requires_grad)
+
+
+def _unwrap(net: nn.Module) -> nn.Module:
+    """The module inside a DataParallel/DistributedDataParallel wrapper, or ``net`` itself."""
+    return net.module if hasattr(net, "module") else net
+
+
+def load_weights(path: Path, device: torch.device) -> dict[str, torch.Tensor]:
+    """Load a state dict with ``weights_only=True``: pickled code is refused, not run."""
+    if not path.is_file():
+        found = sorted(p.name for p in path.parent.glob("*_net_*.pth")) if path.parent.is_dir() \
+            else []
+        raise ConfigError(f"{path}: checkpoint not found; available: "
+                          f"{', '.join(found) or 'none'}")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        raise DataError(f"{path}: refused, not a plain weights file ({exc})") from exc
+    if not isinstance(state, dict):
+        raise DataError(f"{path}: expected a state dict, got {type(state).__name__}")
+    return state
+
+
+def architecture_hint(save_dir: Path, epoch: str | int) -> str:
+    """What the checkpoint's metadata says it holds, e.g. 'it holds netG unet_64, norm batch'."""
+    meta_path = save_dir / f"{epoch}_metadata.json"
+    try:
+        arch = json.loads(meta_path.read_text(encoding="utf-8"))["architecture"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "no metadata file to say what it holds"
+    held = [f"--{k} {arch[k]}" for k in ("netG", "norm", "ngf") if k in arch]
+    return f"it holds {', '.join(held)}" if held else "its metadata names no architecture"

@@ -1,0 +1,99 @@
+"""pix2pix (Isola et al., CVPR 2017): a conditional GAN with an L1 term.
+
+G maps the input slice A to B; D judges (A, B) pairs patch by patch. Loss of G:
+GAN(D(A, G(A)), real) + lambda_L1 * |G(A) - B|_1; loss of D: the mean of its real and fake
+terms (plus the gradient penalty with ``--gan_mode wgangp``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.base_model import BaseModel
+from models.networks import GANLoss, define_D, define_G, gradient_penalty
+from util.image_pool import ImagePool
+
+
+class Pix2PixModel(BaseModel):
+    """Conditional GAN + L1 for paired slices."""
+
+    @staticmethod
+    def modify_commandline_options(parser: argparse.ArgumentParser,
+                                   is_train: bool) -> argparse.ArgumentParser:
+        """pix2pix defaults: U-Net 256, batch norm; vanilla GAN, no pool, lambda_L1 100."""
+        parser.set_defaults(norm="batch", netG="unet_256")
+        if is_train:
+            parser.set_defaults(pool_size=0, gan_mode="vanilla")
+            parser.add_argument("--lambda_L1", type=float, default=100.0,
+                                help="weight of the L1 loss")
+        return parser
+
+    def __init__(self, opt: argparse.Namespace) -> None:
+        super().__init__(opt)
+        self.loss_names = ["G_GAN", "G_L1", "D_real", "D_fake"]
+        self.visual_names = ["real_A", "fake_B", "real_B"]
+        self.model_names = ["G", "D"] if self.is_train else ["G"]
+        self.netG = define_G(opt.input_nc, opt.output_nc, opt.ngf, opt.netG, norm=opt.norm,
+                             use_dropout=not opt.no_dropout, init_type=opt.init_type,
+                             init_gain=opt.init_gain).to(self.device)
+        self.real_A: torch.Tensor | None = None
+        self.real_B: torch.Tensor | None = None
+        self.fake_B: torch.Tensor | None = None
+        if self.is_train:
+            self.netD = define_D(opt.input_nc + opt.output_nc, opt.ndf, opt.netD,
+                                 n_layers_D=opt.n_layers_D, norm=opt.norm,
+                                 init_type=opt.init_type, init_gain=opt.init_gain).to(self.device)
+            self.gan_mode = opt.gan_mode
+            self.criterionGAN = GANLoss(opt.gan_mode).to(self.device)
+            self.criterionL1 = nn.L1Loss()
+            self.lambda_L1 = opt.lambda_L1
+            self.fake_AB_pool = ImagePool(opt.pool_size)
+            betas = (opt.beta1, 0.999)
+            self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=opt.lr, betas=betas)
+            self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=opt.lr, betas=betas)
+            self.optimizers = [self.optimizer_G, self.optimizer_D]
+
+    def set_input(self, batch: dict[str, Any]) -> None:
+        """batch: ``A`` (N, input_nc, H, W), optional ``B`` (N, output_nc, H, W), in [-1, 1]."""
+        self.real_A = batch["A"].to(self.device, non_blocking=True)
+        self.real_B = batch["B"].to(self.device, non_blocking=True) if "B" in batch else None
+        self.image_paths = list(batch["A_paths"])
+
+    def forward(self) -> None:
+        """fake_B = G(real_A)."""
+        self.fake_B = self.netG(self.real_A)
+
+    def backward_D(self) -> None:
+        """D learns to call (A, B) real and (A, G(A)) fake."""
+        fake_AB = self.fake_AB_pool.query(torch.cat((self.real_A, self.fake_B), 1).detach())
+        real_AB = torch.cat((self.real_A, self.real_B), 1)
+        self.loss_D_fake = self.criterionGAN(self.netD(fake_AB), False)
+        self.loss_D_real = self.criterionGAN(self.netD(real_AB), True)
+        self.loss_D = 0.5 * (self.loss_D_fake + self.loss_D_real)
+        if self.gan_mode == "wgangp":
+            self.loss_D = self.loss_D + gradient_penalty(self.netD, real_AB, fake_AB)
+        self.loss_D.backward()
+
+    def backward_G(self) -> None:
+        """G tries to fool D and to match B in L1."""
+        fake_AB = torch.cat((self.real_A, self.fake_B), 1)
+        self.loss_G_GAN = self.criterionGAN(self.netD(fake_AB), True)
+        self.loss_G_L1 = self.criterionL1(self.fake_B, self.real_B) * self.lambda_L1
+        self.loss_G = self.loss_G_GAN + self.loss_G_L1
+        self.loss_G.backward()
+
+    def optimize_parameters(self) -> None:
+        """One D step then one G step on the current batch."""
+        self.forward()
+        self.set_requires_grad([self.netD], True)
+        self.optimizer_D.zero_grad(set_to_none=True)
+        self.backward_D()
+        self.optimizer_D.step()
+        self.set_requires_grad([self.netD], False)
+        self.optimizer_G.zero_grad(set_to_none=True)
+        self.backward_G()
+        self.optimizer_G.step()

@@ -1,0 +1,103 @@
+"""pix2pix and test models: a training step, atomic checkpoints, safe and checked loading."""
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import create_model
+from options.test_options import TestOptions
+from options.train_options import TrainOptions
+from util.errors import ConfigError, DataError
+
+
+def small_opt(tmp_path, *extra, train=True):
+    argv = ["--dataroot", str(tmp_path / "d"), "--checkpoints_dir", str(tmp_path / "ck"),
+            "--name", "run", "--netG", "unet_64", "--ngf", "8", "--ndf", "8", "--axial_slice",
+            "--gpu_ids", "-1", *extra]
+    return (TrainOptions() if train else TestOptions()).parse(argv)
+
+
+def batch(n=2, size=64):
+    g = torch.Generator().manual_seed(0)
+    return {"A": torch.rand(n, 1, size, size, generator=g) * 2 - 1,
+            "B": torch.rand(n, 1, size, size, generator=g) * 2 - 1, "A_paths": ["a"] * n}
+
+
+@pytest.mark.parametrize("gan_mode", ["vanilla", "lsgan", "wgangp"])
+def test_pix2pix_step_updates_both_networks(tmp_path, gan_mode):
+    torch.manual_seed(0)
+    model = create_model(small_opt(tmp_path, "--gan_mode", gan_mode, "--pool_size", "2"))
+    model.setup()
+    g0 = [p.detach().clone() for p in model.netG.parameters()]
+    d0 = [p.detach().clone() for p in model.netD.parameters()]
+    model.set_input(batch())
+    model.optimize_parameters()
+    losses = model.get_current_losses()
+    assert set(losses) == {"G_GAN", "G_L1", "D_real", "D_fake"}
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    assert any(not torch.equal(a, b) for a, b in zip(g0, model.netG.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(d0, model.netD.parameters(), strict=True))
+    assert set(model.get_current_visuals()) == {"real_A", "fake_B", "real_B"}
+
+
+def test_checkpoints_round_trip_into_test_model(tmp_path):
+    model = create_model(small_opt(tmp_path))
+    paths = model.save_networks("latest")
+    assert [p.name for p in paths] == ["latest_net_G.pth", "latest_net_D.pth"]
+    assert not [p for p in paths[0].parent.iterdir() if ".tmp" in p.name]
+    tester = create_model(small_opt(tmp_path, "--model", "test", train=False))
+    tester.setup()
+    for a, b in zip(model.netG.state_dict().values(), tester.netG.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+    tester.set_input({"A": batch()["A"], "A_paths": ["a", "a"]})
+    tester.test()
+    assert tester.fake_B.shape == (2, 1, 64, 64)
+    assert set(tester.get_current_visuals()) == {"real_A", "fake_B"}
+
+
+class _Payload:
+    """Pickles into a call that creates a marker file: proof that code ran on load."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_checkpoint_carrying_code_is_refused_and_not_run(tmp_path):
+    model = create_model(small_opt(tmp_path))
+    marker = tmp_path / "code_ran"
+    torch.save({"weight": _Payload(marker)}, model.checkpoint_path("latest", "G"))
+    tester = create_model(small_opt(tmp_path, "--model", "test", train=False))
+    with pytest.raises(DataError, match=r"latest_net_G\.pth: refused, not a plain weights file"):
+        tester.setup()
+    assert not marker.exists()
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(model.checkpoint_path("latest", "G"), weights_only=True)
+
+
+def test_wrong_architecture_names_what_checkpoint_holds(tmp_path):
+    import save_ct_metadata
+
+    opt = small_opt(tmp_path)
+    model = create_model(opt)
+    geometry = {"p1": ((64, 64, 4), torch.eye(4).numpy())}
+    save_ct_metadata.save_model_with_metadata(model, opt, "latest", model.save_dir, geometry)
+    other = small_opt(tmp_path, "--netG", "unet_128", "--gpu_ids", "-1")
+    other.epoch = "latest"
+    other.isTrain = False
+    with pytest.raises(ConfigError, match="it holds --netG unet_64, --norm batch, --ngf 8"):
+        create_model(other).setup()
+
+
+def test_missing_checkpoint_lists_available(tmp_path):
+    model = create_model(small_opt(tmp_path))
+    model.save_networks(3)
+    tester = create_model(small_opt(tmp_path, "--model", "test", train=False))
+    with pytest.raises(ConfigError, match=r"latest_net_G\.pth: checkpoint not found; "
+                                          r"available: 3_net_D\.pth, 3_net_G\.pth"):
+        tester.setup()

@@ -1,0 +1,199 @@
+"""Options shared by training and testing, parsed in two passes.
+
+The first pass reads ``--model`` and ``--dataset_mode``; their ``modify_commandline_options``
+then add or re-default options before the final parse. Registries provide the ``choices``, so an
+unknown name fails at start-up with the list of valid ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+import data
+import models
+from data.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, check_window
+from models import networks
+from util.atomic import atomic_write_json, atomic_write_text
+from util.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+class BaseOptions:
+    """Parses the command line into an ``argparse.Namespace`` (``opt``) and records it."""
+
+    is_train = False
+
+    def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        """Add the options common to training and testing."""
+        g = parser.add_argument_group("run")
+        g.add_argument("--dataroot", required=True,
+                       help="dataset folder with trainA/trainB, valA/valB, testA/testB")
+        g.add_argument("--name", default="experiment_name",
+                       help="run name: checkpoints go to <checkpoints_dir>/<name>")
+        g.add_argument("--gpu_ids", default="auto",
+                       help="GPU ids, e.g. 0 or 0,1; -1 for CPU; auto = first GPU if any, else CPU")
+        g.add_argument("--checkpoints_dir", default="./checkpoints", help="where runs are saved")
+        g = parser.add_argument_group("model")
+        g.add_argument("--model", default="pix2pix", choices=models.available_models())
+        g.add_argument("--input_nc", type=int, default=1, help="input channels (1 for CT)")
+        g.add_argument("--output_nc", type=int, default=1, help="output channels (1 for CT)")
+        g.add_argument("--ngf", type=int, default=64, help="generator filters in the last conv")
+        g.add_argument("--ndf", type=int, default=64, help="discriminator filters in the 1st conv")
+        g.add_argument("--netD", default="basic", choices=sorted(networks.DISCRIMINATORS))
+        g.add_argument("--netG", default="resnet_9blocks", choices=sorted(networks.GENERATORS))
+        g.add_argument("--n_layers_D", type=int, default=3, help="layers of the n_layers netD")
+        g.add_argument("--norm", default="instance", choices=sorted(networks.NORMS))
+        g.add_argument("--init_type", default="normal", choices=sorted(networks.INIT_TYPES))
+        g.add_argument("--init_gain", type=float, default=0.02, help="init scale")
+        g.add_argument("--no_dropout", action="store_true", help="no dropout in the generator")
+        g = parser.add_argument_group("data")
+        g.add_argument("--dataset_mode", default="nifti_aligned",
+                       choices=data.available_dataset_modes())
+        g.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"])
+        g.add_argument("--serial_batches", action="store_true", help="take slices in order")
+        g.add_argument("--num_threads", type=int, default=2, help="DataLoader worker processes")
+        g.add_argument("--batch_size", type=int, default=1, help="slices per batch")
+        g.add_argument("--load_size", type=int, default=286, help="aligned mode: scale to this")
+        g.add_argument("--crop_size", type=int, default=256, help="aligned mode: crop to this")
+        g.add_argument("--max_dataset_size", type=float, default=float("inf"),
+                       help="use at most this many samples (slices), spread over the dataset")
+        g.add_argument("--preprocess", default="resize_and_crop",
+                       choices=["resize_and_crop", "crop", "resize", "scale_width",
+                                "scale_width_and_crop", "none"])
+        g.add_argument("--no_flip", action="store_true", help="no random left-right flips")
+        g.add_argument("--display_winsize", type=int, default=256, help="picture size in pages")
+        g = parser.add_argument_group("CT")
+        g.add_argument("--axial_slice", action="store_true",
+                       help="serve 2-D axial slices of the volumes (nifti_aligned)")
+        g.add_argument("--resize_to", type=int, default=0,
+                       help="resize slices to N x N (floating point) for the network; "
+                            "0 = native size. Outputs are resized back.")
+        g.add_argument("--hu_min", type=float, default=DEFAULT_HU_MIN,
+                       help="HU mapped to -1 (lower values clipped)")
+        g.add_argument("--hu_max", type=float, default=DEFAULT_HU_MAX,
+                       help="HU mapped to +1 (higher values clipped)")
+        g = parser.add_argument_group("misc")
+        g.add_argument("--epoch", default="latest", help="checkpoint to load: latest, best or N")
+        g.add_argument("--load_iter", type=int, default=0,
+                       help="if > 0, load iter_<load_iter> checkpoints instead of --epoch")
+        g.add_argument("--verbose", action="store_true", help="log network architectures")
+        g.add_argument("--suffix", default="",
+                       help="suffix for --name, formatted with opt, e.g. {model}_{netG}")
+        g.add_argument("--seed", type=int, default=0, help="random seed (torch, numpy, random)")
+        g.add_argument("--use_wandb", action="store_true", help="log to Weights & Biases")
+        g.add_argument("--wandb_project_name", default="CT-pix2pix", help="wandb project")
+        return parser
+
+    def build_parser(self, argv: list[str] | None) -> argparse.ArgumentParser:
+        """Base options plus those the chosen model and dataset add (two-pass)."""
+        parser = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        parser = self.initialize(parser)
+        first, _ = parser.parse_known_args(argv)
+        parser = models.get_option_setter(first.model)(parser, self.is_train)
+        first, _ = parser.parse_known_args(argv)
+        return data.get_option_setter(first.dataset_mode)(parser, self.is_train)
+
+    def parse(self, argv: list[str] | None = None) -> argparse.Namespace:
+        """Parse, resolve and validate the options; save them in the run's checkpoint folder."""
+        parser = self.build_parser(argv)
+        opt = parser.parse_args(argv)
+        opt.isTrain = self.is_train
+        self.adjust(opt, explicit_options(parser, argv))
+        if opt.suffix:
+            opt.name = f"{opt.name}_{opt.suffix.format(**vars(opt))}"
+        opt.gpu_ids = resolve_gpu_ids(opt.gpu_ids)
+        validate_common(opt)
+        self.save(opt, parser)
+        return opt
+
+    def adjust(self, opt: argparse.Namespace, explicit: set[str]) -> None:
+        """Hook for subclasses: change ``opt`` in place before validation (``explicit``: the
+        option names given on the command line)."""
+
+    def options_file_stem(self, opt: argparse.Namespace) -> str:  # noqa: ARG002
+        """File name stem of the saved options: ``opt`` for training runs."""
+        return "opt"
+
+    def save(self, opt: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+        """Log the options and write ``<stem>.txt`` and ``<stem>.json`` in the run folder."""
+        text = format_options(opt, parser)
+        logger.info("options:\n%s", text)
+        run_dir = Path(opt.checkpoints_dir) / opt.name
+        stem = self.options_file_stem(opt)
+        atomic_write_text(run_dir / f"{stem}.txt", text)
+        atomic_write_json(run_dir / f"{stem}.json", options_to_json(opt))
+
+
+def explicit_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
+    """Names (dests) of the options given on the command line, as opposed to defaults."""
+    full = parser.parse_args(argv)
+    marker = object()
+    probe = argparse.Namespace(**dict.fromkeys(vars(full), marker))
+    parser.parse_args(argv, namespace=probe)
+    return {k for k, v in vars(probe).items() if v is not marker}
+
+
+def resolve_gpu_ids(spec: str | list[int]) -> list[int]:
+    """``auto`` -> [0] when CUDA is available else []; ``-1`` -> []; ``0,1`` -> [0, 1]."""
+    if isinstance(spec, list):
+        return spec
+    if spec == "auto":
+        return [0] if torch.cuda.is_available() else []
+    try:
+        ids = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"--gpu_ids must be 'auto', -1 or comma-separated ids, got '{spec}'"
+                          ) from exc
+    ids = [i for i in ids if i >= 0]
+    if ids and not torch.cuda.is_available():
+        raise ConfigError(f"--gpu_ids {spec} asks for a GPU but CUDA is not available; "
+                          "use --gpu_ids -1 for the CPU")
+    if ids and max(ids) >= torch.cuda.device_count():
+        raise ConfigError(f"--gpu_ids {spec}: only {torch.cuda.device_count()} GPU(s) present")
+    return ids
+
+
+def validate_common(opt: argparse.Namespace) -> None:
+    """ConfigError for options that cannot work whatever the model and dataset."""
+    try:
+        check_window(opt.hu_min, opt.hu_max)
+    except ValueError as exc:
+        raise ConfigError(f"--hu_min/--hu_max: {exc}") from exc
+    for name in ("batch_size", "input_nc", "output_nc", "ngf", "ndf"):
+        if getattr(opt, name) < 1:
+            raise ConfigError(f"--{name} must be at least 1, got {getattr(opt, name)}")
+    if opt.num_threads < 0:
+        raise ConfigError(f"--num_threads must be 0 or more, got {opt.num_threads}")
+
+
+def options_to_json(opt: argparse.Namespace) -> dict[str, object]:
+    """The options as JSON-safe values (infinite sizes become null)."""
+    out: dict[str, object] = {}
+    for key, value in sorted(vars(opt).items()):
+        out[key] = None if isinstance(value, float) and value == float("inf") else value
+    return out
+
+
+def load_options_json(path: Path) -> dict[str, object]:
+    """Read a saved ``opt.json``; ConfigError naming the file when it is not valid JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read saved options ({exc})") from exc
+
+
+def format_options(opt: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """One line per option, with the default shown where the value differs from it."""
+    lines = ["----------------- Options ---------------"]
+    for key, value in sorted(vars(opt).items()):
+        default = parser.get_default(key)
+        note = f"\t[default: {default}]" if default is not None and value != default else ""
+        lines.append(f"{key:>25}: {value!s:<30}{note}")
+    lines.append("----------------- End -------------------")
+    return "\n".join(lines)

@@ -1,0 +1,68 @@
+"""Options of ``test.py``; the architecture is taken from the training run unless given."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from options.base_options import BaseOptions, load_options_json
+from util.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+#: Options that must match the checkpoint: read from the run's ``opt.json`` when not given.
+ARCHITECTURE_OPTIONS = ("netG", "ngf", "norm", "no_dropout", "input_nc", "output_nc",
+                        "resize_to", "hu_min", "hu_max", "direction")
+
+
+class TestOptions(BaseOptions):
+    """Base options plus the test ones."""
+
+    is_train = False
+
+    def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        """Add the test options."""
+        parser = super().initialize(parser)
+        g = parser.add_argument_group("test")
+        g.add_argument("--results_dir", default="./results", help="results go here")
+        g.add_argument("--phase", default="test",
+                       help="dataset split to run: reads <dataroot>/<phase>A (and <phase>B)")
+        g.add_argument("--eval", action="store_true",
+                       help="eval mode (batch norm running statistics, no dropout)")
+        g.add_argument("--num_test", type=int, default=None,
+                       help="run at most this many patients (volumes); default: all")
+        g.add_argument("--no_pictures", action="store_true",
+                       help="write volumes only, no per-slice pictures")
+        return parser
+
+    def adjust(self, opt: argparse.Namespace, explicit: set[str]) -> None:
+        """Take the architecture of the training run (its ``opt.json``) unless given."""
+        opt.serial_batches, opt.no_flip = True, True
+        saved_path = Path(opt.checkpoints_dir) / opt.name / "opt.json"
+        if not saved_path.is_file():
+            logger.warning("%s not found: using the architecture given on the command line",
+                           saved_path)
+            return
+        adopt_training_architecture(opt, load_options_json(saved_path), explicit, saved_path)
+
+    def options_file_stem(self, opt: argparse.Namespace) -> str:
+        """Test runs save ``<phase>_opt.txt``/``.json`` beside the training ``opt.json``."""
+        return f"{opt.phase}_opt"
+
+
+def adopt_training_architecture(opt: argparse.Namespace, saved: dict[str, object],
+                                explicit: set[str], source: Path) -> None:
+    """Copy :data:`ARCHITECTURE_OPTIONS` from ``saved`` into ``opt`` unless given explicitly.
+
+    An explicit value that contradicts the training run is a ConfigError naming both values.
+    """
+    for key in ARCHITECTURE_OPTIONS:
+        if key not in saved:
+            continue
+        if key in explicit and getattr(opt, key) != saved[key]:
+            raise ConfigError(f"--{key} {getattr(opt, key)} was given, but the run in "
+                              f"{source.parent} was trained with --{key} {saved[key]}")
+        if getattr(opt, key) != saved[key]:
+            logger.info("--%s %s taken from %s", key, saved[key], source)
+            setattr(opt, key, saved[key])

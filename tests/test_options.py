@@ -1,0 +1,109 @@
+"""Options: two-pass parse, registries with valid names, saved JSON, test-time architecture."""
+
+import json
+
+import pytest
+
+import models
+from data import find_dataset_using_name
+from options.base_options import explicit_options, resolve_gpu_ids
+from options.test_options import TestOptions
+from options.train_options import TrainOptions
+from util.errors import ConfigError
+
+SEED_TRAIN = ["--model", "pix2pix", "--dataset_mode", "nifti_aligned", "--preprocess", "none",
+              "--input_nc", "1", "--output_nc", "1", "--axial_slice", "--norm", "instance",
+              "--batch_size", "1", "--netG", "unet_64"]
+
+
+def train_argv(tmp_path, *extra):
+    return ["--dataroot", str(tmp_path / "d"), "--checkpoints_dir", str(tmp_path / "ck"),
+            "--name", "run", *extra]
+
+
+def test_pix2pix_defaults_as_original_users_expect(tmp_path):
+    opt = TrainOptions().parse(train_argv(tmp_path))
+    assert (opt.model, opt.netG, opt.norm, opt.gan_mode, opt.pool_size, opt.lambda_L1) == \
+        ("pix2pix", "unet_256", "batch", "vanilla", 0, 100.0)
+    assert (opt.dataset_mode, opt.preprocess, opt.hu_min, opt.hu_max) == \
+        ("nifti_aligned", "none", -1024.0, 3071.0)
+    assert opt.display_id == 0
+    assert not opt.use_wandb
+    assert opt.isTrain
+
+
+def test_seed_flags_and_saved_options(tmp_path):
+    opt = TrainOptions().parse(train_argv(tmp_path, *SEED_TRAIN))
+    assert (opt.netG, opt.norm, opt.batch_size, opt.axial_slice) == ("unet_64", "instance", 1,
+                                                                     True)
+    saved = json.loads((tmp_path / "ck" / "run" / "opt.json").read_text())
+    assert saved["netG"] == "unet_64"
+    assert saved["max_dataset_size"] is None  # inf stored as null, valid JSON
+    text = (tmp_path / "ck" / "run" / "opt.txt").read_text()
+    assert "netG: unet_64" in text
+    assert "[default: unet_256]" in text
+
+
+@pytest.mark.parametrize(("flag", "value", "valid"), [
+    ("--model", "cycle_gan", "pix2pix"),
+    ("--dataset_mode", "unaligned", "nifti_aligned"),
+    ("--netG", "unet_1024", "unet_512"),
+    ("--norm", "group", "instance"),
+    ("--gan_mode", "hinge", "wgangp"),
+])
+def test_unknown_names_fail_listing_valid_ones(tmp_path, capsys, flag, value, valid):
+    with pytest.raises(SystemExit) as exit_info:
+        TrainOptions().parse(train_argv(tmp_path, flag, value))
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert value in err
+    assert valid in err
+
+
+def test_registry_lookups_list_valid_names():
+    with pytest.raises(ConfigError, match=r"valid names: .*pix2pix.*test"):
+        models.find_model_using_name("cycle_gan")
+    with pytest.raises(ConfigError, match="valid names: aligned, nifti_aligned"):
+        find_dataset_using_name("unaligned")
+    assert models.find_model_using_name("pix2pix").__name__ == "Pix2PixModel"
+
+
+def test_test_model_refused_for_training(tmp_path):
+    with pytest.raises(ConfigError, match=r"--model test is for test\.py only"):
+        TrainOptions().parse(train_argv(tmp_path, "--model", "test"))
+
+
+def test_test_options_take_architecture_from_training_run(tmp_path):
+    TrainOptions().parse(train_argv(tmp_path, *SEED_TRAIN, "--resize_to", "128"))
+    argv = train_argv(tmp_path, "--model", "pix2pix", "--axial_slice")
+    opt = TestOptions().parse(argv)
+    assert (opt.netG, opt.norm, opt.resize_to, opt.isTrain) == ("unet_64", "instance", 128,
+                                                                False)
+    assert opt.serial_batches
+    assert opt.no_flip
+    assert (tmp_path / "ck" / "run" / "test_opt.json").is_file()
+    assert json.loads((tmp_path / "ck" / "run" / "opt.json").read_text())["isTrain"] is True
+    with pytest.raises(ConfigError, match=r"--netG unet_128 was given, but .* unet_64"):
+        TestOptions().parse([*argv, "--netG", "unet_128"])
+
+
+def test_explicit_options_tells_given_from_default(tmp_path):
+    options = TrainOptions()
+    argv = train_argv(tmp_path, "--lr", "0.0002")
+    assert {"lr", "dataroot", "name"} <= explicit_options(options.build_parser(argv), argv)
+    assert "beta1" not in explicit_options(options.build_parser(argv), argv)
+
+
+def test_gpu_ids(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert resolve_gpu_ids("auto") == []
+    assert resolve_gpu_ids("-1") == []
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        resolve_gpu_ids("0")
+    with pytest.raises(ConfigError, match="comma-separated"):
+        resolve_gpu_ids("gpu0")
+
+
+def test_bad_hu_window_refused(tmp_path):
+    with pytest.raises(ConfigError, match="hu_min < hu_max"):
+        TrainOptions().parse(train_argv(tmp_path, "--hu_min", "500", "--hu_max", "100"))

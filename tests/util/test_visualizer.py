@@ -1,0 +1,232 @@
+"""The training visualizer (loss log, PNGs, run page, optional visdom/wandb) and test pictures."""
+
+import logging
+import re
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from data.hu_window import hu_to_unit
+from util.display import WINDOWS
+from util.errors import ConfigError, DataError
+from util.html import HTMLPage
+from util.visualizer import Visualizer, displayed_steps, safe_name, save_test_images
+
+HU_MIN, HU_MAX = -1000.0, 1000.0
+
+
+def make_visuals(n: int = 2, h: int = 6, w: int = 8) -> dict[str, torch.Tensor]:
+    """(N, 1, H, W) visuals in [-1, 1]; real_A is -410 HU everywhere, real_B above any window."""
+    base = torch.full((n, 1, h, w), -410.0)
+    return {name: hu_to_unit(base + offset, HU_MIN, HU_MAX)
+            for name, offset in [("real_A", 0.0), ("fake_B", 500.0), ("real_B", 2000.0)]}
+
+
+def make_visualizer(run_dir, **kwargs) -> Visualizer:
+    return Visualizer(run_dir, "exp", hu_min=HU_MIN, hu_max=HU_MAX, **kwargs)
+
+
+def test_loss_log_has_header_and_loss_values(tmp_path, caplog):
+    vis = make_visualizer(tmp_path / "run")
+    with caplog.at_level(logging.INFO, logger="util.visualizer"):
+        line = vis.print_current_losses(3, 400, {"G_GAN": 0.6931, "G_L1": 12.5, "D_real": 0.25},
+                                        t_comp=0.0123, t_data=0.004)
+    assert line == ("(epoch: 3, iters: 400, time: 0.012, data: 0.004) G_GAN: 0.6931 G_L1: 12.5 "
+                    "D_real: 0.25")
+    lines = (tmp_path / "run" / "loss_log.txt").read_text(encoding="utf-8").splitlines()
+    assert re.fullmatch(r"=+ Training loss \(\d{4}-\d\d-\d\dT.+\) =+", lines[0])
+    assert lines[1:] == [line]
+    assert line in caplog.messages
+
+
+def test_new_session_appends_header_and_keeps_old_lines(tmp_path):
+    make_visualizer(tmp_path).print_current_losses(1, 10, {"G_L1": 1.0}, 0.1, 0.1)
+    make_visualizer(tmp_path).print_current_losses(2, 20, {"G_L1": 0.5}, 0.1, 0.1)
+    lines = (tmp_path / "loss_log.txt").read_text(encoding="utf-8").splitlines()
+    assert [line.startswith("====") for line in lines] == [True, False, True, False]
+    assert lines[1].endswith("G_L1: 1")
+    assert "G_L1: 0.5" in lines[3]
+
+
+def test_display_writes_first_sample_pngs_in_thorax_window(tmp_path):
+    vis = make_visualizer(tmp_path)
+    vis.display_current_results(make_visuals(), epoch=2, total_iters=400)
+    images = tmp_path / "web" / "images"
+    assert sorted(p.name for p in images.iterdir()) == [
+        f"epoch002_iter00000400_{label}.png" for label in ("fake_B", "real_A", "real_B")]
+    with Image.open(images / "epoch002_iter00000400_real_A.png") as png:
+        assert png.size == (8, 6)
+        pixels = np.asarray(png)
+    # Thorax (L -300, W 1600): black at -1100 HU, so -410 HU is 690 / 1600 * 255 = 109.97 -> 110.
+    assert (pixels == 110).all()
+    with Image.open(images / "epoch002_iter00000400_real_B.png") as png:
+        assert (np.asarray(png) == 255).all()  # 1590 HU: clipped to hu_max, above the window
+
+
+def test_page_lists_steps_newest_first_with_loss_tail(tmp_path):
+    vis = make_visualizer(tmp_path, display_winsize=128)
+    for k in range(60):
+        vis.print_current_losses(1, k, {"G_L1": k + 0.5}, 0.1, 0.1)
+    vis.display_current_results(make_visuals(), epoch=1, total_iters=400)
+    vis.display_current_results(make_visuals(), epoch=1, total_iters=800)
+    vis.display_current_results(make_visuals(), epoch=2, total_iters=1200)
+    html = (tmp_path / "web" / "index.html").read_text(encoding="utf-8")
+    steps = re.findall(r"epoch(\d{3})_iter(\d{8})_real_A\.png\">", html)
+    assert steps == [("002", "00001200"), ("001", "00000800"), ("001", "00000400")]
+    row = html.index("epoch002_iter00001200_real_A.png")
+    assert row < html.index("epoch002_iter00001200_fake_B.png") < \
+        html.index("epoch002_iter00001200_real_B.png")
+    for caption in ("real_A", "fake_B", "real_B"):
+        assert f"<p>{caption}</p>" in html
+    assert "thorax (L -300, W 1600 HU)" in html
+    assert "width:128px" in html
+    assert "G_L1: 59.5" in html
+    assert "G_L1: 10.5" in html  # within the last 50 of 61 lines
+    assert "G_L1: 9.5" not in html
+    assert html.index("G_L1: 59.5") > html.index("epoch001_iter00000400_real_B.png")
+
+
+def test_rows_survive_a_new_visualizer(tmp_path):
+    make_visualizer(tmp_path).display_current_results(make_visuals(), 1, 400)
+    vis = make_visualizer(tmp_path)
+    vis.display_current_results(make_visuals(), 2, 40)
+    html = (tmp_path / "web" / "index.html").read_text(encoding="utf-8")
+    assert html.index("epoch002_iter00000040_real_A.png") < \
+        html.index("epoch001_iter00000400_real_A.png")
+    assert [(s.epoch, s.total_iters, s.labels) for s in displayed_steps(vis.image_dir)] == [
+        (2, 40, ("real_A", "fake_B", "real_B")), (1, 400, ("real_A", "fake_B", "real_B"))]
+
+
+def test_page_exists_from_the_start(tmp_path):
+    make_visualizer(tmp_path / "old").display_current_results(make_visuals(), 1, 400)
+    make_visualizer(tmp_path / "new")
+    assert "Training loss" in (tmp_path / "new" / "web" / "index.html").read_text()
+    (tmp_path / "old" / "web" / "index.html").unlink()
+    make_visualizer(tmp_path / "old")
+    assert "epoch001_iter00000400_real_A.png" in (tmp_path / "old" / "web" / "index.html"
+                                                  ).read_text()
+
+
+def test_no_html_writes_no_pictures(tmp_path):
+    make_visualizer(tmp_path, no_html=True).display_current_results(make_visuals(), 1, 1)
+    assert not (tmp_path / "web").exists()
+
+
+def test_bad_settings_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"'nope'.*thorax"):
+        make_visualizer(tmp_path, display_window="nope")
+    with pytest.raises(ConfigError, match="hu_min"):
+        Visualizer(tmp_path, "exp", hu_min=10.0, hu_max=-10.0)
+
+
+@pytest.mark.parametrize(("kwargs", "package", "hint"), [
+    ({"display_id": 1}, "visdom",
+     "--display_id 1 needs the visdom package: pip install visdom, or use --display_id 0"),
+    ({"use_wandb": True}, "wandb",
+     "--use_wandb needs the wandb package: pip install wandb, or leave out --use_wandb"),
+])
+def test_missing_optional_package_is_config_error(tmp_path, monkeypatch, kwargs, package, hint):
+    monkeypatch.setitem(sys.modules, package, None)  # makes `import package` fail
+    with pytest.raises(ConfigError) as info:
+        make_visualizer(tmp_path, **kwargs)
+    assert str(info.value) == hint
+
+
+def test_visdom_gets_pictures_and_loss_points(tmp_path, monkeypatch):
+    calls = []
+
+    class FakeVisdom:
+        def __init__(self, **kwargs):
+            calls.append(("init", kwargs))
+
+        def check_connection(self):
+            return True
+
+        def image(self, img, win, opts):
+            calls.append(("image", img.shape, img.dtype, win, opts["title"]))
+
+        def line(self, Y, X, win, update, opts):  # visdom's argument names
+            calls.append(("line", Y.tolist(), X.tolist(), win, update, opts["legend"]))
+
+    monkeypatch.setitem(sys.modules, "visdom", types.SimpleNamespace(Visdom=FakeVisdom))
+    vis = make_visualizer(tmp_path, display_id=3, display_port=9000, display_env="ct")
+    vis.display_current_results(make_visuals(), 1, 100)
+    vis.print_current_losses(1, 100, {"G_L1": 2.0, "D_real": 0.5}, 0.1, 0.1)
+    vis.print_current_losses(1, 200, {"G_L1": 1.0, "D_real": 0.25}, 0.1, 0.1)
+    assert calls == [
+        ("init", {"server": "http://localhost", "port": 9000, "env": "ct"}),
+        ("image", (6, 8), np.uint8, "3_real_A", "exp: real_A"),
+        ("image", (6, 8), np.uint8, "3_fake_B", "exp: fake_B"),
+        ("image", (6, 8), np.uint8, "3_real_B", "exp: real_B"),
+        ("line", [[2.0, 0.5]], [[0.0, 0.0]], "3_loss", None, ["G_L1", "D_real"]),
+        ("line", [[1.0, 0.25]], [[1.0, 1.0]], "3_loss", "append", ["G_L1", "D_real"]),
+    ]
+
+
+def test_visdom_without_server_is_config_error(tmp_path, monkeypatch):
+    fake = types.SimpleNamespace(Visdom=lambda **_: types.SimpleNamespace(
+        check_connection=lambda: False))
+    monkeypatch.setitem(sys.modules, "visdom", fake)
+    with pytest.raises(ConfigError, match=r"no visdom server answers at http://localhost:8097"):
+        make_visualizer(tmp_path, display_id=1)
+
+
+def test_wandb_gets_pictures_and_losses(tmp_path, monkeypatch):
+    logged = []
+    run = types.SimpleNamespace(log=logged.append)
+    inits = []
+
+    def init(**kwargs):
+        inits.append(kwargs)
+        return run
+
+    fake = types.SimpleNamespace(run=None, init=init,
+                                 Image=lambda img, caption: (img.shape, caption))
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    vis = make_visualizer(tmp_path / "run", use_wandb=True, wandb_project="proj")
+    vis.display_current_results(make_visuals(), 2, 50)
+    vis.print_current_losses(2, 50, {"G_L1": 3.0}, 0.1, 0.1)
+    assert inits == [{"project": "proj", "name": "exp", "dir": str(tmp_path / "run")}]
+    assert logged[0]["real_A"] == ((6, 8), "real_A, epoch 2, iters 50, thorax (L -300, W 1600 HU)")
+    assert (logged[0]["epoch"], logged[0]["total_iters"]) == (2, 50)
+    assert logged[1] == {"G_L1": 3.0, "epoch": 2}
+
+
+@pytest.mark.parametrize(("raw", "safe"), [
+    ("../x", "__x"), ("a/b\\c", "a_b_c"), ("..", "_"), (".hidden", "hidden"),
+    ("pt 01_slice003", "pt_01_slice003"), ("v1.2-x", "v1.2-x")])
+def test_safe_name(raw, safe):
+    assert safe_name(raw) == safe
+
+
+@pytest.mark.parametrize("raw", ["", "."])
+def test_safe_name_refuses_nothing_usable(raw):
+    with pytest.raises(DataError, match="nothing usable"):
+        safe_name(raw)
+
+
+def test_save_test_images_writes_row_and_stays_inside(tmp_path):
+    page = HTMLPage(tmp_path / "results", "test")
+    paths = save_test_images(page, make_visuals(), "../x", window=WINDOWS["lung"], width=64,
+                             hu_min=HU_MIN, hu_max=HU_MAX)
+    assert paths == [page.image_dir / f"__x_{label}.png" for label in ("real_A", "fake_B",
+                                                                     "real_B")]
+    assert sorted(p.name for p in page.image_dir.iterdir()) == sorted(p.name for p in paths)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+    with Image.open(paths[0]) as png:
+        # Lung (L -600, W 1500): black at -1350 HU, so -410 HU is 940 / 1500 * 255 = 159.8 -> 160.
+        assert (np.asarray(png) == 160).all()
+    html = page.save().read_text(encoding="utf-8")
+    assert 'href="images/__x_fake_B.png"' in html
+    assert "__x: lung (L -600, W 1500 HU)" in html
+    assert "width:64px" in html
+
+
+def test_save_test_images_rejects_non_batch_visuals(tmp_path):
+    page = HTMLPage(tmp_path, "test")
+    with pytest.raises(ValueError, match=r"'fake_B'.*\(N, C, H, W\).*\(6, 8\)"):
+        save_test_images(page, {"fake_B": torch.zeros(6, 8)}, "p1")

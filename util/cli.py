@@ -1,0 +1,37 @@
+"""What every command-line entry point does at its edge: logging set-up and error handling."""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+from collections.abc import Callable
+
+import torch
+
+from util.errors import CTPix2PixError
+
+logger = logging.getLogger(__name__)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Log ``time level name: message`` to stderr (idempotent)."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+def run_cli(main: Callable[[], int]) -> int:
+    """Run ``main`` and turn the project's errors into a one-line message and exit status 1."""
+    setup_logging()
+    try:
+        return main()
+    except CTPix2PixError as exc:
+        logger.error("%s", exc)
+        return 1
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's and torch's (CPU and CUDA) random generators; data loader workers derive
+    their own seeds from torch's."""
+    random.seed(seed)
+    torch.manual_seed(seed)

@@ -1,0 +1,35 @@
+"""A history of generated images for the discriminator (Shrivastava et al., CVPR 2017)."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+
+class ImagePool:
+    """Keeps up to ``size`` past fakes; each query returns, per image, either the new image or
+    (with probability 0.5, once full) a stored one that the new image replaces. ``size`` 0
+    returns the input unchanged."""
+
+    def __init__(self, size: int, rng: random.Random | None = None) -> None:
+        self.size = size
+        self.images: list[torch.Tensor] = []
+        self.rng = rng or random.Random()
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        """images: (N, C, H, W) -> (N, C, H, W), a mix of these and past images (detached)."""
+        if self.size == 0:
+            return images
+        out = []
+        for image in images.detach():
+            if len(self.images) < self.size:
+                self.images.append(image)
+                out.append(image)
+            elif self.rng.random() < 0.5:
+                k = self.rng.randrange(self.size)
+                out.append(self.images[k])
+                self.images[k] = image
+            else:
+                out.append(image)
+        return torch.stack(out)

@@ -1,0 +1,275 @@
+"""Training pictures and losses: a run's web page, its loss log, and optional visdom / wandb.
+
+Layout under ``run_dir``::
+
+    loss_log.txt                                    one line per logged step, a header per session
+    web/index.html                                  every displayed step, newest first, + log tail
+    web/images/epoch{E:03d}_iter{N:08d}_{label}.png first sample of each visual, in a CT window
+
+The page is rebuilt from the PNGs present in ``web/images``, so the record of displayed steps
+survives a restart without a second copy of it. Pictures are 8-bit windowed previews, not data.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+
+from data.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, check_window
+from util.display import (
+    DEFAULT_WINDOW,
+    WINDOWS,
+    DisplayWindow,
+    describe_window,
+    get_window,
+    save_png,
+    unit_tensor_to_hu,
+    window_to_uint8,
+)
+from util.errors import ConfigError, DataError
+from util.html import HTMLPage
+
+logger = logging.getLogger(__name__)
+
+#: How many of the loss log's last lines the run page shows.
+LOSS_TAIL_LINES = 50
+#: How often (seconds) a browser reloads the run page.
+PAGE_REFRESH_S = 60
+#: Visual names shown first, in this order; others follow alphabetically.
+LABEL_ORDER = ("real_A", "fake_B", "real_B")
+
+_STEP_FILE = re.compile(r"^epoch(\d+)_iter(\d+)_(.+)\.png$")
+
+
+def safe_name(text: str) -> str:
+    """``text`` made safe as (part of) a file name in one folder.
+
+    Characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``, runs of dots
+    become ``_`` and leading dots are dropped, so no path separator, ``..`` or hidden name is
+    left. Raises :class:`DataError` if nothing usable remains.
+    """
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", text)
+    name = re.sub(r"\.{2,}", "_", name).lstrip(".")
+    if not name:
+        raise DataError(f"{text!r}: nothing usable as a file name")
+    return name
+
+
+def step_image_name(epoch: int, total_iters: int, label: str) -> str:
+    """The file name of a training picture: ``epoch{E:03d}_iter{N:08d}_{label}.png``."""
+    return f"epoch{epoch:03d}_iter{total_iters:08d}_{safe_name(label)}.png"
+
+
+@dataclass(frozen=True)
+class DisplayedStep:
+    """A training step with pictures in ``web/images``: its epoch, iteration count and visuals."""
+
+    epoch: int
+    total_iters: int
+    labels: tuple[str, ...]
+
+
+def _label_key(label: str) -> tuple[int, str]:
+    rank = LABEL_ORDER.index(label) if label in LABEL_ORDER else len(LABEL_ORDER)
+    return rank, label
+
+
+def displayed_steps(image_dir: Path) -> list[DisplayedStep]:
+    """The steps whose pictures are in ``image_dir``, newest (epoch, iteration) first."""
+    found: dict[tuple[int, int], list[str]] = {}
+    if image_dir.is_dir():
+        for path in image_dir.iterdir():
+            match = _STEP_FILE.match(path.name)
+            if match:
+                found.setdefault((int(match[1]), int(match[2])), []).append(match[3])
+    return [DisplayedStep(epoch, iters, tuple(sorted(labels, key=_label_key)))
+            for (epoch, iters), labels in sorted(found.items(), reverse=True)]
+
+
+def tail_lines(path: Path, n: int) -> list[str]:
+    """The last ``n`` lines of the text file ``path`` (no newlines); [] if it does not exist."""
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8", errors="replace") as f:
+        return [line.rstrip("\n") for line in deque(f, maxlen=n)]
+
+
+def _first_sample_uint8(label: str, visual: torch.Tensor, hu_min: float, hu_max: float,
+                        window: DisplayWindow) -> np.ndarray:
+    """Visual ``(N, C, H, W)`` in [-1, 1] -> its first sample's first channel, (H, W) uint8."""
+    if visual.ndim != 4 or visual.shape[0] == 0:
+        raise ValueError(f"visual {label!r}: expected a non-empty (N, C, H, W) tensor, got "
+                         f"shape {tuple(visual.shape)}")
+    return window_to_uint8(unit_tensor_to_hu(visual[0], hu_min, hu_max), window)
+
+
+def save_test_images(page: HTMLPage, visuals: Mapping[str, torch.Tensor], image_id: str, *,
+                     window: DisplayWindow | None = None, width: int = 256,
+                     hu_min: float = DEFAULT_HU_MIN, hu_max: float = DEFAULT_HU_MAX) -> list[Path]:
+    """Write ``<image_id>_<label>.png`` into ``page.image_dir`` and add them to ``page`` as a row.
+
+    ``visuals``: name -> (N, C, H, W) in [-1, 1] mapping to [hu_min, hu_max] HU; only the first
+    sample's first channel is drawn, in ``window`` (default: thorax). ``image_id`` (e.g. from a
+    patient folder name) is passed through :func:`safe_name`, so it cannot leave the folder.
+    ``width``: picture width on the page, pixels. Returns the PNG paths, in ``visuals`` order.
+    """
+    window = window if window is not None else WINDOWS[DEFAULT_WINDOW]
+    stem = safe_name(image_id)
+    paths = []
+    for label, visual in visuals.items():
+        path = page.image_dir / f"{stem}_{safe_name(label)}.png"
+        save_png(_first_sample_uint8(label, visual, hu_min, hu_max, window), path)
+        paths.append(path)
+    page.add_header(f"{stem}: {describe_window(window)}")
+    page.add_images([f"images/{p.name}" for p in paths], list(visuals), width)
+    return paths
+
+
+def _import_optional(module: str, wanted_by: str, instead: str) -> ModuleType:
+    """Import an optional package, or say which option needs it and how to do without it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(f"{wanted_by} needs the {module} package: pip install {module}, "
+                          f"or {instead}") from exc
+
+
+class Visualizer:
+    """Shows a training run: PNGs and ``web/index.html``, ``loss_log.txt``, visdom, wandb.
+
+    ``hu_min``/``hu_max``: the HU that the network's -1/+1 stand for. ``display_id > 0`` sends
+    pictures and loss curves to the visdom server ``display_server:display_port`` (environment
+    ``display_env``); ``use_wandb`` logs them to the wandb project ``wandb_project``. Both
+    packages are imported only when asked for. ``no_html`` skips the PNGs and the page.
+    ``display_window``: a name in :data:`util.display.WINDOWS`; ``display_winsize``: picture
+    width on the page, pixels. The page is (re)written on construction, listing the steps
+    already shown, and at every :meth:`display_current_results`; its loss-log tail is as of then.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str], name: str, *, hu_min: float,
+                 hu_max: float, display_id: int = 0, display_server: str = "http://localhost",
+                 display_port: int = 8097, display_env: str = "main", use_wandb: bool = False,
+                 wandb_project: str = "CT-pix2pix", no_html: bool = False,
+                 display_window: str = DEFAULT_WINDOW, display_winsize: int = 256) -> None:
+        try:
+            check_window(hu_min, hu_max)
+        except ValueError as exc:
+            raise ConfigError(f"--hu_min/--hu_max: {exc}") from exc
+        self.run_dir = Path(run_dir)
+        self.name = name
+        self.hu_min, self.hu_max = hu_min, hu_max
+        self.window = get_window(display_window)
+        self.display_id = display_id
+        self.display_winsize = display_winsize
+        self.no_html = no_html
+        self.web_dir = self.run_dir / "web"
+        self.image_dir = self.web_dir / "images"
+        self.log_path = self.run_dir / "loss_log.txt"
+        self._visdom = (_connect_visdom(display_id, display_server, display_port, display_env)
+                        if display_id > 0 else None)
+        self._wandb, self._wandb_run = (_start_wandb(wandb_project, name, self.run_dir)
+                                        if use_wandb else (None, None))
+        self._loss_points = 0
+        stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+        self._append_log(f"================ Training loss ({stamp}) ================")
+        if not no_html:
+            self._write_page()
+
+    def _append_log(self, line: str) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+
+    def display_current_results(self, visuals: Mapping[str, torch.Tensor], epoch: int,
+                                total_iters: int) -> None:
+        """Show the first sample of each visual (name -> (N, C, H, W) in [-1, 1]).
+
+        Writes ``web/images/epoch{epoch:03d}_iter{total_iters:08d}_{label}.png`` and rebuilds
+        ``web/index.html`` (unless ``no_html``), and sends the pictures to visdom / wandb.
+        """
+        images = {label: _first_sample_uint8(label, visual, self.hu_min, self.hu_max, self.window)
+                  for label, visual in visuals.items()}
+        if not self.no_html:
+            for label, img in images.items():
+                save_png(img, self.image_dir / step_image_name(epoch, total_iters, label))
+            self._write_page()
+        caption = f"epoch {epoch}, iters {total_iters}, {describe_window(self.window)}"
+        if self._visdom is not None:
+            for label, img in images.items():
+                self._visdom.image(img, win=f"{self.display_id}_{label}",
+                                   opts={"title": f"{self.name}: {label}", "caption": caption})
+        if self._wandb_run is not None:
+            self._wandb_run.log({**{label: self._wandb.Image(img, caption=f"{label}, {caption}")
+                                    for label, img in images.items()},
+                                 "epoch": epoch, "total_iters": total_iters})
+
+    def _write_page(self) -> Path:
+        page = HTMLPage(self.web_dir, f"Experiment name = {self.name}", refresh_s=PAGE_REFRESH_S)
+        page.add_header(f"Pictures newest first, window {describe_window(self.window)}")
+        for step in displayed_steps(self.image_dir):
+            page.add_header(f"epoch {step.epoch}, iters {step.total_iters}")
+            page.add_images([f"images/{step_image_name(step.epoch, step.total_iters, label)}"
+                             for label in step.labels], list(step.labels), self.display_winsize)
+        page.add_header(f"Loss log: last {LOSS_TAIL_LINES} lines of {self.log_path.name}")
+        page.add_text_block("\n".join(tail_lines(self.log_path, LOSS_TAIL_LINES)))
+        return page.save()
+
+    def print_current_losses(self, epoch: int, epoch_iter: int, losses: Mapping[str, float],
+                             t_comp: float, t_data: float) -> str:
+        """Log one line of losses, append it to ``loss_log.txt`` (and visdom / wandb); return it.
+
+        ``epoch_iter``: slices seen this epoch; ``t_comp``/``t_data``: seconds per slice spent
+        computing / waiting for data.
+        """
+        values = {key: float(value) for key, value in losses.items()}
+        line = " ".join([f"(epoch: {epoch}, iters: {epoch_iter}, time: {t_comp:.3f}, "
+                         f"data: {t_data:.3f})"] + [f"{k}: {v:.4g}" for k, v in values.items()])
+        logger.info("%s", line)
+        self._append_log(line)
+        if self._visdom is not None and values:
+            y = np.array([list(values.values())])
+            self._visdom.line(Y=y, X=np.full_like(y, self._loss_points),
+                              win=f"{self.display_id}_loss",
+                              update="append" if self._loss_points else None,
+                              opts={"title": f"{self.name}: losses", "legend": list(values),
+                                    "xlabel": "log point", "ylabel": "loss"})
+        self._loss_points += 1
+        if self._wandb_run is not None:
+            self._wandb_run.log({**values, "epoch": epoch})
+        return line
+
+
+def _connect_visdom(display_id: int, server: str, port: int, env: str) -> Any:
+    """A visdom client connected to ``server:port``; :class:`ConfigError` if it cannot be."""
+    visdom = _import_optional("visdom", f"--display_id {display_id}", "use --display_id 0")
+    client = visdom.Visdom(server=server, port=port, env=env)
+    if not client.check_connection():
+        raise ConfigError(f"--display_id {display_id}: no visdom server answers at {server}:"
+                          f"{port}; start one with `python -m visdom.server`, or use "
+                          f"--display_id 0")
+    logger.info("sending pictures and losses to visdom at %s:%d, environment %r", server, port,
+                env)
+    return client
+
+
+def _start_wandb(project: str, name: str, run_dir: Path) -> tuple[ModuleType, Any]:
+    """The wandb module and a run (the current one, or a new one in ``project``)."""
+    wandb = _import_optional("wandb", "--use_wandb", "leave out --use_wandb")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = wandb.run if wandb.run is not None else wandb.init(project=project, name=name,
+                                                             dir=str(run_dir))
+    logger.info("logging to wandb project %r as %r", project, name)
+    return wandb, run

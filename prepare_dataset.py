@@ -36,7 +36,8 @@ from tqdm import tqdm
 
 from data.nifti_io import is_nifti_file, load_volume
 from util.atomic import atomic_write_text, atomic_write_with
-from util.errors import ConfigError, CTPix2PixError, DataError
+from util.cli import printable, run_cli
+from util.errors import ConfigError, DataError
 
 logger = logging.getLogger("prepare_dataset")
 
@@ -109,11 +110,6 @@ def safe_patient_id(name: str) -> str:
         digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
         safe = f"patient_{digest}"
     return safe
-
-
-def _display(text: str) -> str:
-    """``text`` with undecodable file-name bytes shown as escapes, so it can be printed."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def list_patients(avg_root: Path, phases_root: Path) -> list[str]:
@@ -386,7 +382,7 @@ def unpaired_text(unpaired: list[UnpairedPatient], opts: PrepareOptions, n_paire
              f"{opts.phases_root.absolute()}", f"paired patients: {n_paired}",
              f"unpaired patients: {len(patients)} ({len(unpaired)} problems)", ""]
     lines += [f"{u.patient}: {u.reason}" for u in unpaired]
-    return _display("\n".join(lines) + "\n")
+    return printable("\n".join(lines) + "\n")
 
 
 def write_reports(output: Path, opts: PrepareOptions, entries: list[dict],
@@ -456,7 +452,7 @@ def summary_table(result: PrepareResult) -> str:
               for split in SPLITS]
     lines.append(f"{'unpaired':<8}{len({u.patient for u in result.unpaired}):>9}")
     lines += [f"  {u.patient}: {u.reason}" for u in result.unpaired]
-    return _display("\n".join(lines))
+    return printable("\n".join(lines))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -484,19 +480,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run from the command line; 0 when at least one patient was paired, else 1."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     opts = PrepareOptions(avg_root=args.avg_root, phases_root=args.phases_root,
                           output=args.output, phase0_pattern=args.phase0_pattern,
                           avg_pattern=args.avg_pattern, val_fraction=args.val_fraction,
                           test_fraction=args.test_fraction, seed=args.seed)
-    try:
+
+    def go() -> int:
         result = prepare_dataset(opts, progress=not args.no_progress)
-    except CTPix2PixError as exc:
-        sys.stderr.write(_display(f"prepare_dataset: error: {exc}") + "\n")
-        return 1
-    print(summary_table(result))  # noqa: T201
-    print(f"dataset written to {opts.output.resolve()}")  # noqa: T201
-    return 0
+        print(summary_table(result))  # noqa: T201
+        print(f"dataset written to {opts.output.resolve()}")  # noqa: T201
+        return 0
+
+    return run_cli(go)
 
 
 if __name__ == "__main__":

@@ -7,16 +7,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.synthetic_4dct import ORIENTATIONS, STORAGES, write_synthetic_4dct
-from util.errors import CTPix2PixError
-
-logger = logging.getLogger("make_synthetic_4dct")
+from util.cli import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,19 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, write the tree; 0 on success, 1 (message on stderr) on a project error."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def go() -> int:
         ids = write_synthetic_4dct(
             args.out, args.n_patients, size=args.size, n_slices=args.n_slices, seed=args.seed,
             fov_mm=args.fov_mm, slice_thickness_mm=args.slice_thickness_mm,
             amplitude_mm=args.amplitude_mm, noise_hu=args.noise_hu,
             chest_expansion_mm=args.chest_expansion_mm, fat_mm=args.fat_mm,
             orientation=args.orientation, storage=args.storage, progress=not args.no_progress)
-    except CTPix2PixError as exc:
-        sys.stderr.write(f"make_synthetic_4dct: error: {exc}\n")
-        return 1
-    print(f"wrote {len(ids)} patients ({ids[0]}..{ids[-1]}) under {args.out}")  # noqa: T201
-    return 0
+        print(f"wrote {len(ids)} patients ({ids[0]}..{ids[-1]}) under {args.out}")  # noqa: T201
+        return 0
+
+    return run_cli(go)
 
 
 if __name__ == "__main__":

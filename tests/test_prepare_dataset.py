@@ -307,27 +307,28 @@ def test_nii_source_is_gzipped_with_identical_content(tmp_path: Path) -> None:
     assert dest.stat().st_mtime_ns == mtime
 
 
-def test_exit_1_when_nothing_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_exit_1_when_nothing_pairs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     _add_patient(tmp_path / "src", "lonely", phases=False)
     (tmp_path / "src" / "res_phases").mkdir()
     out = tmp_path / "ds"
     assert pdm.main(_args(tmp_path / "src", out)) == 1
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "no patient could be paired" in err
     assert "lonely: no phases folder" in err
     assert not out.exists()
 
 
 def test_exit_1_on_missing_root_or_bad_options(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+                                               caplog: pytest.LogCaptureFixture) -> None:
     _good_tree(tmp_path / "src", 3)
     missing = ["--avg_root", str(tmp_path / "nope"), "--phases_root",
                str(tmp_path / "src" / "res_phases"), "--output", str(tmp_path / "ds")]
     assert pdm.main(missing) == 1
-    assert f"--avg_root {tmp_path / 'nope'}: no such folder" in capsys.readouterr().err
+    assert f"--avg_root {tmp_path / 'nope'}: no such folder" in caplog.text
+    caplog.clear()
     assert pdm.main(_args(tmp_path / "src", tmp_path / "ds", "--val_fraction", "0.6",
                           "--test_fraction", "0.5")) == 1
-    assert "sum to less than 1" in capsys.readouterr().err
+    assert "sum to less than 1" in caplog.text
     inside = tmp_path / "src" / "res_avg" / "dataset"
     with pytest.raises(ConfigError, match="overlap"):
         pdm.prepare_dataset(pdm.PrepareOptions(avg_root=tmp_path / "src" / "res_avg",

@@ -20,13 +20,18 @@ def setup_logging(level: int = logging.INFO) -> None:
                         stream=sys.stderr)
 
 
+def printable(text: str) -> str:
+    """``text`` with undecodable file-name bytes (surrogate escapes) shown as ``\\x..``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def run_cli(main: Callable[[], int]) -> int:
     """Run ``main`` and turn the project's errors into a one-line message and exit status 1."""
     setup_logging()
     try:
         return main()
     except CTPix2PixError as exc:
-        logger.error("%s", exc)
+        logger.error("%s", printable(str(exc)))
         return 1
 
 

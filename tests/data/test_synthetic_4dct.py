@@ -179,7 +179,7 @@ def test_bad_grid_and_storage_raise(tmp_path: Path) -> None:
 
 
 def test_cli_writes_tree_and_reports_errors(tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+                                            caplog: pytest.LogCaptureFixture) -> None:
     script = Path(__file__).resolve().parents[2] / "scripts" / "make_synthetic_4dct.py"
     spec = importlib.util.spec_from_file_location("make_synthetic_4dct", script)
     module = importlib.util.module_from_spec(spec)
@@ -192,4 +192,4 @@ def test_cli_writes_tree_and_reports_errors(tmp_path: Path,
     assert nib.aff2axcodes(img.affine) == ("R", "A", "S")
     assert img.get_data_dtype() == np.uint16
     assert module.main(["--out", str(out), "--n_patients", "0", "--no_progress"]) == 1
-    assert "n_patients must be >= 1" in capsys.readouterr().err
+    assert "n_patients must be >= 1" in caplog.text

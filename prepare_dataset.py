@@ -17,41 +17,41 @@ files left by an interrupted run are cleaned.
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import gzip
 import hashlib
 import json
 import logging
-import math
 import re
 import shutil
 import sys
 import zlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
-from data.nifti_io import is_nifti_file, load_volume
+from data.nifti_io import is_nifti_file
+from data.pairing import (
+    SPLITS,
+    ExportLayout,
+    PairedPatient,
+    UnpairedPatient,
+    assign_splits,
+    pair_patients,
+)
 from util.atomic import atomic_write_text, atomic_write_with
 from util.cli import printable, run_cli
 from util.errors import ConfigError, DataError
 
 logger = logging.getLogger("prepare_dataset")
 
-SPLITS = ("train", "val", "test")
 SIDES = ("A", "B")  # A: AVG (input), B: phase 0 (target)
 REPORT_FILES = ("manifest.json", "unpaired.json", "unpaired.txt")
-AFFINE_ATOL_MM = 1e-3
-_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 # util.atomic temp names: ".<dest name>.<8 mkstemp chars>.tmp<suffix>"
 _SPLIT_TEMP = re.compile(r"^\..+\.nii\.gz\.[A-Za-z0-9_]{8}\.tmp\.nii\.gz$")
 _REPORT_TEMP = re.compile(r"^\.(?:manifest\.json|unpaired\.json|unpaired\.txt)\.[A-Za-z0-9_]{8}"
                           r"\.tmp$")
 _CHUNK_BYTES = 1 << 20
-_Geometry = tuple[tuple[int, int, int], tuple[float, float, float]]  # (shape, spacing_mm)
 
 
 @dataclass(frozen=True)
@@ -61,31 +61,17 @@ class PrepareOptions:
     avg_root: Path = Path("./res_avg")
     phases_root: Path = Path("./res_phases")
     output: Path = Path("./datasets/ct_phases_dataset")
-    phase0_pattern: str = "*Gated 0.0A*.nii*"
-    avg_pattern: str = "*.nii*"
+    phase0_pattern: str = ExportLayout.phase0_pattern
+    avg_pattern: str = ExportLayout.avg_pattern
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     seed: int = 0
 
-
-@dataclass(frozen=True)
-class PairedPatient:
-    """A patient whose AVG and phase-0 files agree; ``spacing_mm`` along the voxel axes."""
-
-    patient: str
-    safe_id: str
-    avg_path: Path
-    phase0_path: Path
-    shape: tuple[int, int, int]
-    spacing_mm: tuple[float, float, float]
-
-
-@dataclass(frozen=True)
-class UnpairedPatient:
-    """One reason why ``patient`` was left out (a patient can have several)."""
-
-    patient: str
-    reason: str
+    @property
+    def layout(self) -> ExportLayout:
+        """The export trees and file patterns, as :mod:`data.pairing` takes them."""
+        return ExportLayout(self.avg_root, self.phases_root, self.avg_pattern,
+                            self.phase0_pattern)
 
 
 @dataclass(frozen=True)
@@ -98,159 +84,6 @@ class PrepareResult:
     copied: int
     skipped: int
     removed: int
-
-
-def safe_patient_id(name: str) -> str:
-    """File-name-safe id: characters outside ``[A-Za-z0-9._-]`` become ``_``, leading dots go.
-
-    Never empty, ``.`` or ``..``: a name with nothing left becomes ``patient_<hash>``.
-    """
-    safe = _UNSAFE_CHARS.sub("_", name).lstrip(".")
-    if not safe:
-        digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-        safe = f"patient_{digest}"
-    return safe
-
-
-def list_patients(avg_root: Path, phases_root: Path) -> list[str]:
-    """Sorted names of the patient folders found under either root."""
-    names = set()
-    for root in (avg_root, phases_root):
-        try:
-            names.update(p.name for p in root.iterdir() if p.is_dir())
-        except OSError as exc:
-            raise DataError(f"{root}: cannot list the patient folders ({exc})") from exc
-    return sorted(names)
-
-
-def matching_files(folder: Path, pattern: str) -> list[Path]:
-    """NIfTI files directly in ``folder`` whose name matches ``pattern`` (case-sensitive)."""
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and is_nifti_file(p) and fnmatch.fnmatchcase(p.name, pattern))
-
-
-def _find_one(folder: Path, pattern: str, label: str) -> tuple[Path | None, list[str]]:
-    """The single file of ``label`` in ``folder`` matching ``pattern``, or the problem with it."""
-    try:
-        found = matching_files(folder, pattern)
-    except OSError as exc:
-        return None, [f"unreadable folder: cannot list {folder} ({exc})"]
-    if not found:
-        return None, [f"no {label} file: nothing in {folder} matches {pattern!r} "
-                      f"(NIfTI files only)"]
-    if len(found) > 1:
-        names = ", ".join(p.name for p in found)
-        return None, [f"ambiguous {label}: {len(found)} files in {folder} match {pattern!r}: "
-                      f"{names}"]
-    return found[0], []
-
-
-def _compare(avg_path: Path, phase0_path: Path) -> tuple[_Geometry | None, list[str]]:
-    """Load both files (voxel data too, so truncation shows) and compare shape and affine.
-
-    Returns ((shape, spacing_mm), []) when they agree, else (None, every problem found).
-    """
-    geometry, problems = {}, []
-    for path in (avg_path, phase0_path):
-        try:
-            vol = load_volume(path)
-        except DataError as exc:
-            problems.append(f"unreadable file: {exc}")
-            continue
-        geometry[path] = (vol.hu.shape, vol.affine, vol.spacing_mm)
-    if problems:
-        return None, problems
-    (shape_a, aff_a, spacing), (shape_b, aff_b, _) = geometry[avg_path], geometry[phase0_path]
-    if shape_a != shape_b:
-        problems.append(f"shape mismatch: AVG {avg_path} has shape {shape_a} but phase 0 "
-                        f"{phase0_path} has shape {shape_b}")
-    if not np.allclose(aff_a, aff_b, rtol=1e-5, atol=AFFINE_ATOL_MM):
-        problems.append(f"affine mismatch: AVG {avg_path} and phase 0 {phase0_path} differ by "
-                        f"up to {float(np.abs(aff_a - aff_b).max()):.4g} mm in their affines")
-    return (None, problems) if problems else ((shape_a, spacing), [])
-
-
-def check_patient(patient: str, opts: PrepareOptions) -> tuple[PairedPatient | None, list[str]]:
-    """Pair one patient: the paired record, or every reason it cannot be paired."""
-    avg_dir, phases_dir = opts.avg_root / patient, opts.phases_root / patient
-    problems: list[str] = []
-    avg_path = phase0_path = None
-    if avg_dir.is_dir():
-        avg_path, found = _find_one(avg_dir, opts.avg_pattern, "AVG")
-        problems += found
-    else:
-        problems.append(f"no AVG folder: {avg_dir} does not exist "
-                        f"(patient only in {opts.phases_root})")
-    if phases_dir.is_dir():
-        phase0_path, found = _find_one(phases_dir, opts.phase0_pattern, "phase-0")
-        problems += found
-    else:
-        problems.append(f"no phases folder: {phases_dir} does not exist "
-                        f"(patient only in {opts.avg_root})")
-    if avg_path is None or phase0_path is None:
-        for path in (avg_path, phase0_path):  # still report a found file that cannot be read
-            if path is not None:
-                try:
-                    load_volume(path)
-                except DataError as exc:
-                    problems.append(f"unreadable file: {exc}")
-        return None, problems
-    geometry, problems = _compare(avg_path, phase0_path)
-    if geometry is None:
-        return None, problems
-    return PairedPatient(patient, safe_patient_id(patient), avg_path, phase0_path,
-                         *geometry), []
-
-
-def pair_patients(opts: PrepareOptions, progress: bool = True) -> tuple[list[PairedPatient],
-                                                                        list[UnpairedPatient]]:
-    """Check every patient folder; return the paired patients and every problem found."""
-    paired, unpaired = [], []
-    owner: dict[str, str] = {}  # case-folded safe id -> first patient (case-insensitive disks)
-    for patient in tqdm(list_patients(opts.avg_root, opts.phases_root), desc="pairing",
-                        unit="patient", disable=not progress):
-        pair, problems = check_patient(patient, opts)
-        safe = safe_patient_id(patient)
-        first = owner.setdefault(safe.casefold(), patient)
-        if first != patient:
-            problems.append(f"safe id collision: {patient!r} and {first!r} both map to the "
-                            f"file name {safe!r}; rename one of the folders")
-        unpaired += [UnpairedPatient(patient, reason) for reason in problems]
-        if pair is not None and not problems:
-            paired.append(pair)
-    return paired, unpaired
-
-
-def split_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
-    """(train, val, test) patient counts for ``n`` paired patients.
-
-    ``n >= 3``: at least one test (if ``test_fraction > 0``) and one val (if ``val_fraction > 0``),
-    always at least one train; ``n == 2``: one train, one test; ``n == 1``: train only.
-    """
-    if n <= 1:
-        return (n, 0, 0)
-    if n == 2:
-        return (1, 0, 1) if test_fraction > 0 else (1, 1, 0) if val_fraction > 0 else (2, 0, 0)
-    min_val, min_test = int(val_fraction > 0), int(test_fraction > 0)
-    n_val = max(min_val, math.floor(n * val_fraction + 0.5))
-    n_test = max(min_test, math.floor(n * test_fraction + 0.5))
-    while n_val + n_test > n - 1:  # keep one train patient; trim the larger of val and test
-        if n_val > min_val and (n_val >= n_test or n_test <= min_test):
-            n_val -= 1
-        else:
-            n_test -= 1
-    return (n - n_val - n_test, n_val, n_test)
-
-
-def assign_splits(patients: Iterable[str], val_fraction: float, test_fraction: float,
-                  seed: int) -> dict[str, str]:
-    """Patient -> split: sort the ids, shuffle with ``numpy.random.default_rng(seed)``, then
-    take test, val and train in that order. Depends only on the seed and the set of ids."""
-    ids = sorted(set(patients))
-    _, n_val, n_test = split_counts(len(ids), val_fraction, test_fraction)
-    order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
-    return {pid: "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
-            for rank, pid in enumerate(order)}
 
 
 def _sha256(path: Path, gunzip: bool = False) -> str:
@@ -426,7 +259,7 @@ def prepare_dataset(opts: PrepareOptions, progress: bool = True) -> PrepareResul
     Raises :class:`DataError` (output left untouched) when no patient can be paired.
     """
     _check_options(opts)
-    paired, unpaired = pair_patients(opts, progress)
+    paired, unpaired = pair_patients(opts.layout, progress)
     if not paired:
         details = "\n".join(f"  {u.patient}: {u.reason}" for u in unpaired) or "  (no folders)"
         raise DataError(f"no patient could be paired between {opts.avg_root} and "

@@ -16,6 +16,7 @@ import pytest
 
 import prepare_dataset as pdm
 from data.nifti_io import load_volume
+from data.pairing import SPLITS, assign_splits, safe_patient_id, split_counts
 from util.errors import ConfigError
 
 SHAPE = (16, 16, 8)
@@ -58,7 +59,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[str, int]]:
 def _split_files(out: Path) -> dict[str, list[str]]:
     """{split folder: sorted file names} for the six split folders."""
     return {f"{s}{side}": sorted(p.name for p in (out / f"{s}{side}").iterdir())
-            for s in pdm.SPLITS for side in pdm.SIDES}
+            for s in SPLITS for side in pdm.SIDES}
 
 
 def _good_tree(root: Path, n: int) -> list[str]:
@@ -136,10 +137,10 @@ def broken_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dic
                    r"two_phase0_4DCT_Gated 0\.0A\.nii\.gz"),
     ("truncated", r"unreadable file: .*truncated_4DCT_Gated 0\.0A\.nii\.gz: voxel data could "
                   r"not be read"),
-    ("shape", r"shape mismatch: AVG .*shape_AVG\.nii\.gz has shape \(16, 16, 8\) but phase 0 "
-              r".* has shape \(16, 16, 9\)"),
-    ("affine", r"affine mismatch: AVG .*affine_AVG\.nii\.gz and phase 0 .*affine_4DCT.* differ "
-               r"by up to 1\.5 mm"),
+    ("shape", r"different voxel grids: .*shape_AVG\.nii\.gz and .*shape_4DCT.*: shapes differ, "
+              r"\(16, 16, 8\) vs \(16, 16, 9\)"),
+    ("affine", r"different voxel grids: .*affine_AVG\.nii\.gz and .*affine_4DCT.*: affines "
+               r"differ by up to 1\.5 mm"),
     ("many", r"no AVG file: nothing in .*res_avg/many"),
     ("many", r"ambiguous phase-0: 2 files in .*res_phases/many"),
     ("a_b", r"safe id collision: 'a_b' and 'a b' both map to the file name 'a_b'"),
@@ -167,14 +168,14 @@ def test_broken_tree_keeps_only_good_patients(broken_run: tuple[Path, list[dict]
     (20, 0.1, 0.2, (14, 2, 4)), (5, 0.0, 0.0, (5, 0, 0)),
 ])
 def test_split_counts(n: int, val: float, test: float, expected: tuple[int, int, int]) -> None:
-    assert pdm.split_counts(n, val, test) == expected
+    assert split_counts(n, val, test) == expected
 
 
 def test_assign_splits_depends_on_seed_and_set_only() -> None:
     ids = [f"P{k}" for k in range(12)]
-    a = pdm.assign_splits(ids, 0.1, 0.2, seed=3)
-    assert a == pdm.assign_splits(list(reversed(ids)), 0.1, 0.2, seed=3)
-    assert a != pdm.assign_splits(ids, 0.1, 0.2, seed=4)
+    a = assign_splits(ids, 0.1, 0.2, seed=3)
+    assert a == assign_splits(list(reversed(ids)), 0.1, 0.2, seed=3)
+    assert a != assign_splits(ids, 0.1, 0.2, seed=4)
     assert sorted(a.values()).count("test") == 2
 
 
@@ -187,13 +188,13 @@ def test_split_is_by_patient(tmp_path: Path) -> None:
     for pid, folders in where.items():
         assert len(folders) == 2, (pid, folders)  # one A and one B, same split
         assert folders[0][:-1] == folders[1][:-1]
-    assert [len(files[f"{s}A"]) for s in pdm.SPLITS] == [7, 1, 2]
+    assert [len(files[f"{s}A"]) for s in SPLITS] == [7, 1, 2]
 
 
 def test_two_patients_and_one_patient(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     _good_tree(tmp_path / "two", 2)
     assert pdm.main(_args(tmp_path / "two", tmp_path / "ds2")) == 0
-    assert [len(_split_files(tmp_path / "ds2")[f"{s}A"]) for s in pdm.SPLITS] == [1, 0, 1]
+    assert [len(_split_files(tmp_path / "ds2")[f"{s}A"]) for s in SPLITS] == [1, 0, 1]
     _good_tree(tmp_path / "one", 1)
     with caplog.at_level(logging.WARNING):
         assert pdm.main(_args(tmp_path / "one", tmp_path / "ds1")) == 0
@@ -219,14 +220,14 @@ def test_seed_change_moves_files_without_stale_copies(tmp_path: Path) -> None:
     out = tmp_path / "ds"
     assert pdm.main(_args(tmp_path / "src", out, "--seed", "0")) == 0
     (out / "trainA" / "README.txt").write_text("kept: not a NIfTI file")
-    assert pdm.assign_splits(ids, 0.1, 0.2, 0) != pdm.assign_splits(ids, 0.1, 0.2, 1)
+    assert assign_splits(ids, 0.1, 0.2, 0) != assign_splits(ids, 0.1, 0.2, 1)
     assert pdm.main(_args(tmp_path / "src", out, "--seed", "1")) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     expected = sorted(f for e in manifest["patients"] for f in e["files"].values())
     present = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*.nii*"))
     assert present == expected
     assert {e["patient"]: e["split"] for e in manifest["patients"]} == \
-        pdm.assign_splits(ids, 0.1, 0.2, 1)
+        assign_splits(ids, 0.1, 0.2, 1)
     assert (out / "trainA" / "README.txt").exists()
 
 
@@ -263,7 +264,7 @@ def test_source_tree_is_never_modified(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["..", ".", "", "../../etc", "a b/c", "...hidden", "x\\y:z*",
                                   "é"])
 def test_safe_patient_id_is_a_plain_file_name(tmp_path: Path, name: str) -> None:
-    safe = pdm.safe_patient_id(name)
+    safe = safe_patient_id(name)
     assert re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", safe)
     assert safe not in (".", "..")
     dest = (tmp_path / "trainA" / f"{safe}.nii.gz").resolve()

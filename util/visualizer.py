@@ -38,8 +38,9 @@ from util.display import (
     unit_tensor_to_hu,
     window_to_uint8,
 )
-from util.errors import ConfigError, DataError
+from util.errors import ConfigError
 from util.html import HTMLPage
+from util.names import safe_name
 
 logger = logging.getLogger(__name__)
 
@@ -51,20 +52,6 @@ PAGE_REFRESH_S = 60
 LABEL_ORDER = ("real_A", "fake_B", "real_B")
 
 _STEP_FILE = re.compile(r"^epoch(\d+)_iter(\d+)_(.+)\.png$")
-
-
-def safe_name(text: str) -> str:
-    """``text`` made safe as (part of) a file name in one folder.
-
-    Characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``, runs of dots
-    become ``_`` and leading dots are dropped, so no path separator, ``..`` or hidden name is
-    left. Raises :class:`DataError` if nothing usable remains.
-    """
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", text)
-    name = re.sub(r"\.{2,}", "_", name).lstrip(".")
-    if not name:
-        raise DataError(f"{text!r}: nothing usable as a file name")
-    return name
 
 
 def step_image_name(epoch: int, total_iters: int, label: str) -> str:

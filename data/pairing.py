@@ -1,0 +1,189 @@
+"""Pairing a 4DCT export: one AVG and one phase-0 file per patient folder, and patient splits.
+
+An export is two trees, ``avg_root/<patient>/`` and ``phases_root/<patient>/``, matched by folder
+name. A patient pairs when each folder holds exactly one matching NIfTI file, both read in full,
+on the same voxel grid (shape and affine). Every reason a patient does not pair is collected, so
+one run reports all problems at once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from data.ct_volumes import check_same_geometry
+from data.nifti_io import VolumeInfo, is_nifti_file, load_volume
+from util.errors import DataError
+from util.names import safe_name
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class ExportLayout:
+    """Where the export trees are, and the globs (case-sensitive) picking a patient's files."""
+
+    avg_root: Path
+    phases_root: Path
+    avg_pattern: str = "*.nii*"
+    phase0_pattern: str = "*Gated 0.0A*.nii*"
+
+
+@dataclass(frozen=True)
+class PairedPatient:
+    """A patient whose AVG and phase-0 files agree; ``spacing_mm`` along the voxel axes."""
+
+    patient: str
+    safe_id: str
+    avg_path: Path
+    phase0_path: Path
+    shape: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class UnpairedPatient:
+    """One reason why ``patient`` was left out (a patient can have several)."""
+
+    patient: str
+    reason: str
+
+
+def safe_patient_id(name: str) -> str:
+    """File-name-safe id of a patient folder name (:func:`util.names.safe_name`).
+
+    A name with nothing usable left (``""``, ``"."``) becomes ``patient_<8 hex of its SHA-256>``.
+    """
+    try:
+        return safe_name(name)
+    except DataError:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        return f"patient_{digest}"
+
+
+def list_patients(avg_root: Path, phases_root: Path) -> list[str]:
+    """Sorted names of the patient folders found under either root."""
+    names = set()
+    for root in (avg_root, phases_root):
+        try:
+            names.update(p.name for p in root.iterdir() if p.is_dir())
+        except OSError as exc:
+            raise DataError(f"{root}: cannot list the patient folders ({exc})") from exc
+    return sorted(names)
+
+
+def matching_files(folder: Path, pattern: str) -> list[Path]:
+    """NIfTI files directly in ``folder`` whose name matches ``pattern`` (case-sensitive)."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and is_nifti_file(p) and fnmatch.fnmatchcase(p.name, pattern))
+
+
+def _find_one(folder: Path, pattern: str, label: str,
+              other_root: Path) -> tuple[Path | None, list[str]]:
+    """The single file of ``label`` in ``folder`` matching ``pattern``, or the problem with it."""
+    if not folder.is_dir():
+        kind = "AVG" if label == "AVG" else "phases"
+        return None, [f"no {kind} folder: {folder} does not exist (patient only in "
+                      f"{other_root})"]
+    try:
+        found = matching_files(folder, pattern)
+    except OSError as exc:
+        return None, [f"unreadable folder: cannot list {folder} ({exc})"]
+    if not found:
+        return None, [f"no {label} file: nothing in {folder} matches {pattern!r} "
+                      f"(NIfTI files only)"]
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        return None, [f"ambiguous {label}: {len(found)} files in {folder} match {pattern!r}: "
+                      f"{names}"]
+    return found[0], []
+
+
+def _read_fully(path: Path, problems: list[str]) -> VolumeInfo | None:
+    """Read ``path`` including its voxels (so truncation shows); on failure note it in
+    ``problems`` and return None."""
+    try:
+        return load_volume(path).info
+    except DataError as exc:
+        problems.append(f"unreadable file: {exc}")
+        return None
+
+
+def check_patient(patient: str, layout: ExportLayout) -> tuple[PairedPatient | None, list[str]]:
+    """Pair one patient: the paired record, or every reason it cannot be paired."""
+    avg_path, problems = _find_one(layout.avg_root / patient, layout.avg_pattern, "AVG",
+                                   layout.phases_root)
+    phase0_path, found = _find_one(layout.phases_root / patient, layout.phase0_pattern,
+                                   "phase-0", layout.avg_root)
+    problems += found
+    infos = [_read_fully(p, problems) for p in (avg_path, phase0_path) if p is not None]
+    if problems:
+        return None, problems
+    avg, phase0 = infos
+    try:
+        check_same_geometry(avg, phase0)
+    except DataError as exc:
+        return None, [f"different voxel grids: {exc}"]
+    return PairedPatient(patient, safe_patient_id(patient), avg_path, phase0_path, avg.shape,
+                         avg.spacing_mm), []
+
+
+def pair_patients(layout: ExportLayout, progress: bool = True) -> tuple[list[PairedPatient],
+                                                                         list[UnpairedPatient]]:
+    """Check every patient folder; return the paired patients and every problem found."""
+    paired, unpaired = [], []
+    owner: dict[str, str] = {}  # case-folded safe id -> first patient (case-insensitive disks)
+    for patient in tqdm(list_patients(layout.avg_root, layout.phases_root), desc="pairing",
+                        unit="patient", disable=not progress):
+        pair, problems = check_patient(patient, layout)
+        safe = safe_patient_id(patient)
+        first = owner.setdefault(safe.casefold(), patient)
+        if first != patient:
+            problems.append(f"safe id collision: {patient!r} and {first!r} both map to the "
+                            f"file name {safe!r}; rename one of the folders")
+        unpaired += [UnpairedPatient(patient, reason) for reason in problems]
+        if pair is not None and not problems:
+            paired.append(pair)
+    return paired, unpaired
+
+
+def split_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """(train, val, test) patient counts for ``n`` paired patients.
+
+    ``n >= 3``: at least one test (if ``test_fraction > 0``) and one val (if ``val_fraction > 0``),
+    always at least one train; ``n == 2``: one train, one test; ``n == 1``: train only.
+    """
+    if n <= 1:
+        return (n, 0, 0)
+    if n == 2:
+        return (1, 0, 1) if test_fraction > 0 else (1, 1, 0) if val_fraction > 0 else (2, 0, 0)
+    min_val, min_test = int(val_fraction > 0), int(test_fraction > 0)
+    n_val = max(min_val, math.floor(n * val_fraction + 0.5))
+    n_test = max(min_test, math.floor(n * test_fraction + 0.5))
+    while n_val + n_test > n - 1:  # keep one train patient; trim the larger of val and test
+        if n_val > min_val and (n_val >= n_test or n_test <= min_test):
+            n_val -= 1
+        else:
+            n_test -= 1
+    return (n - n_val - n_test, n_val, n_test)
+
+
+def assign_splits(patients: Iterable[str], val_fraction: float, test_fraction: float,
+                  seed: int) -> dict[str, str]:
+    """Patient -> split: sort the ids, shuffle with ``numpy.random.default_rng(seed)``, then
+    take test, val and train in that order. Depends only on the seed and the set of ids."""
+    ids = sorted(set(patients))
+    _, n_val, n_test = split_counts(len(ids), val_fraction, test_fraction)
+    order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+    return {pid: "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+            for rank, pid in enumerate(order)}

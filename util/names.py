@@ -1,0 +1,23 @@
+"""File names made from outside text (patient folder names, visual labels) that stay in place."""
+
+from __future__ import annotations
+
+import re
+
+from util.errors import DataError
+
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+_DOT_RUNS = re.compile(r"\.{2,}")
+
+
+def safe_name(text: str) -> str:
+    """``text`` made safe as (part of) a file name in one folder.
+
+    Characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``, runs of dots
+    become ``_`` and leading dots are dropped, so no path separator, ``..`` or hidden name is
+    left. Raises :class:`DataError` if nothing usable remains.
+    """
+    name = _DOT_RUNS.sub("_", _UNSAFE_CHARS.sub("_", text)).lstrip(".")
+    if not name:
+        raise DataError(f"{text!r}: nothing usable as a file name")
+    return name

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from data import create_dataloader, create_dataset
 from data.ct_volumes import slices_to_volume
 from data.nifti_aligned_dataset import NiftiAlignedDataset
-from data.nifti_io import save_volume
+from data.nifti_io import load_volume, save_volume
 from models import create_model
 from models.base_model import BaseModel
 from options.test_options import TestOptions
@@ -54,16 +54,18 @@ class PatientResult:
 def write_patient(dataset: NiftiAlignedDataset, index: int, pred: torch.Tensor,
                   volume_dir: Path, hu_min: float, hu_max: float) -> PatientResult:
     """Reassemble a patient's predicted slices ((S, 1, h, w) in [-1, 1]) into an HU volume with
-    the AVG's geometry, save it, and score it (and the AVG) against phase 0 when present."""
+    the AVG's geometry, save it, and score the saved file (as a user will read it, after the
+    on-disk type's rounding) and the AVG against phase 0 when present."""
     info = dataset.volume_info(index)
     pid = dataset.patient_ids[index]
     hu = slices_to_volume(pred, info, hu_min, hu_max)
     path = save_volume(hu, info, volume_dir / f"{pid}_fake_B.nii.gz")
     if not dataset.has_target or not dataset.a_to_b:
         return PatientResult(pid, path, None, None)
+    saved = load_volume(path).hu
     truth = from_slice_stack(dataset.stacks_b[index].hu, info.affine)
     avg = from_slice_stack(dataset.stacks_a[index].hu, info.affine)
-    return PatientResult(pid, path, mae_hu(hu, truth), mae_hu(avg, truth))
+    return PatientResult(pid, path, mae_hu(saved, truth), mae_hu(avg, truth))
 
 
 def predict_volumes(model: BaseModel, dataset: NiftiAlignedDataset, opt: argparse.Namespace,

@@ -104,6 +104,14 @@ def test_seed_test_command_writes_hu_volumes_with_source_geometry(workdir):
         assert pid in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["patients"]) == {p.name.removesuffix(".nii.gz") for p in sources}
+    for src_path in sources:  # the metrics are those of the written files, in HU
+        pid = src_path.name.removesuffix(".nii.gz")
+        truth = nib.load(workdir / DATAROOT / "testB" / src_path.name).get_fdata()
+        pred = nib.load(out / "volumes" / f"{pid}_fake_B.nii.gz").get_fdata()
+        scores = metrics["patients"][pid]
+        assert scores["mae_model_hu"] == pytest.approx(np.abs(pred - truth).mean(), rel=1e-6)
+        assert scores["mae_avg_baseline_hu"] == pytest.approx(
+            np.abs(nib.load(src_path).get_fdata() - truth).mean(), rel=1e-6)
     assert metrics["mean"]["mae_avg_baseline_hu"] > 0
     html = (out / "index.html").read_text()
     assert "fake_B" in html

@@ -39,7 +39,12 @@ class TestOptions(BaseOptions):
     def adjust(self, opt: argparse.Namespace, explicit: set[str]) -> None:
         """Take the architecture of the training run (its ``opt.json``) unless given."""
         opt.serial_batches, opt.no_flip = True, True
-        saved_path = Path(opt.checkpoints_dir) / opt.name / "opt.json"
+        run_dir = Path(opt.checkpoints_dir) / opt.name
+        saved_path = run_dir / "opt.json"
+        if not saved_path.is_file() and not any(run_dir.glob("*_net_G*.pth")):
+            raise ConfigError(f"{run_dir}: no training run there (no opt.json, no *_net_G.pth); "
+                              f"train one with --name {opt.name} first, or point --name and "
+                              f"--checkpoints_dir at a trained run")
         if not saved_path.is_file():
             logger.warning("%s not found: using the architecture given on the command line",
                            saved_path)

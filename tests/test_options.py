@@ -87,6 +87,13 @@ def test_test_options_take_architecture_from_training_run(tmp_path):
         TestOptions().parse([*argv, "--netG", "unet_128"])
 
 
+def test_test_options_refuse_a_run_that_was_never_trained(tmp_path):
+    argv = train_argv(tmp_path, "--model", "pix2pix", "--axial_slice")
+    with pytest.raises(ConfigError, match=r"ck/run: no training run there .* --name run first"):
+        TestOptions().parse(argv)
+    assert not (tmp_path / "ck").exists()  # nothing written for a wrong --name
+
+
 def test_explicit_options_tells_given_from_default(tmp_path):
     options = TrainOptions()
     argv = train_argv(tmp_path, "--lr", "0.0002")

@@ -2,12 +2,21 @@
 
 Layout under ``run_dir``::
 
-    loss_log.txt                                    one line per logged step, a header per session
-    web/index.html                                  every displayed step, newest first, + log tail
+    loss_log.txt                                    one line per logged step or validation, a
+                                                    header per session
+    loss_log.jsonl                                  one JSON object per logged step: epoch,
+                                                    epoch_iter, epoch_progress, losses
+    val_log.jsonl                                   one JSON object per validation: epoch,
+                                                    metrics (HU)
+    web/index.html                                  training curves, then every displayed step,
+                                                    newest first, + log tail
+    web/curves.png                                  losses and validation errors vs epoch, redrawn
+                                                    from the two .jsonl logs with the page
     web/images/epoch{E:03d}_iter{N:08d}_{label}.png first sample of each visual, in a CT window
 
-The page is rebuilt from the PNGs present in ``web/images``, so the record of displayed steps
-survives a restart without a second copy of it. Pictures are 8-bit windowed previews, not data.
+The page is rebuilt from the PNGs present in ``web/images`` and the ``.jsonl`` logs, so the
+record of the run survives a restart without a second copy of it. Pictures are 8-bit windowed
+previews, not data.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import numpy as np
 import torch
 
 from data.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, check_window
+from util.curves import append_jsonl, plot_training_curves, read_jsonl
 from util.display import (
     DEFAULT_WINDOW,
     WINDOWS,
@@ -50,6 +60,8 @@ LOSS_TAIL_LINES = 50
 PAGE_REFRESH_S = 60
 #: Visual names shown first, in this order; others follow alphabetically.
 LABEL_ORDER = ("real_A", "fake_B", "real_B")
+#: Width (pixels) of the training curves on the run page.
+CURVES_WIDTH_PX = 900
 
 _STEP_FILE = re.compile(r"^epoch(\d+)_iter(\d+)_(.+)\.png$")
 
@@ -142,7 +154,8 @@ class Visualizer:
     packages are imported only when asked for. ``no_html`` skips the PNGs and the page.
     ``display_window``: a name in :data:`util.display.WINDOWS`; ``display_winsize``: picture
     width on the page, pixels. The page is (re)written on construction, listing the steps
-    already shown, and at every :meth:`display_current_results`; its loss-log tail is as of then.
+    already shown, and at every :meth:`display_current_results` and :meth:`log_validation`; its
+    training curves (``web/curves.png``) and loss-log tail are redrawn then, and only then.
     """
 
     def __init__(self, run_dir: str | os.PathLike[str], name: str, *, hu_min: float,
@@ -164,11 +177,15 @@ class Visualizer:
         self.web_dir = self.run_dir / "web"
         self.image_dir = self.web_dir / "images"
         self.log_path = self.run_dir / "loss_log.txt"
+        self.loss_records_path = self.run_dir / "loss_log.jsonl"
+        self.val_records_path = self.run_dir / "val_log.jsonl"
+        self.curves_path = self.web_dir / "curves.png"
         self._visdom = (_connect_visdom(display_id, display_server, display_port, display_env)
                         if display_id > 0 else None)
         self._wandb, self._wandb_run = (_start_wandb(wandb_project, name, self.run_dir)
                                         if use_wandb else (None, None))
         self._loss_points = 0
+        self._val_points = 0
         stamp = datetime.now().astimezone().isoformat(timespec="seconds")
         self._append_log(f"================ Training loss ({stamp}) ================")
         if not no_html:
@@ -203,8 +220,31 @@ class Visualizer:
                                     for label, img in images.items()},
                                  "epoch": epoch, "total_iters": total_iters})
 
+    def _plot_curves(self) -> bool:
+        """Redraw ``web/curves.png`` from the .jsonl logs; False if there is nothing to plot.
+
+        A log that cannot be read or plotted costs the page its curves (with a warning), never
+        the training run.
+        """
+        try:
+            loss_records = read_jsonl(self.loss_records_path)
+            val_records = read_jsonl(self.val_records_path)
+            if not (loss_records or val_records):
+                return False
+            plot_training_curves(loss_records, val_records, self.curves_path,
+                                 f"{self.name}: training curves")
+        except ValueError as exc:
+            logger.warning("run page without training curves: %s", exc)
+            return False
+        return True
+
     def _write_page(self) -> Path:
         page = HTMLPage(self.web_dir, f"Experiment name = {self.name}", refresh_s=PAGE_REFRESH_S)
+        if self._plot_curves():
+            page.add_header("Training curves")
+            page.add_images([self.curves_path.name],
+                            [f"from {self.loss_records_path.name} and "
+                             f"{self.val_records_path.name}"], CURVES_WIDTH_PX)
         page.add_header(f"Pictures newest first, window {describe_window(self.window)}")
         for step in displayed_steps(self.image_dir):
             page.add_header(f"epoch {step.epoch}, iters {step.total_iters}")
@@ -215,17 +255,23 @@ class Visualizer:
         return page.save()
 
     def print_current_losses(self, epoch: int, epoch_iter: int, losses: Mapping[str, float],
-                             t_comp: float, t_data: float) -> str:
+                             t_comp: float, t_data: float,
+                             epoch_progress: float | None = None) -> str:
         """Log one line of losses, append it to ``loss_log.txt`` (and visdom / wandb); return it.
 
         ``epoch_iter``: slices seen this epoch; ``t_comp``/``t_data``: seconds per slice spent
-        computing / waiting for data.
+        computing / waiting for data; ``epoch_progress``: the fractional epoch of this point, the
+        x of the training curves (default ``float(epoch)``). Also appends ``{"epoch",
+        "epoch_iter", "epoch_progress", "losses"}`` to ``loss_log.jsonl``.
         """
         values = {key: float(value) for key, value in losses.items()}
         line = " ".join([f"(epoch: {epoch}, iters: {epoch_iter}, time: {t_comp:.3f}, "
                          f"data: {t_data:.3f})"] + [f"{k}: {v:.4g}" for k, v in values.items()])
         logger.info("%s", line)
         self._append_log(line)
+        progress = float(epoch) if epoch_progress is None else float(epoch_progress)
+        append_jsonl(self.loss_records_path, {"epoch": epoch, "epoch_iter": epoch_iter,
+                                              "epoch_progress": progress, "losses": values})
         if self._visdom is not None and values:
             y = np.array([list(values.values())])
             self._visdom.line(Y=y, X=np.full_like(y, self._loss_points),
@@ -236,6 +282,33 @@ class Visualizer:
         self._loss_points += 1
         if self._wandb_run is not None:
             self._wandb_run.log({**values, "epoch": epoch})
+        return line
+
+    def log_validation(self, epoch: int, metrics: Mapping[str, float]) -> str:
+        """Log one line of validation metrics at the end of ``epoch``; return it.
+
+        ``metrics``: name -> value, HU (the names say so, e.g. ``val_motion_mae_hu``). The line
+        ``(epoch: E, validation) name: value ...`` (1 decimal) goes to the log and
+        ``loss_log.txt``, ``{"epoch", "metrics"}`` to ``val_log.jsonl``, the values to visdom
+        (window ``{display_id}_val``) / wandb, and the run page is rebuilt with its curves.
+        """
+        values = {key: float(value) for key, value in metrics.items()}
+        line = " ".join([f"(epoch: {epoch}, validation)"]
+                        + [f"{k}: {v:.1f}" for k, v in values.items()])
+        logger.info("%s", line)
+        self._append_log(line)
+        append_jsonl(self.val_records_path, {"epoch": epoch, "metrics": values})
+        if self._visdom is not None and values:
+            y = np.array([list(values.values())])
+            self._visdom.line(Y=y, X=np.full_like(y, epoch), win=f"{self.display_id}_val",
+                              update="append" if self._val_points else None,
+                              opts={"title": f"{self.name}: validation", "legend": list(values),
+                                    "xlabel": "epoch", "ylabel": "HU"})
+        self._val_points += 1
+        if self._wandb_run is not None:
+            self._wandb_run.log({**values, "epoch": epoch})
+        if not self.no_html:
+            self._write_page()
         return line
 
 

@@ -1,5 +1,6 @@
 """The training visualizer (loss log, PNGs, run page, optional visdom/wandb) and test pictures."""
 
+import json
 import logging
 import re
 import sys
@@ -230,3 +231,85 @@ def test_save_test_images_rejects_non_batch_visuals(tmp_path):
     page = HTMLPage(tmp_path, "test")
     with pytest.raises(ValueError, match=r"'fake_B'.*\(N, C, H, W\).*\(6, 8\)"):
         save_test_images(page, {"fake_B": torch.zeros(6, 8)}, "p1")
+
+
+def test_losses_are_also_appended_as_json_lines(tmp_path):
+    vis = make_visualizer(tmp_path)
+    vis.print_current_losses(3, 400, {"G_GAN": 0.5, "G_L1": 12.5}, 0.1, 0.1, epoch_progress=3.25)
+    vis.print_current_losses(4, 10, {"G_GAN": np.float32(0.25)}, 0.1, 0.1)
+    lines = (tmp_path / "loss_log.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"epoch": 3, "epoch_iter": 400, "epoch_progress": 3.25,
+         "losses": {"G_GAN": 0.5, "G_L1": 12.5}},
+        {"epoch": 4, "epoch_iter": 10, "epoch_progress": 4.0, "losses": {"G_GAN": 0.25}},
+    ]
+
+
+def test_validation_is_logged_plotted_and_on_the_page(tmp_path, caplog):
+    vis = make_visualizer(tmp_path)
+    vis.display_current_results(make_visuals(), 1, 400)
+    vis.print_current_losses(1, 400, {"G_L1": 12.5}, 0.1, 0.1, epoch_progress=1.5)
+    metrics = {"val_motion_mae_hu": 123.456, "baseline_motion_mae_hu": 150.04}
+    with caplog.at_level(logging.INFO, logger="util.visualizer"):
+        line = vis.log_validation(1, metrics)
+    assert line == "(epoch: 1, validation) val_motion_mae_hu: 123.5 baseline_motion_mae_hu: 150.0"
+    assert line in caplog.messages
+    assert (tmp_path / "loss_log.txt").read_text(encoding="utf-8").splitlines()[-1] == line
+    assert [json.loads(x) for x in (tmp_path / "val_log.jsonl").read_text().splitlines()] == [
+        {"epoch": 1, "metrics": metrics}]
+    with Image.open(tmp_path / "web" / "curves.png") as png:
+        assert png.format == "PNG"
+    html = (tmp_path / "web" / "index.html").read_text(encoding="utf-8")
+    assert '<img src="curves.png"' in html
+    assert html.index("curves.png") < html.index("epoch001_iter00000400_real_A.png")
+    assert line in html  # the log tail is as of the validation
+
+
+def test_curves_wait_for_a_record_and_survive_a_restart(tmp_path):
+    make_visualizer(tmp_path)
+    assert not (tmp_path / "web" / "curves.png").exists()
+    assert "curves.png" not in (tmp_path / "web" / "index.html").read_text(encoding="utf-8")
+    make_visualizer(tmp_path).print_current_losses(1, 10, {"G_L1": 2.0}, 0.1, 0.1)
+    make_visualizer(tmp_path)  # a new session redraws the curves of the old one
+    assert (tmp_path / "web" / "curves.png").stat().st_size > 0
+    assert "curves.png" in (tmp_path / "web" / "index.html").read_text(encoding="utf-8")
+
+
+def test_unreadable_log_costs_the_curves_not_the_page(tmp_path, caplog):
+    (tmp_path / "loss_log.jsonl").write_text("not json\n{}\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="util.visualizer"):
+        make_visualizer(tmp_path)
+    assert "curves.png" not in (tmp_path / "web" / "index.html").read_text(encoding="utf-8")
+    assert any("line 1: not a JSON object" in m for m in caplog.messages)
+
+
+def test_no_html_validation_writes_logs_only(tmp_path):
+    make_visualizer(tmp_path, no_html=True).log_validation(2, {"val_body_mae_hu": 40.0})
+    assert (tmp_path / "val_log.jsonl").is_file()
+    assert not (tmp_path / "web").exists()
+
+
+def test_validation_goes_to_visdom_and_wandb(tmp_path, monkeypatch):
+    lines, logged = [], []
+
+    class FakeVisdom:
+        def __init__(self, **_):
+            pass
+
+        def check_connection(self):
+            return True
+
+        def line(self, Y, X, win, update, opts):  # visdom's argument names
+            lines.append((Y.tolist(), X.tolist(), win, update, opts["legend"], opts["ylabel"]))
+
+    fake_wandb = types.SimpleNamespace(run=types.SimpleNamespace(log=logged.append))
+    monkeypatch.setitem(sys.modules, "visdom", types.SimpleNamespace(Visdom=FakeVisdom))
+    monkeypatch.setitem(sys.modules, "wandb", fake_wandb)
+    vis = make_visualizer(tmp_path, display_id=2, use_wandb=True)
+    vis.log_validation(1, {"val_motion_mae_hu": 90.0, "baseline_motion_mae_hu": 100.0})
+    vis.log_validation(2, {"val_motion_mae_hu": 80.0, "baseline_motion_mae_hu": 100.0})
+    names = ["val_motion_mae_hu", "baseline_motion_mae_hu"]
+    assert lines == [([[90.0, 100.0]], [[1.0, 1.0]], "2_val", None, names, "HU"),
+                     ([[80.0, 100.0]], [[2.0, 2.0]], "2_val", "append", names, "HU")]
+    assert logged == [{"val_motion_mae_hu": 90.0, "baseline_motion_mae_hu": 100.0, "epoch": 1},
+                      {"val_motion_mae_hu": 80.0, "baseline_motion_mae_hu": 100.0, "epoch": 2}]

@@ -84,6 +84,13 @@ def slice_to_unit(hu_slice: np.ndarray, hu_min: float, hu_max: float,
     return x
 
 
+def unit_slices_to_hu(pred: torch.Tensor, size: tuple[int, int], hu_min: float,
+                      hu_max: float) -> np.ndarray:
+    """Network slices (S, 1, h, w) in [-1, 1] -> (S, H, W) float32 HU at ``size`` = (H, W)."""
+    native = resize_slices(pred.float(), size)[:, 0]
+    return unit_to_hu(native, hu_min, hu_max).cpu().numpy().astype(np.float32)
+
+
 def slices_to_volume(pred: torch.Tensor, info: VolumeInfo, hu_min: float,
                      hu_max: float) -> np.ndarray:
     """Predicted slices -> HU volume in the source's voxel order.
@@ -95,8 +102,7 @@ def slices_to_volume(pred: torch.Tensor, info: VolumeInfo, hu_min: float,
     if pred.shape[0] != n_slices:
         raise DataError(f"{info.path}: got {pred.shape[0]} predicted slices, volume has "
                         f"{n_slices}")
-    native = resize_slices(pred.float(), (height, width))[:, 0]
-    hu = unit_to_hu(native, hu_min, hu_max).cpu().numpy().astype(np.float32)
+    hu = unit_slices_to_hu(pred, (height, width), hu_min, hu_max)
     return np.ascontiguousarray(from_slice_stack(hu, info.affine))
 
 

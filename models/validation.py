@@ -1,0 +1,97 @@
+"""Validation during training: MAE in HU on the held-out ``val`` patients, model and AVG.
+
+The regions (body from the AVG, motion where phase 0 and the AVG differ) depend only on the data,
+so they and the AVG's own error are computed once; each validation then predicts every slice of
+every validation patient and scores the motion region and the body. Work is in the slice-stack
+frame (axis 0 axial), at the native slice size.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from data.ct_volumes import SliceStack, unit_slices_to_hu
+from models.inference import predict_stack
+from util.metrics import RegionSettings, mae_hu, region_masks
+
+logger = logging.getLogger(__name__)
+
+#: Regions scored during validation, and the one that picks the ``best`` checkpoint first.
+VAL_REGIONS = ("motion", "body")
+
+
+@dataclass(frozen=True)
+class _ValPatient:
+    """A validation patient: AVG stack (S, H, W) HU, phase 0 as float32 HU, region masks."""
+
+    patient_id: str
+    avg: SliceStack
+    truth_hu: np.ndarray
+    masks: dict[str, np.ndarray]
+
+
+class Validator:
+    """Scores a generator on validation patients (AVG -> phase 0), in HU.
+
+    ``patients``: (id, AVG stack, phase-0 stack) triples on the same grids. ``resize_to``,
+    ``hu_min``/``hu_max`` and ``batch_size`` as in training; ``device``: where the generator is.
+    """
+
+    def __init__(self, patients: list[tuple[str, SliceStack, SliceStack]],
+                 settings: RegionSettings, *, resize_to: int = 0, batch_size: int = 1,
+                 device: torch.device | str = "cpu") -> None:
+        self.settings = settings
+        self.resize_to, self.batch_size, self.device = resize_to, batch_size, device
+        self.patients = []
+        for pid, avg, truth in patients:
+            masks = region_masks(avg.hu, truth.hu, 0, settings)
+            self.patients.append(_ValPatient(pid, avg, truth.hu.astype(np.float32),
+                                             {r: masks[r] for r in VAL_REGIONS}))
+        self.baseline = self._mean_mae({p.patient_id: p.avg.hu for p in self.patients})
+        logger.info("validation on %d patients; AVG baseline MAE: %s", len(self.patients),
+                    ", ".join(f"{r} {v:.1f} HU" for r, v in self.baseline.items()))
+
+    def _mean_mae(self, predictions: dict[str, np.ndarray]) -> dict[str, float]:
+        """{region: mean over patients of the MAE in HU} (NaN-free mean; NaN if none)."""
+        out = {}
+        for region in VAL_REGIONS:
+            values = [mae_hu(predictions[p.patient_id], p.truth_hu, p.masks[region])
+                      for p in self.patients]
+            finite = [v for v in values if math.isfinite(v)]
+            out[region] = float(np.mean(finite)) if finite else math.nan
+        return out
+
+    def __call__(self, net_g: nn.Module) -> dict[str, float]:
+        """Validate ``net_g`` in eval mode (restored afterwards); returns
+        ``val_<region>_mae_hu`` and ``baseline_<region>_mae_hu`` for each region."""
+        was_training = net_g.training
+        net_g.eval()
+        try:
+            predictions = {}
+            for p in self.patients:
+                unit = predict_stack(net_g, p.avg.hu, hu_min=self.settings.hu_min,
+                                     hu_max=self.settings.hu_max, resize_to=self.resize_to,
+                                     batch_size=self.batch_size, device=self.device)
+                predictions[p.patient_id] = unit_slices_to_hu(
+                    unit, p.avg.hu.shape[1:], self.settings.hu_min, self.settings.hu_max)
+        finally:
+            net_g.train(was_training)
+        model = self._mean_mae(predictions)
+        return ({f"val_{r}_mae_hu": v for r, v in model.items()}
+                | {f"baseline_{r}_mae_hu": v for r, v in self.baseline.items()})
+
+
+def selection_score(metrics: dict[str, float]) -> float:
+    """The number the ``best`` checkpoint minimises: the motion-region MAE, or the body MAE
+    when no validation patient has a motion region."""
+    for region in VAL_REGIONS:
+        value = metrics.get(f"val_{region}_mae_hu", math.nan)
+        if math.isfinite(value):
+            return value
+    return math.inf

@@ -1,0 +1,90 @@
+"""Whole-volume inference and validation: batching, geometry, and the validator's scores."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from data.ct_volumes import SliceStack, load_slice_stack
+from models.inference import predict_stack, predict_volume
+from models.validation import Validator, selection_score
+from tests.conftest import LPS_AFFINE, ct_like, write_nifti
+from util.metrics import RegionSettings
+
+
+class Shift(nn.Module):
+    """A 'generator' that adds a constant in [-1, 1] units (so a known number of HU)."""
+
+    def __init__(self, shift: float = 0.0) -> None:
+        super().__init__()
+        self.shift = shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.shift
+
+
+def test_batches_do_not_change_the_prediction():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.InstanceNorm2d(4), nn.Conv2d(4, 1, 1),
+                        nn.Tanh()).eval()
+    stack = ct_like((16, 16, 7)).transpose(2, 0, 1).astype(np.int16)
+    one = predict_stack(net, stack, hu_min=-1024, hu_max=3071, batch_size=1)
+    three = predict_stack(net, stack, hu_min=-1024, hu_max=3071, batch_size=3)
+    assert one.shape == (7, 1, 16, 16)
+    torch.testing.assert_close(one, three)
+    resized = predict_stack(net, stack, hu_min=-1024, hu_max=3071, resize_to=32, batch_size=4)
+    assert resized.shape == (7, 1, 32, 32)
+
+
+def test_identity_network_returns_the_input_volume_in_its_geometry(tmp_path):
+    hu = ct_like((12, 10, 5))
+    stack = load_slice_stack(write_nifti(tmp_path / "a.nii.gz", hu, LPS_AFFINE))
+    out = predict_volume(Shift(), stack, hu_min=-1024, hu_max=3071, batch_size=2)
+    assert out.shape == hu.shape
+    np.testing.assert_allclose(out, np.clip(hu, -1024, 3071), atol=0.05)
+
+
+def test_predict_stack_refuses_an_empty_stack():
+    with pytest.raises(ValueError, match=r"non-empty \(S, H, W\)"):
+        predict_stack(Shift(), np.zeros((0, 8, 8)), hu_min=-1024, hu_max=3071)
+
+
+def _val_patient(tmp_path, name, motion_hu):
+    avg = ct_like((16, 16, 8)).astype(np.float32)
+    truth = avg.copy()
+    truth[4:10, 4:10, 2:6] += motion_hu  # a moving block: the motion region
+    a = load_slice_stack(write_nifti(tmp_path / f"{name}_a.nii.gz", avg))
+    b = load_slice_stack(write_nifti(tmp_path / f"{name}_b.nii.gz", truth))
+    return name, a, b
+
+
+def test_validator_scores_model_and_baseline_and_restores_training_mode(tmp_path):
+    patients = [_val_patient(tmp_path, "p1", 300.0), _val_patient(tmp_path, "p2", 300.0)]
+    validator = Validator(patients, RegionSettings(), batch_size=4)
+    net = Shift().train()
+    metrics = validator(net)
+    assert net.training
+    # the identity answer is the AVG itself: model == baseline, the AVG is 300 HU off inside
+    # the moving block and the motion region is the block dilated by 2 voxels
+    assert metrics["val_motion_mae_hu"] == pytest.approx(metrics["baseline_motion_mae_hu"],
+                                                         abs=0.1)
+    block, region = 6 * 6 * 4, 10 * 10 * 8
+    assert metrics["baseline_motion_mae_hu"] == pytest.approx(300.0 * block / region, rel=1e-3)
+    assert selection_score(metrics) == metrics["val_motion_mae_hu"]
+    shifted = validator(Shift(100.0 / 2047.5))  # +100 HU everywhere
+    assert shifted["val_body_mae_hu"] > metrics["val_body_mae_hu"] + 50
+
+
+def test_selection_score_falls_back_to_the_body_then_inf():
+    assert selection_score({"val_motion_mae_hu": math.nan, "val_body_mae_hu": 12.0}) == 12.0
+    assert selection_score({}) == math.inf
+
+
+def test_validator_needs_no_gradients(tmp_path):
+    validator = Validator([_val_patient(tmp_path, "p1", 200.0)], RegionSettings())
+    net = nn.Conv2d(1, 1, 1)
+    validator(net)
+    assert all(p.grad is None for p in net.parameters())
+    assert isinstance(validator.patients[0].avg, SliceStack)

@@ -1,0 +1,70 @@
+"""Metric reports: CSV rows, mean/std over patients worked out by hand, the verdict."""
+
+import csv
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+
+from util.metrics import METRICS, RegionSettings, evaluate_volumes
+from util.report import csv_text, summarize_over_patients, summary_table, verdict, write_reports
+
+
+def _scores(model_mae: float, base_mae: float) -> dict:
+    regions = ("whole", "body", "motion")
+    model = {r: dict.fromkeys(METRICS, 0.0) | {"mae_hu": model_mae} for r in regions}
+    base = {r: dict.fromkeys(METRICS, 0.0) | {"mae_hu": base_mae} for r in regions}
+    return {"model": model, "baseline": base,
+            "improvement": {r: dict.fromkeys(METRICS, 0.0) | {"mae_hu": base_mae - model_mae}
+                            for r in regions},
+            "region_voxels": dict.fromkeys(regions, 10),
+            "lung_volume_ml": {"truth": 500.0, "model": 510.0, "avg": 450.0},
+            "settings": {}}
+
+
+def test_csv_has_a_row_per_patient_and_region_with_model_and_baseline():
+    rows = list(csv.DictReader(io.StringIO(csv_text({"p1": _scores(10, 30),
+                                                     "p2": _scores(20, 30)}))))
+    assert [(r["patient"], r["region"]) for r in rows] == [
+        ("p1", "whole"), ("p1", "body"), ("p1", "motion"),
+        ("p2", "whole"), ("p2", "body"), ("p2", "motion")]
+    assert float(rows[3]["model_mae_hu"]) == 20
+    assert float(rows[3]["baseline_mae_hu"]) == 30
+    assert float(rows[3]["improvement_mae_hu"]) == 10
+
+
+def test_mean_and_std_over_patients_skip_nan():
+    nan_patient = _scores(math.nan, 30)
+    summary = summarize_over_patients({"a": _scores(10, 30), "b": _scores(20, 40),
+                                       "c": nan_patient})
+    stats = summary["model"]["motion"]["mae_hu"]
+    assert (stats["mean"], stats["std"], stats["n"]) == (15.0, 5.0, 2)
+    assert summary["baseline"]["motion"]["mae_hu"]["mean"] == pytest.approx(100 / 3)
+
+
+def test_verdict_says_plainly_when_the_model_is_not_better():
+    worse = summarize_over_patients({"a": _scores(40, 30)})
+    assert "NOT better than the AVG" in verdict(worse)
+    assert "+33 %" in verdict(worse)
+    better = summarize_over_patients({"a": _scores(15, 30)})
+    assert "model is better than the AVG: MAE 15.0 vs 30.0 HU (-50 %)" in verdict(better)
+    assert "NOT better" in summary_table({"a": _scores(40, 30)})
+
+
+def test_reports_from_real_scores_are_written_atomically(tmp_path):
+    truth = np.full((12, 12, 8), -1000.0)
+    truth[3:9, 3:9, 2:6] = 40.0
+    avg = truth.copy()
+    avg[3:9, 3:9, 5] = -300.0  # the AVG blurs the top of the block
+    scores = {"p1": evaluate_volumes(truth + 10.0, truth, avg, (1.0, 1.0, 2.0), 2,
+                                     RegionSettings())}
+    csv_path, json_path = write_reports(tmp_path, scores)
+    data = json.loads(json_path.read_text())
+    assert data["n_patients"] == 1
+    assert data["summary"]["model"]["whole"]["mae_hu"]["mean"] == pytest.approx(10.0)
+    assert data["summary"]["model"]["whole"]["bias_hu"]["mean"] == pytest.approx(10.0)
+    assert data["patients"]["p1"]["baseline"]["motion"]["mae_hu"] > 10.0
+    assert csv_path.read_text().startswith("patient,region,voxels,model_mae_hu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv", "metrics.json"]

@@ -99,8 +99,12 @@ def code_version() -> dict[str, Any]:
 
 def build_metadata(model: BaseModel, opt: argparse.Namespace, epoch: str | int,
                    geometry: Mapping[str, Geometry], *, epoch_number: int | None = None,
-                   total_iters: int | None = None) -> dict[str, Any]:
-    """The metadata dict of a checkpoint (see the module docstring for its parts)."""
+                   total_iters: int | None = None,
+                   validation: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The metadata dict of a checkpoint (see the module docstring for its parts).
+
+    ``validation``: the latest validation result (epoch, patients, MAE in HU), when there is one.
+    """
     summary = summarize_geometry(geometry)
     a_to_b = opt.direction == "AtoB"
     avg, phase0 = ("average CT (AVG)", "respiratory phase 0 (end-inhale)")
@@ -136,17 +140,18 @@ def build_metadata(model: BaseModel, opt: argparse.Namespace, epoch: str | int,
         "patients": {"train": sorted(geometry)},
         "software": {"python": platform.python_version(), "torch": torch.__version__,
                      "numpy": np.__version__, "nibabel": nib.__version__} | code_version(),
-    }
+    } | ({"validation": dict(validation)} if validation is not None else {})
 
 
 def save_model_with_metadata(model: BaseModel, opt: argparse.Namespace, epoch: str | int,
                              save_dir: str | Path,
                              geometry: Mapping[str, Geometry] | None = None,
-                             **progress: int) -> Path:
+                             **progress: Any) -> Path:
     """Save the model's networks for ``epoch`` and write ``<save_dir>/<epoch>_metadata.json``.
 
     ``geometry`` ({patient: (shape, affine)}) defaults to the headers in
-    ``<dataroot>/<phase>A``; ``progress`` may give ``epoch_number`` and ``total_iters``.
+    ``<dataroot>/<phase>A``; ``progress`` may give ``epoch_number``, ``total_iters`` and
+    ``validation`` (see :func:`build_metadata`).
     Returns the metadata path. Every file is written atomically.
     """
     model.save_networks(epoch)

@@ -5,9 +5,14 @@
         --output_nc 1 --axial_slice
 
 Reads ``<dataroot>/<phase>A`` (and ``<phase>B`` when present) and writes, under
-``<results_dir>/<name>/<phase>_<epoch>/``: ``volumes/<id>_fake_B.nii.gz`` (HU, the source AVG's
-shape, affine and on-disk type), per-slice pictures with ``index.html``, and, with ground truth,
-``metrics.json`` (MAE in HU of the prediction and of the AVG itself against phase 0).
+``<results_dir>/<name>/<phase>_<epoch>/``:
+
+- ``volumes/<id>_fake_B.nii.gz``: HU, the source AVG's shape, affine and on-disk type;
+- ``index.html`` with per-patient axial and coronal views (AVG, prediction, truth, |error|) in a
+  lung and a soft-tissue window, and per-slice pictures;
+- with ground truth, ``metrics.csv`` and ``metrics.json``: MAE, RMSE, bias, PSNR and SSIM in the
+  whole volume, the body and the motion region, for the prediction and for the AVG itself (the
+  identity baseline), scored on the written files, plus lung volumes in mL.
 """
 
 from __future__ import annotations
@@ -22,99 +27,117 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data import create_dataloader, create_dataset
-from data.ct_volumes import slices_to_volume
+from data import create_dataset
+from data.ct_volumes import SliceStack, slice_to_unit, slices_to_volume
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_io import load_volume, save_volume
 from models import create_model
 from models.base_model import BaseModel
+from models.inference import predict_stack
+from options.base_options import region_settings
 from options.test_options import TestOptions
 from train import check_sizes
-from util.atomic import atomic_write_json
 from util.cli import run_cli
+from util.ct_views import choose_planes, save_patient_views
+from util.display import get_window
 from util.errors import ConfigError
-from util.geometry import from_slice_stack
+from util.geometry import (
+    axial_axis,
+    from_slice_stack,
+    resize_slices,
+    stack_spacing_mm,
+    to_slice_stack,
+)
 from util.html import HTMLPage
-from util.metrics import mae_hu
+from util.metrics import RegionSettings, evaluate_volumes, motion_mask
+from util.names import safe_name
+from util.report import patient_table, summary_table, write_reports
 from util.visualizer import save_test_images
 
 logger = logging.getLogger("test")
 
+#: Display windows of the per-patient views: lungs, and soft tissue (diaphragm, liver dome).
+VIEW_WINDOWS = ("lung", "soft_tissue")
+
 
 @dataclass(frozen=True)
-class PatientResult:
-    """Where a patient's predicted volume went, and its MAE in HU when the truth is known."""
+class PatientInputs:
+    """One patient's network input stack and, when known, its truth; ``avg`` is the AVG stack
+    (the input for AtoB, the target for BtoA). Arrays: (S, H, W) HU in stack order."""
 
     patient_id: str
-    volume_path: Path
-    mae_model_hu: float | None
-    mae_avg_hu: float | None
+    source: SliceStack
+    truth: SliceStack | None
+    avg: SliceStack
 
 
-def write_patient(dataset: NiftiAlignedDataset, index: int, pred: torch.Tensor,
-                  volume_dir: Path, hu_min: float, hu_max: float) -> PatientResult:
-    """Reassemble a patient's predicted slices ((S, 1, h, w) in [-1, 1]) into an HU volume with
-    the AVG's geometry, save it, and score the saved file (as a user will read it, after the
-    on-disk type's rounding) and the AVG against phase 0 when present."""
-    info = dataset.volume_info(index)
-    pid = dataset.patient_ids[index]
-    hu = slices_to_volume(pred, info, hu_min, hu_max)
-    path = save_volume(hu, info, volume_dir / f"{pid}_fake_B.nii.gz")
-    if not dataset.has_target or not dataset.a_to_b:
-        return PatientResult(pid, path, None, None)
-    saved = load_volume(path).hu
-    truth = from_slice_stack(dataset.stacks_b[index].hu, info.affine)
-    avg = from_slice_stack(dataset.stacks_a[index].hu, info.affine)
-    return PatientResult(pid, path, mae_hu(saved, truth), mae_hu(avg, truth))
+def patient_inputs(dataset: NiftiAlignedDataset, index: int) -> PatientInputs:
+    """The stacks of patient ``index``, sorted by ``--direction``."""
+    a = dataset.stacks_a[index]
+    b = dataset.stacks_b[index] if dataset.has_target else None
+    source, truth = (a, b) if dataset.a_to_b else (b, a)
+    return PatientInputs(dataset.patient_ids[index], source, truth, a)
 
 
-def predict_volumes(model: BaseModel, dataset: NiftiAlignedDataset, opt: argparse.Namespace,
-                    out_dir: Path, page: HTMLPage | None) -> list[PatientResult]:
-    """Predict every slice in order; write each patient's volume as soon as it is complete."""
-    loader = create_dataloader(dataset, batch_size=opt.batch_size, shuffle=False, num_workers=0)
-    pending: dict[int, dict[int, torch.Tensor]] = {}
-    results = []
-    for batch in tqdm(loader, desc="predicting", unit="batch"):
-        model.set_input(batch)
-        model.test()
-        fake = model.fake_B.detach().cpu()
-        for k, (v, s) in enumerate(zip(batch["patient_index"].tolist(),
-                                       batch["slice_index"].tolist(), strict=True)):
-            pending.setdefault(v, {})[s] = fake[k]
-            if page is not None:
-                visuals = {name: t[k:k + 1] for name, t in model.get_current_visuals().items()}
-                save_test_images(page, visuals, f"{dataset.patient_ids[v]}_slice{s:03d}",
-                                 width=opt.display_winsize)
-        for v in [v for v in pending if len(pending[v]) == dataset.stacks_a[v].hu.shape[0]]:
-            slices = pending.pop(v)
-            pred = torch.stack([slices[s] for s in sorted(slices)])
-            results.append(write_patient(dataset, v, pred, out_dir / "volumes", opt.hu_min,
-                                         opt.hu_max))
-    for v, slices in pending.items():
-        logger.warning("%s: only %d of %d slices predicted (--max_dataset_size?); volume not "
-                       "written", dataset.patient_ids[v], len(slices),
-                       dataset.stacks_a[v].hu.shape[0])
-    return results
+def score_patient(saved_hu: np.ndarray, p: PatientInputs,
+                  settings: RegionSettings) -> dict | None:
+    """Metrics of the written volume (I, J, K) HU and of the AVG, against phase 0; None when
+    there is no phase 0 to compare with (no ``<phase>B``, or BtoA)."""
+    if p.truth is None or p.source is not p.avg:
+        return None
+    affine = p.avg.info.affine
+    return evaluate_volumes(saved_hu, from_slice_stack(p.truth.hu, affine),
+                            from_slice_stack(p.avg.hu, affine), p.avg.info.spacing_mm,
+                            axial_axis(affine), settings)
 
 
-def summarize(results: list[PatientResult], out_dir: Path) -> str:
-    """A table of the results; also written as ``metrics.json`` when any truth was available."""
-    scored = [r for r in results if r.mae_model_hu is not None]
-    lines = [f"{'patient':<24}{'MAE model (HU)':>16}{'MAE AVG (HU)':>14}  volume"]
-    for r in results:
-        model_mae = f"{r.mae_model_hu:.1f}" if r.mae_model_hu is not None else "-"
-        avg_mae = f"{r.mae_avg_hu:.1f}" if r.mae_avg_hu is not None else "-"
-        lines.append(f"{r.patient_id:<24}{model_mae:>16}{avg_mae:>14}  {r.volume_path}")
-    if scored:
-        mean_model = float(np.mean([r.mae_model_hu for r in scored]))
-        mean_avg = float(np.mean([r.mae_avg_hu for r in scored]))
-        lines.append(f"{'mean':<24}{mean_model:>16.1f}{mean_avg:>14.1f}")
-        atomic_write_json(out_dir / "metrics.json", {
-            "region": "whole volume", "units": "HU",
-            "patients": {r.patient_id: {"mae_model_hu": r.mae_model_hu,
-                                        "mae_avg_baseline_hu": r.mae_avg_hu} for r in scored},
-            "mean": {"mae_model_hu": mean_model, "mae_avg_baseline_hu": mean_avg}})
-    return "\n".join(lines)
+def add_patient_views(page: HTMLPage, p: PatientInputs, pred_stack: np.ndarray,
+                      settings: RegionSettings, width: int) -> None:
+    """Axial + coronal views of AVG, prediction, truth and |error| in each of
+    :data:`VIEW_WINDOWS`, through the slice and row with the most motion."""
+    truth = p.truth.hu if p.truth is not None else None
+    motion = (motion_mask(p.avg.hu, truth, settings.motion_threshold_hu,
+                          settings.motion_dilate_vox) if truth is not None else None)
+    planes = choose_planes(pred_stack.shape, motion)
+    spacing = stack_spacing_mm(p.avg.info.affine)
+    stem = safe_name(p.patient_id)
+    names = []
+    for window in VIEW_WINDOWS:
+        path = page.image_dir / f"{stem}_views_{window}.png"
+        save_patient_views(path, p.avg.hu, pred_stack, truth, spacing, planes,
+                           get_window(window), p.patient_id)
+        names.append(f"images/{path.name}")
+    page.add_header(f"{p.patient_id}: axial and coronal views")
+    page.add_images(names, list(VIEW_WINDOWS), width)
+
+
+def add_slice_pictures(page: HTMLPage, p: PatientInputs, pred: torch.Tensor,
+                       opt: argparse.Namespace) -> None:
+    """real_A / fake_B / real_B pictures of every slice; ``pred``: (S, 1, h, w) in [-1, 1]."""
+    for s in range(pred.shape[0]):
+        visuals = {"real_A": slice_to_unit(p.source.hu[s], opt.hu_min, opt.hu_max)[None],
+                   "fake_B": pred[s:s + 1]}
+        if p.truth is not None:
+            visuals["real_B"] = slice_to_unit(p.truth.hu[s], opt.hu_min, opt.hu_max)[None]
+        save_test_images(page, visuals, f"{p.patient_id}_slice{s:03d}",
+                         width=opt.display_winsize, hu_min=opt.hu_min, hu_max=opt.hu_max)
+
+
+def run_patient(model: BaseModel, p: PatientInputs, opt: argparse.Namespace, out_dir: Path,
+                page: HTMLPage | None, settings: RegionSettings) -> tuple[Path, dict | None]:
+    """Predict one patient, write its volume (HU, the source's geometry) and pictures, and
+    score the written file. Returns (volume path, scores or None)."""
+    pred = predict_stack(model.netG, p.source.hu, hu_min=opt.hu_min, hu_max=opt.hu_max,
+                         resize_to=opt.resize_to, batch_size=opt.batch_size, device=model.device)
+    info = p.source.info
+    path = save_volume(slices_to_volume(pred, info, opt.hu_min, opt.hu_max), info,
+                       out_dir / "volumes" / f"{safe_name(p.patient_id)}_fake_B.nii.gz")
+    saved = load_volume(path).hu  # scored as a user will read it, after on-disk rounding
+    if page is not None:
+        add_patient_views(page, p, to_slice_stack(saved, info.affine), settings,
+                          opt.display_winsize * 2)
+        add_slice_pictures(page, p, resize_slices(pred, p.source.hu.shape[1:]), opt)
+    return path, score_patient(saved, p, settings)
 
 
 def test(opt: argparse.Namespace) -> Path:
@@ -123,6 +146,7 @@ def test(opt: argparse.Namespace) -> Path:
     if not isinstance(dataset, NiftiAlignedDataset):
         raise ConfigError("test.py writes volumes from --dataset_mode nifti_aligned only")
     check_sizes(dataset, opt)
+    settings = region_settings(opt)
     model = create_model(opt)
     model.setup()
     if opt.eval:
@@ -130,15 +154,31 @@ def test(opt: argparse.Namespace) -> Path:
     out_dir = Path(opt.results_dir) / opt.name / f"{opt.phase}_{opt.epoch}"
     page = None if opt.no_pictures else HTMLPage(
         out_dir, f"{opt.name}: {opt.phase}, epoch {opt.epoch}")
-    results = predict_volumes(model, dataset, opt, out_dir, page)
+    volumes, scores = {}, {}
+    for index in tqdm(range(len(dataset.patient_ids)), desc="predicting", unit="patient"):
+        p = patient_inputs(dataset, index)
+        volumes[p.patient_id], score = run_patient(model, p, opt, out_dir, page, settings)
+        if score is not None:
+            scores[p.patient_id] = score
     if page is not None:
         page.save()
-    table = summarize(results, out_dir)
-    print(table)  # noqa: T201 - the command's summary table
-    print(f"volumes: {out_dir / 'volumes'}")  # noqa: T201
-    if page is not None:
-        print(f"pictures: {out_dir / 'index.html'}")  # noqa: T201
+    print_results(volumes, scores, out_dir, page is not None)
     return out_dir
+
+
+def print_results(volumes: dict[str, Path], scores: dict[str, dict], out_dir: Path,
+                  pictures: bool) -> None:
+    """Write the metric files (when there is truth) and print the tables and where things are."""
+    if scores:
+        csv_path, json_path = write_reports(out_dir, scores)
+        print(patient_table(scores))  # noqa: T201 - the command's summary tables
+        print(summary_table(scores))  # noqa: T201
+        print(f"metrics: {csv_path}, {json_path}")  # noqa: T201
+    else:
+        print("no ground truth (<phase>B): volumes written, nothing scored")  # noqa: T201
+    print(f"volumes: {out_dir / 'volumes'} ({len(volumes)} patients)")  # noqa: T201
+    if pictures:
+        print(f"pictures: {out_dir / 'index.html'}")  # noqa: T201
 
 
 def main(argv: list[str] | None = None) -> int:

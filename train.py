@@ -11,12 +11,15 @@ Checkpoints (``latest`` and every ``--save_epoch_freq`` epochs, with ``<epoch>_m
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -26,6 +29,8 @@ from data.nifti_aligned_dataset import NiftiAlignedDataset
 from models import create_model
 from models.base_model import BaseModel
 from models.networks import check_slice_size
+from models.validation import Validator, selection_score
+from options.base_options import region_settings
 from options.train_options import TrainOptions
 from save_ct_metadata import Geometry, save_model_with_metadata
 from util.cli import run_cli, seed_everything
@@ -62,6 +67,38 @@ def crossed(total: int, step: int, every: int) -> bool:
     return every > 0 and total // every > (total - step) // every
 
 
+def make_validator(opt: argparse.Namespace, device: torch.device) -> Validator | None:
+    """A validator over ``<dataroot>/valA``, ``valB`` when ``--val_freq`` asks for one and
+    the data allows it (NIfTI slices, AVG -> phase 0, both folders); None otherwise."""
+    if opt.val_freq <= 0:
+        return None
+    root = Path(opt.dataroot)
+    reason = ("--dataset_mode is not nifti_aligned" if opt.dataset_mode != "nifti_aligned"
+              else "--direction BtoA" if opt.direction != "AtoB"
+              else f"no {root / 'valA'} and {root / 'valB'}"
+              if not ((root / "valA").is_dir() and (root / "valB").is_dir()) else None)
+    if reason is not None:
+        logger.info("validation off: %s", reason)
+        return None
+    val_opt = argparse.Namespace(**{**vars(opt), "phase": "val", "isTrain": False,
+                                    "max_dataset_size": float("inf"), "num_test": None})
+    val_set = NiftiAlignedDataset(val_opt)
+    check_sizes(val_set, opt)
+    return Validator(list(zip(val_set.patient_ids, val_set.stacks_a, val_set.stacks_b,
+                              strict=True)),
+                     region_settings(opt), resize_to=opt.resize_to, batch_size=opt.batch_size,
+                     device=device)
+
+
+def previous_best(run_dir: Path) -> float:
+    """The selection score of an earlier run's ``best`` checkpoint (inf when there is none)."""
+    path = run_dir / "best_metadata.json"
+    if not path.is_file():
+        return math.inf
+    validation = json.loads(path.read_text(encoding="utf-8")).get("validation") or {}
+    return selection_score(validation.get("mae_hu", {}))
+
+
 def train(opt: argparse.Namespace) -> Path:
     """Run the whole training; return the run's checkpoint folder."""
     seed_everything(opt.seed)
@@ -73,6 +110,7 @@ def train(opt: argparse.Namespace) -> Path:
     logger.info("training slices: %d, batches per epoch: %d", len(dataset), len(loader))
     model = create_model(opt)
     model.setup()
+    validator = make_validator(opt, model.device)
     run_dir = Path(opt.checkpoints_dir) / opt.name
     visualizer = Visualizer(run_dir, opt.name, hu_min=opt.hu_min, hu_max=opt.hu_max,
                             display_id=opt.display_id, display_server=opt.display_server,
@@ -80,15 +118,26 @@ def train(opt: argparse.Namespace) -> Path:
                             use_wandb=opt.use_wandb, wandb_project=opt.wandb_project_name,
                             no_html=opt.no_html, display_winsize=opt.display_winsize)
     geometry = training_geometry(dataset)
+    validation: dict | None = None  # the latest validation result, kept in every metadata
 
     def save(tag: str | int, epoch: int, total_iters: int) -> None:
         save_model_with_metadata(model, opt, tag, run_dir, geometry, epoch_number=epoch,
-                                 total_iters=total_iters)
+                                 total_iters=total_iters, validation=validation)
 
     total_iters = 0
+    best = previous_best(run_dir) if opt.continue_train else math.inf
     last_epoch = opt.n_epochs + opt.n_epochs_decay
     for epoch in range(opt.epoch_count, last_epoch + 1):
         total_iters = run_epoch(model, loader, visualizer, opt, epoch, total_iters, save)
+        if validator is not None and (epoch % opt.val_freq == 0 or epoch == last_epoch):
+            metrics = validator(model.netG)
+            visualizer.log_validation(epoch, metrics)
+            validation = {"epoch": epoch, "patients": [p.patient_id for p in validator.patients],
+                          "mae_hu": metrics}
+            if selection_score(metrics) < best:
+                best = selection_score(metrics)
+                save("best", epoch, total_iters)
+                logger.info("new best checkpoint: epoch %d, validation MAE %.1f HU", epoch, best)
         if epoch % opt.save_epoch_freq == 0 or epoch == last_epoch:
             save("latest", epoch, total_iters)
         if epoch % opt.save_epoch_freq == 0:
@@ -120,7 +169,8 @@ def run_epoch(model: BaseModel, loader: DataLoader, visualizer: Visualizer,
         if crossed(total_iters, step, opt.print_freq):
             visualizer.print_current_losses(epoch, epoch_iter, model.get_current_losses(),
                                             (time.perf_counter() - t_start) / step,
-                                            (t_start - t_data_start) / step)
+                                            (t_start - t_data_start) / step,
+                                            epoch - 1 + epoch_iter / len(loader.dataset))
         if crossed(total_iters, step, opt.save_latest_freq):
             save("latest", epoch, total_iters)
             if opt.save_by_iter:

@@ -20,6 +20,7 @@ from data.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, check_window
 from models import networks
 from util.atomic import atomic_write_json, atomic_write_text
 from util.errors import ConfigError
+from util.metrics import RegionSettings
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,15 @@ class BaseOptions:
                        help="HU mapped to -1 (lower values clipped)")
         g.add_argument("--hu_max", type=float, default=DEFAULT_HU_MAX,
                        help="HU mapped to +1 (higher values clipped)")
+        g = parser.add_argument_group("evaluation regions (validation and test metrics)")
+        g.add_argument("--body_threshold_hu", type=float, default=-500.0,
+                       help="body = AVG above this, holes filled per slice, largest component")
+        g.add_argument("--motion_threshold_hu", type=float, default=50.0,
+                       help="motion region = |phase 0 - AVG| above this, opened, then dilated")
+        g.add_argument("--motion_dilate_vox", type=int, default=2,
+                       help="dilation of the motion region, voxels")
+        g.add_argument("--lung_threshold_hu", type=float, default=-400.0,
+                       help="lung = below this inside the body (lung volume in mL)")
         g = parser.add_argument_group("misc")
         g.add_argument("--epoch", default="latest", help="checkpoint to load: latest, best or N")
         g.add_argument("--load_iter", type=int, default=0,
@@ -170,6 +180,19 @@ def validate_common(opt: argparse.Namespace) -> None:
             raise ConfigError(f"--{name} must be at least 1, got {getattr(opt, name)}")
     if opt.num_threads < 0:
         raise ConfigError(f"--num_threads must be 0 or more, got {opt.num_threads}")
+    region_settings(opt)
+
+
+def region_settings(opt: argparse.Namespace) -> RegionSettings:
+    """The evaluation regions' thresholds (HU, voxels) and the HU window, from the options."""
+    try:
+        return RegionSettings(body_threshold_hu=opt.body_threshold_hu,
+                              motion_threshold_hu=opt.motion_threshold_hu,
+                              motion_dilate_vox=opt.motion_dilate_vox,
+                              lung_threshold_hu=opt.lung_threshold_hu, hu_min=opt.hu_min,
+                              hu_max=opt.hu_max)
+    except ValueError as exc:
+        raise ConfigError(f"evaluation region options: {exc}") from exc
 
 
 def options_to_json(opt: argparse.Namespace) -> dict[str, object]:

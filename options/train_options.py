@@ -27,6 +27,10 @@ class TrainOptions(BaseOptions):
         g.add_argument("--print_freq", type=int, default=100,
                        help="log losses every N iterations")
         g.add_argument("--no_html", action="store_true", help="do not write the HTML page")
+        g.add_argument("--val_freq", type=int, default=1,
+                       help="every N epochs, MAE in HU on the <dataroot>/valA, valB patients "
+                            "(motion region and body), logged, and a 'best' checkpoint kept by "
+                            "it; 0 = off")
         g = parser.add_argument_group("saving")
         g.add_argument("--save_latest_freq", type=int, default=5000,
                        help="save the latest checkpoint every N iterations")

@@ -73,7 +73,8 @@ def test_prepare_splits_by_patient(workdir):
 def test_training_writes_checkpoints_metadata_and_logs(workdir):
     run_dir = workdir / "checkpoints" / "ct_phase0_generator"
     for name in ("latest_net_G.pth", "latest_net_D.pth", "latest_metadata.json", "opt.json",
-                 "opt.txt", "loss_log.txt", "web/index.html"):
+                 "opt.txt", "loss_log.txt", "web/index.html", "best_net_G.pth",
+                 "best_metadata.json", "val_log.jsonl", "web/curves.png"):
         assert (run_dir / name).is_file(), name
     meta = json.loads((run_dir / "latest_metadata.json").read_text())
     source = nib.load(next((workdir / DATAROOT / "trainA").glob("*.nii.gz")))
@@ -82,6 +83,9 @@ def test_training_writes_checkpoints_metadata_and_logs(workdir):
     assert meta["voxel_geometry"]["range"]["pixel_spacing_row_mm"]["min"] == spacing[1]
     assert meta["checkpoint"]["epoch_number"] == 2
     assert "G_L1" in (run_dir / "loss_log.txt").read_text()
+    assert meta["validation"]["epoch"] == 2  # validated on the held-out patients each epoch
+    assert meta["validation"]["mae_hu"]["baseline_motion_mae_hu"] > 0
+    assert "curves.png" in (run_dir / "web" / "index.html").read_text()
     assert not list(run_dir.glob(".*tmp*"))
 
 
@@ -109,14 +113,21 @@ def test_seed_test_command_writes_hu_volumes_with_source_geometry(workdir):
         truth = nib.load(workdir / DATAROOT / "testB" / src_path.name).get_fdata()
         pred = nib.load(out / "volumes" / f"{pid}_fake_B.nii.gz").get_fdata()
         scores = metrics["patients"][pid]
-        assert scores["mae_model_hu"] == pytest.approx(np.abs(pred - truth).mean(), rel=1e-6)
-        assert scores["mae_avg_baseline_hu"] == pytest.approx(
+        assert scores["model"]["whole"]["mae_hu"] == pytest.approx(np.abs(pred - truth).mean(),
+                                                                   rel=1e-6)
+        assert scores["baseline"]["whole"]["mae_hu"] == pytest.approx(
             np.abs(nib.load(src_path).get_fdata() - truth).mean(), rel=1e-6)
-    assert metrics["mean"]["mae_avg_baseline_hu"] > 0
+        assert scores["region_voxels"]["motion"] > 0  # the phantom breathes
+    assert metrics["summary"]["baseline"]["motion"]["mae_hu"]["mean"] > 0
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 * len(sources)  # header + patient x region
+    assert "verdict: in the motion region" in proc.stdout
     html = (out / "index.html").read_text()
+    assert "_views_lung.png" in html
+    assert "_views_soft_tissue.png" in html
     assert "fake_B" in html
     assert "real_A" in html
-    assert "MAE model (HU)" in proc.stdout
+    assert "MAE motion model/AVG (HU)" in proc.stdout
 
 
 @pytest.mark.parametrize(("affine", "dtype", "inter"), [

@@ -1,0 +1,137 @@
+"""Score a folder of predicted phase-0 volumes against the truth (and the AVG baseline), in HU.
+
+    python scripts/evaluate.py --pred results/run/test_latest/volumes \\
+        --truth datasets/ct_phases_dataset/testB --avg datasets/ct_phases_dataset/testA
+
+Volumes are matched by patient id: the file name without ``.nii``/``.nii.gz`` and without a
+trailing ``_fake_B`` (so this project's outputs and plain ``<id>.nii.gz`` files both match). Each
+prediction must be on its truth's voxel grid (shape and affine) and in HU; predictions still in
+the network's [-1, 1] (or [0, 1]) are refused. Writes ``metrics.csv`` and ``metrics.json`` to
+``--out`` (default ``<pred>/evaluation``) and prints the tables. Nothing else is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data.ct_volumes import check_same_geometry
+from data.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN
+from data.nifti_io import Volume, is_nifti_file, load_volume, nifti_stem
+from util.cli import run_cli
+from util.errors import ConfigError, DataError
+from util.geometry import axial_axis
+from util.metrics import RegionSettings, evaluate_volumes
+from util.report import patient_table, summary_table, write_reports
+
+#: A volume whose values all lie within this many units of 0 is not in HU (air is -1000 HU).
+NOT_HU_ABS_MAX = 2.0
+PRED_SUFFIX = "_fake_B"
+
+
+def volumes_by_id(folder: Path, strip_suffix: str = "") -> dict[str, Path]:
+    """{patient id: path} of the NIfTI files directly in ``folder``; DataError on duplicates."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder")
+    found: dict[str, Path] = {}
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and is_nifti_file(p)):
+        pid = nifti_stem(path)
+        pid = pid.removesuffix(strip_suffix) if strip_suffix else pid
+        if pid in found:
+            raise DataError(f"{folder}: two files for patient {pid!r}: {found[pid].name} and "
+                            f"{path.name}")
+        found[pid] = path
+    if not found:
+        raise DataError(f"{folder}: no NIfTI volumes (.nii, .nii.gz)")
+    return found
+
+
+def check_hu(vol: Volume) -> None:
+    """DataError naming the file when its values cannot be HU (all within +-2: a network output
+    in [-1, 1] or an image normalised to [0, 1])."""
+    lo, hi = float(vol.hu.min()), float(vol.hu.max())
+    if max(abs(lo), abs(hi)) <= NOT_HU_ABS_MAX:
+        raise DataError(f"{vol.path}: values span [{lo:.3g}, {hi:.3g}], which is not HU (air is "
+                        f"about -1000 HU); a network output in [-1, 1] converts as "
+                        f"HU = (x + 1) / 2 * ({DEFAULT_HU_MAX:g} - ({DEFAULT_HU_MIN:g})) + "
+                        f"({DEFAULT_HU_MIN:g})")
+
+
+def match(pred: dict[str, Path], truth: dict[str, Path],
+          avg: dict[str, Path] | None) -> list[str]:
+    """Patient ids to score (those with a truth); DataError listing every missing partner."""
+    missing = [f"{pid}: no prediction in {next(iter(pred.values())).parent}"
+               for pid in truth if pid not in pred]
+    if avg is not None:
+        missing += [f"{pid}: no AVG in {next(iter(avg.values())).parent}"
+                    for pid in truth if pid not in avg]
+    if missing:
+        raise DataError("cannot pair every truth volume:\n  " + "\n  ".join(missing))
+    return list(truth)
+
+
+def score(pred_path: Path, truth_path: Path, avg_path: Path | None,
+          settings: RegionSettings) -> dict:
+    """Check one patient's files and score them (see :func:`util.metrics.evaluate_volumes`)."""
+    truth = load_volume(truth_path)
+    pred = load_volume(pred_path)
+    check_same_geometry(pred.info, truth.info)
+    check_hu(pred)
+    avg = None
+    if avg_path is not None:
+        avg = load_volume(avg_path)
+        check_same_geometry(avg.info, truth.info)
+        check_hu(avg)
+    return evaluate_volumes(pred.hu, truth.hu, avg.hu if avg is not None else None,
+                            truth.spacing_mm, axial_axis(truth.affine), settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options of the standalone scorer."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    defaults = RegionSettings()
+    parser.add_argument("--pred", type=Path, required=True, help="folder of predicted volumes")
+    parser.add_argument("--truth", type=Path, required=True, help="folder of phase-0 volumes")
+    parser.add_argument("--avg", type=Path, help="folder of AVG volumes: baseline and regions")
+    parser.add_argument("--out", type=Path, help="where the metric files go (<pred>/evaluation)")
+    for name, help_text in (("body_threshold_hu", "body: AVG (or truth) above this, HU"),
+                            ("motion_threshold_hu", "motion: |truth - AVG| above this, HU"),
+                            ("motion_dilate_vox", "dilation of the motion region, voxels"),
+                            ("lung_threshold_hu", "lung: below this inside the body, HU"),
+                            ("hu_min", "PSNR/SSIM data range: lower end, HU"),
+                            ("hu_max", "PSNR/SSIM data range: upper end, HU")):
+        default = getattr(defaults, name)
+        parser.add_argument(f"--{name}", type=type(default), default=default, help=help_text)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Score every patient of ``--truth``; 0 on success, 1 on a data or option error."""
+    args = build_parser().parse_args(argv)
+
+    def go() -> int:
+        try:
+            settings = RegionSettings(**{k: getattr(args, k) for k in (
+                "body_threshold_hu", "motion_threshold_hu", "motion_dilate_vox",
+                "lung_threshold_hu", "hu_min", "hu_max")})
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        pred = volumes_by_id(args.pred, PRED_SUFFIX)
+        truth = volumes_by_id(args.truth)
+        avg = volumes_by_id(args.avg) if args.avg is not None else None
+        scores = {pid: score(pred[pid], truth[pid], avg[pid] if avg else None, settings)
+                  for pid in match(pred, truth, avg)}
+        csv_path, json_path = write_reports(args.out or args.pred / "evaluation", scores)
+        print(patient_table(scores))  # noqa: T201 - the command's output
+        print(summary_table(scores))  # noqa: T201
+        print(f"metrics: {csv_path}, {json_path}")  # noqa: T201
+        return 0
+
+    return run_cli(go)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,6 +23,8 @@ from util.metrics import METRICS, REGIONS
 ANSWERS = ("model", "baseline", "improvement")
 #: Metrics shown in the printed summary (all are in the files).
 TABLE_METRICS = ("mae_hu", "rmse_hu", "bias_hu", "ssim", "psnr_db")
+#: A model must cut the AVG's MAE by at least this much (%) to be called better in the verdict.
+CLEARLY_BETTER_PCT = 5.0
 _LABELS = {"mae_hu": "MAE", "rmse_hu": "RMSE", "bias_hu": "bias", "ssim": "SSIM",
            "psnr_db": "PSNR"}
 
@@ -139,14 +141,16 @@ def summary_table(per_patient: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def verdict(summary: Mapping[str, Any]) -> str:
-    """One line: is the model's MAE better than the AVG's where things move (else the body)?"""
+    """One line: is the model's MAE better than the AVG's where things move (else the body)?
+    Less than :data:`CLEARLY_BETTER_PCT` % lower is reported as not clearly better."""
     for region in ("motion", "body", "whole"):
         model = summary.get("model", {}).get(region, {}).get("mae_hu", {})
         base = summary.get("baseline", {}).get(region, {}).get("mae_hu", {})
         if model.get("n") and base.get("n"):
             m, b = model["mean"], base["mean"]
             change = 100.0 * (m - b) / b if b else math.nan
-            word = "better than" if m < b else "NOT better than"
+            word = ("better than" if change <= -CLEARLY_BETTER_PCT
+                    else "NOT clearly better than" if m < b else "NOT better than")
             return (f"verdict: in the {region} region the model is {word} the AVG: MAE "
                     f"{m:.1f} vs {b:.1f} HU ({change:+.0f} %)")
     return "verdict: no ground truth with an AVG to compare against"

@@ -51,6 +51,8 @@ def test_verdict_says_plainly_when_the_model_is_not_better():
     better = summarize_over_patients({"a": _scores(15, 30)})
     assert "model is better than the AVG: MAE 15.0 vs 30.0 HU (-50 %)" in verdict(better)
     assert "NOT better" in summary_table({"a": _scores(40, 30)})
+    marginal = summarize_over_patients({"a": _scores(29, 30)})  # 3 % lower: within the noise
+    assert "NOT clearly better than the AVG: MAE 29.0 vs 30.0 HU (-3 %)" in verdict(marginal)
 
 
 def test_reports_from_real_scores_are_written_atomically(tmp_path):

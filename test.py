@@ -51,7 +51,7 @@ from util.geometry import (
 from util.html import HTMLPage
 from util.metrics import RegionSettings, evaluate_volumes, motion_mask
 from util.names import safe_name
-from util.report import patient_table, summary_table, write_reports
+from util.report import write_and_describe
 from util.visualizer import save_test_images
 
 logger = logging.getLogger("test")
@@ -170,10 +170,7 @@ def print_results(volumes: dict[str, Path], scores: dict[str, dict], out_dir: Pa
                   pictures: bool) -> None:
     """Write the metric files (when there is truth) and print the tables and where things are."""
     if scores:
-        csv_path, json_path = write_reports(out_dir, scores)
-        print(patient_table(scores))  # noqa: T201 - the command's summary tables
-        print(summary_table(scores))  # noqa: T201
-        print(f"metrics: {csv_path}, {json_path}")  # noqa: T201
+        print(write_and_describe(out_dir, scores))  # noqa: T201 - the command's summary
     else:
         print("no ground truth (<phase>B): volumes written, nothing scored")  # noqa: T201
     print(f"volumes: {out_dir / 'volumes'} ({len(volumes)} patients)")  # noqa: T201

@@ -25,7 +25,7 @@ from util.cli import run_cli
 from util.errors import ConfigError, DataError
 from util.geometry import axial_axis
 from util.metrics import RegionSettings, evaluate_volumes
-from util.report import patient_table, summary_table, write_reports
+from util.report import write_and_describe
 
 #: A volume whose values all lie within this many units of 0 is not in HU (air is -1000 HU).
 NOT_HU_ABS_MAX = 2.0
@@ -124,10 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         avg = volumes_by_id(args.avg) if args.avg is not None else None
         scores = {pid: score(pred[pid], truth[pid], avg[pid] if avg else None, settings)
                   for pid in match(pred, truth, avg)}
-        csv_path, json_path = write_reports(args.out or args.pred / "evaluation", scores)
-        print(patient_table(scores))  # noqa: T201 - the command's output
-        print(summary_table(scores))  # noqa: T201
-        print(f"metrics: {csv_path}, {json_path}")  # noqa: T201
+        print(write_and_describe(args.out or args.pred / "evaluation", scores))  # noqa: T201
         return 0
 
     return run_cli(go)

@@ -92,6 +92,15 @@ def write_reports(out_dir: str | os.PathLike[str],
     return csv_path, json_path
 
 
+def write_and_describe(out_dir: str | os.PathLike[str],
+                       per_patient: Mapping[str, Mapping[str, Any]]) -> str:
+    """Write the metric files (:func:`write_reports`); return the per-patient table, the summary
+    with its verdict, and where the files are, for a command to print."""
+    csv_path, json_path = write_reports(out_dir, per_patient)
+    return "\n".join([patient_table(per_patient), summary_table(per_patient),
+                      f"metrics: {csv_path}, {json_path}"])
+
+
 def _fmt(x: float, metric: str) -> str:
     """A score for the table: HU and dB with one decimal, SSIM with three."""
     if math.isnan(x):

@@ -49,7 +49,7 @@ SIDES = ("A", "B")  # A: AVG (input), B: phase 0 (target)
 REPORT_FILES = ("manifest.json", "unpaired.json", "unpaired.txt")
 # util.atomic temp names: ".<dest name>.<8 mkstemp chars>.tmp<suffix>"
 _SPLIT_TEMP = re.compile(r"^\..+\.nii\.gz\.[A-Za-z0-9_]{8}\.tmp\.nii\.gz$")
-_REPORT_TEMP = re.compile(r"^\.(?:manifest\.json|unpaired\.json|unpaired\.txt)\.[A-Za-z0-9_]{8}"
+_REPORT_TEMP = re.compile(rf"^\.(?:{'|'.join(map(re.escape, REPORT_FILES))})\.[A-Za-z0-9_]{{8}}"
                           r"\.tmp$")
 _CHUNK_BYTES = 1 << 20
 

@@ -21,8 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.ct_volumes import check_same_geometry
 from data.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN
 from data.nifti_io import Volume, is_nifti_file, load_volume, nifti_stem
+from options.base_options import region_settings
 from util.cli import run_cli
-from util.errors import ConfigError, DataError
+from util.errors import DataError
 from util.geometry import axial_axis
 from util.metrics import RegionSettings, evaluate_volumes
 from util.report import write_and_describe
@@ -113,12 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def go() -> int:
-        try:
-            settings = RegionSettings(**{k: getattr(args, k) for k in (
-                "body_threshold_hu", "motion_threshold_hu", "motion_dilate_vox",
-                "lung_threshold_hu", "hu_min", "hu_max")})
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
+        settings = region_settings(args)
         pred = volumes_by_id(args.pred, PRED_SUFFIX)
         truth = volumes_by_id(args.truth)
         avg = volumes_by_id(args.avg) if args.avg is not None else None

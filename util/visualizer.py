@@ -272,17 +272,24 @@ class Visualizer:
         progress = float(epoch) if epoch_progress is None else float(epoch_progress)
         append_jsonl(self.loss_records_path, {"epoch": epoch, "epoch_iter": epoch_iter,
                                               "epoch_progress": progress, "losses": values})
-        if self._visdom is not None and values:
-            y = np.array([list(values.values())])
-            self._visdom.line(Y=y, X=np.full_like(y, self._loss_points),
-                              win=f"{self.display_id}_loss",
-                              update="append" if self._loss_points else None,
-                              opts={"title": f"{self.name}: losses", "legend": list(values),
-                                    "xlabel": "log point", "ylabel": "loss"})
+        self._visdom_line("loss", values, self._loss_points, self._loss_points == 0,
+                          "log point", "loss")
         self._loss_points += 1
         if self._wandb_run is not None:
             self._wandb_run.log({**values, "epoch": epoch})
         return line
+
+    def _visdom_line(self, kind: str, values: Mapping[str, float], x: float, first: bool,
+                     xlabel: str, ylabel: str) -> None:
+        """Add one point per value to the visdom plot ``{display_id}_{kind}`` (new if ``first``)."""
+        if self._visdom is None or not values:
+            return
+        y = np.array([list(values.values())])
+        title = {"loss": "losses", "val": "validation"}.get(kind, kind)
+        self._visdom.line(Y=y, X=np.full_like(y, x), win=f"{self.display_id}_{kind}",
+                          update=None if first else "append",
+                          opts={"title": f"{self.name}: {title}", "legend": list(values),
+                                "xlabel": xlabel, "ylabel": ylabel})
 
     def log_validation(self, epoch: int, metrics: Mapping[str, float]) -> str:
         """Log one line of validation metrics at the end of ``epoch``; return it.
@@ -298,12 +305,7 @@ class Visualizer:
         logger.info("%s", line)
         self._append_log(line)
         append_jsonl(self.val_records_path, {"epoch": epoch, "metrics": values})
-        if self._visdom is not None and values:
-            y = np.array([list(values.values())])
-            self._visdom.line(Y=y, X=np.full_like(y, epoch), win=f"{self.display_id}_val",
-                              update="append" if self._val_points else None,
-                              opts={"title": f"{self.name}: validation", "legend": list(values),
-                                    "xlabel": "epoch", "ylabel": "HU"})
+        self._visdom_line("val", values, epoch, self._val_points == 0, "epoch", "HU")
         self._val_points += 1
         if self._wandb_run is not None:
             self._wandb_run.log({**values, "epoch": epoch})

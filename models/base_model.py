@@ -4,6 +4,7 @@ does device placement, schedules, checkpoints (atomic, ``weights_only`` loading)
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import pickle
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from models.networks import get_scheduler
-from util.atomic import atomic_write_with
+from util.atomic import atomic_write_bytes
 from util.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ class BaseModel(ABC):
         for name, net in self.networks().items():
             state = {k: v.detach().cpu() for k, v in _unwrap(net).state_dict().items()}
             path = self.checkpoint_path(epoch, name)
-            atomic_write_with(path, lambda tmp, s=state: torch.save(s, tmp))
+            atomic_write_bytes(path, serialize(state))
             paths.append(path)
         return paths
 
@@ -163,6 +164,14 @@ class BaseModel(ABC):
 def _unwrap(net: nn.Module) -> nn.Module:
     """The module inside a DataParallel/DistributedDataParallel wrapper, or ``net`` itself."""
     return net.module if hasattr(net, "module") else net
+
+
+def serialize(obj: Any) -> bytes:
+    """``torch.save`` of ``obj`` into memory, so that writing it to disk is plain file I/O
+    (a full disk is an OSError, handled by :mod:`util.atomic`)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 def load_weights(path: Path, device: torch.device) -> dict[str, torch.Tensor]:

@@ -15,3 +15,8 @@ class DataError(CTPix2PixError, ValueError):
 
 class ConfigError(CTPix2PixError, ValueError):
     """An option, or a combination of options, cannot work; the message says which and why."""
+
+
+class OutputError(CTPix2PixError, OSError):
+    """An output file could not be written (disk full, permissions); the message names it and
+    says that the previous file, if any, is unchanged."""

@@ -29,6 +29,13 @@ from data.nifti_aligned_dataset import NiftiAlignedDataset
 from models import create_model
 from models.base_model import BaseModel
 from models.networks import check_slice_size
+from models.training_state import (
+    Plan,
+    Progress,
+    load_training_state,
+    restore_rng,
+    save_training_state,
+)
 from models.validation import Validator, selection_score
 from options.base_options import region_settings
 from options.train_options import TrainOptions
@@ -106,10 +113,11 @@ def train(opt: argparse.Namespace) -> Path:
     check_sizes(dataset, opt)
     loader = create_dataloader(dataset, batch_size=opt.batch_size,
                                shuffle=not opt.serial_batches, num_workers=opt.num_threads,
-                               pin_memory=bool(opt.gpu_ids))
+                               seed=opt.seed, pin_memory=bool(opt.gpu_ids))
     logger.info("training slices: %d, batches per epoch: %d", len(dataset), len(loader))
     model = create_model(opt)
     model.setup()
+    plan = training_plan(opt, len(dataset))
     validator = make_validator(opt, model.device)
     run_dir = Path(opt.checkpoints_dir) / opt.name
     visualizer = Visualizer(run_dir, opt.name, hu_min=opt.hu_min, hu_max=opt.hu_max,
@@ -120,15 +128,23 @@ def train(opt: argparse.Namespace) -> Path:
     geometry = training_geometry(dataset)
     validation: dict | None = None  # the latest validation result, kept in every metadata
 
-    def save(tag: str | int, epoch: int, total_iters: int) -> None:
+    def save(tag: str | int, epoch: int, at: Progress) -> None:
+        """Weights and metadata of ``tag``; for ``latest`` also the state to resume ``at``."""
         save_model_with_metadata(model, opt, tag, run_dir, geometry, epoch_number=epoch,
-                                 total_iters=total_iters, validation=validation)
+                                 total_iters=at.total_iters, validation=validation)
+        if tag == "latest":
+            save_training_state(model, tag, at, plan)
 
-    total_iters = 0
+    start = resume_point(model, opt, plan)
+    total_iters = start.total_iters
     best = previous_best(run_dir) if opt.continue_train else math.inf
     last_epoch = opt.n_epochs + opt.n_epochs_decay
-    for epoch in range(opt.epoch_count, last_epoch + 1):
-        total_iters = run_epoch(model, loader, visualizer, opt, epoch, total_iters, save)
+    for epoch in range(start.epoch, last_epoch + 1):
+        done = start.batches_done if epoch == start.epoch else 0
+        loader.sampler.set_epoch(epoch, skip=done * opt.batch_size)
+        total_iters = run_epoch(model, loader, visualizer, opt, Progress(epoch, done, total_iters),
+                                save)
+        at = Progress(epoch + 1, 0, total_iters)
         if validator is not None and (epoch % opt.val_freq == 0 or epoch == last_epoch):
             metrics = validator(model.netG)
             visualizer.log_validation(epoch, metrics)
@@ -136,32 +152,58 @@ def train(opt: argparse.Namespace) -> Path:
                           "mae_hu": metrics}
             if selection_score(metrics) < best:
                 best = selection_score(metrics)
-                save("best", epoch, total_iters)
+                save("best", epoch, at)
                 logger.info("new best checkpoint: epoch %d, validation MAE %.1f HU", epoch, best)
-        if epoch % opt.save_epoch_freq == 0 or epoch == last_epoch:
-            save("latest", epoch, total_iters)
-        if epoch % opt.save_epoch_freq == 0:
-            save(epoch, epoch, total_iters)
         model.update_learning_rate()
-    logger.info("done: %d epochs, %d slices; checkpoints in %s", last_epoch - opt.epoch_count + 1,
-                total_iters, run_dir)
+        if epoch % opt.save_epoch_freq == 0 or epoch == last_epoch:
+            save("latest", epoch, at)
+        if epoch % opt.save_epoch_freq == 0:
+            save(epoch, epoch, at)
+    logger.info("done: epochs %d-%d, %d slices in all; checkpoints in %s", start.epoch,
+                last_epoch, total_iters, run_dir)
     return run_dir
 
 
+def training_plan(opt: argparse.Namespace, n_slices: int) -> Plan:
+    """The settings that fix the batch order, which a mid-epoch resume must share."""
+    return {"seed": opt.seed, "batch_size": opt.batch_size, "slices": n_slices,
+            "shuffle": int(not opt.serial_batches), "epoch_count": opt.epoch_count}
+
+
+def resume_point(model: BaseModel, opt: argparse.Namespace, plan: Plan) -> Progress:
+    """Where training starts: from ``--epoch_count``, or with ``--continue_train`` where the
+    checkpoint's training state says (optimizers, schedulers and random state restored; the
+    random state is applied here, so call this just before training)."""
+    fresh = Progress(opt.epoch_count, 0, 0)
+    if not opt.continue_train:
+        return fresh
+    state = load_training_state(model, model.load_suffix, plan)
+    if state is None:
+        logger.warning("no %s_training_state.pth in %s: resuming from the weights alone; the "
+                       "optimizers and the learning-rate schedule start afresh at epoch %d",
+                       model.load_suffix, model.save_dir, opt.epoch_count)
+        return fresh
+    restore_rng(state.rng)
+    return state.progress
+
+
 def run_epoch(model: BaseModel, loader: DataLoader, visualizer: Visualizer,
-              opt: argparse.Namespace, epoch: int, total_iters: int,
-              save: Callable[[str | int, int, int], None]) -> int:
-    """One pass over the data: optimise, log, display and save ``latest`` on schedule.
+              opt: argparse.Namespace, start: Progress,
+              save: Callable[[str | int, int, Progress], None]) -> int:
+    """The rest of epoch ``start.epoch`` (the loader skips the ``start.batches_done`` batches
+    already run): optimise, log, display and save ``latest`` on schedule.
 
     Returns the updated count of slices seen since the start of training.
     """
-    epoch_iter = 0
+    epoch, batches, total_iters = start.epoch, start.batches_done, start.total_iters
+    epoch_iter = batches * opt.batch_size
     t_data_start = time.perf_counter()
     for batch in tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False):
         t_start = time.perf_counter()
         step = batch["A"].shape[0]
         total_iters += step
         epoch_iter += step
+        batches += 1
         model.set_input(batch)
         model.optimize_parameters()
         if crossed(total_iters, step, opt.display_freq):
@@ -172,9 +214,9 @@ def run_epoch(model: BaseModel, loader: DataLoader, visualizer: Visualizer,
                                             (t_start - t_data_start) / step,
                                             epoch - 1 + epoch_iter / len(loader.dataset))
         if crossed(total_iters, step, opt.save_latest_freq):
-            save("latest", epoch, total_iters)
+            save("latest", epoch, Progress(epoch, batches, total_iters))
             if opt.save_by_iter:
-                save(f"iter_{total_iters}", epoch, total_iters)
+                save(f"iter_{total_iters}", epoch, Progress(epoch, batches, total_iters))
         t_data_start = time.perf_counter()
     return total_iters
 

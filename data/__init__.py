@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data.base_dataset import BaseDataset
+from data.sampling import EpochSampler
 from util.registry import available_names, find_class
 
 
@@ -39,10 +40,13 @@ def create_dataset(opt: argparse.Namespace) -> BaseDataset:
 
 
 def create_dataloader(dataset: BaseDataset, *, batch_size: int, shuffle: bool, num_workers: int,
-                      pin_memory: bool = False, drop_last: bool = False) -> DataLoader:
-    """A DataLoader over ``dataset``; shuffling with a seeded generator when ``shuffle``."""
-    generator = torch.Generator()
+                      seed: int = 0, pin_memory: bool = False,
+                      drop_last: bool = False) -> DataLoader:
+    """A DataLoader over ``dataset`` whose sampler is an :class:`EpochSampler`: the order of each
+    epoch is fixed by (``seed``, epoch), set with ``loader.sampler.set_epoch``."""
+    generator = torch.Generator()  # seeds the worker processes only
     generator.manual_seed(torch.initial_seed() % 2**63)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      pin_memory=pin_memory, drop_last=drop_last, generator=generator,
-                      persistent_workers=num_workers > 0)
+    return DataLoader(dataset, batch_size=batch_size,
+                      sampler=EpochSampler(len(dataset), shuffle=shuffle, seed=seed),
+                      num_workers=num_workers, pin_memory=pin_memory, drop_last=drop_last,
+                      generator=generator, persistent_workers=num_workers > 0)

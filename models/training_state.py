@@ -1,0 +1,154 @@
+"""What a resumed training needs besides the weights, in one weights-only file.
+
+``<tag>_training_state.pth``, written next to ``<tag>_net_<name>.pth``, holds the optimizers' and
+schedulers' state dicts, where training stands (:class:`Progress`), the random generators'
+states, the settings that fix the batch order (:data:`Plan`) and the SHA-256 of the weight files
+saved with it. It holds tensors and plain Python values only, so it loads with
+``torch.load(..., weights_only=True)``. It is written after the weights; the digests turn a
+``latest`` whose files come from different saves (a crash between two of them) into an error
+rather than a silent mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.base_model import BaseModel, load_weights, serialize
+from util.atomic import atomic_write_bytes
+from util.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+#: Settings a mid-epoch resume must share with the run it resumes, e.g.
+#: {"seed": 0, "batch_size": 1, "slices": 120, "shuffle": 1, "epoch_count": 1}.
+Plan = Mapping[str, int]
+_CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where training stands: batch ``batches_done`` (0-based) of ``epoch`` (1-based) is the next
+    to run, and ``total_iters`` slices have been trained on since the start."""
+
+    epoch: int
+    batches_done: int
+    total_iters: int
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """A loaded training state: optimizers and schedulers are already restored; ``rng`` is to
+    be applied with :func:`restore_rng` just before training goes on."""
+
+    path: Path
+    progress: Progress
+    rng: dict[str, Any]
+
+
+def state_path(model: BaseModel, tag: str | int) -> Path:
+    """``<save_dir>/<tag>_training_state.pth``."""
+    return model.save_dir / f"{tag}_training_state.pth"
+
+
+def rng_state() -> dict[str, Any]:
+    """The states of Python's and torch's (CPU and CUDA) global generators, as tensors and
+    plain values (numpy's legacy global generator is not used in this project: ruff NPY002)."""
+    return {"python": random.getstate(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def restore_rng(state: Mapping[str, Any]) -> None:
+    """Set the global generators to a state from :func:`rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _weight_files(model: BaseModel, tag: str | int) -> dict[str, Path]:
+    return {name: model.checkpoint_path(tag, name) for name in model.model_names}
+
+
+def save_training_state(model: BaseModel, tag: str | int, progress: Progress,
+                        plan: Plan) -> Path:
+    """Write ``<tag>_training_state.pth`` atomically, after ``<tag>_net_*.pth`` were saved."""
+    state = {"format_version": FORMAT_VERSION, "progress": asdict(progress), "plan": dict(plan),
+             "optimizers": [o.state_dict() for o in model.optimizers],
+             "schedulers": [s.state_dict() for s in model.schedulers],
+             "rng": rng_state(),
+             "weights_sha256": {n: file_sha256(p) for n, p in _weight_files(model, tag).items()}}
+    return atomic_write_bytes(state_path(model, tag), serialize(state))
+
+
+def _check_plan(path: Path, saved: Plan, current: Plan) -> None:
+    """ConfigError listing every setting that differs between the saved and the current run."""
+    diffs = [f"{k} {saved.get(k)} -> {current.get(k)}" for k in sorted({*saved, *current})
+             if saved.get(k) != current.get(k)]
+    if diffs:
+        raise ConfigError(f"{path}: cannot resume where that run stopped, it was saved with other "
+                          f"settings ({', '.join(diffs)}); resume with the same data and "
+                          f"options, or delete this file to resume from the weights alone")
+
+
+def _check_weights(path: Path, digests: Mapping[str, str], files: Mapping[str, Path]) -> None:
+    """DataError unless every weight file is the one the state was saved with."""
+    for name, weights in files.items():
+        if digests.get(name) != file_sha256(weights):
+            raise DataError(f"{path}: does not belong to {weights} (they come from different "
+                            f"saves; the last save was probably interrupted). Resume from another "
+                            f"checkpoint with --epoch, or delete this file to resume from the "
+                            f"weights alone")
+
+
+def load_training_state(model: BaseModel, tag: str | int, plan: Plan) -> TrainingState | None:
+    """Restore the optimizers and schedulers from ``<tag>_training_state.pth`` (weights-only
+    load) and return where training stands; None when there is no such file."""
+    path = state_path(model, tag)
+    if not path.is_file():
+        return None
+    state = load_weights(path, model.device)
+    try:
+        if state["format_version"] != FORMAT_VERSION:
+            raise DataError(f"{path}: training-state format {state['format_version']}, "
+                            f"expected {FORMAT_VERSION}")
+        progress, saved_plan = Progress(**state["progress"]), state["plan"]
+        optimizers, schedulers = state["optimizers"], state["schedulers"]
+        rng, digests = state["rng"], state["weights_sha256"]
+    except (KeyError, TypeError) as exc:
+        raise DataError(f"{path}: not a training-state file (missing or bad {exc})") from exc
+    _check_weights(path, digests, _weight_files(model, tag))
+    _check_plan(path, saved_plan, plan)
+    if len(optimizers) != len(model.optimizers) or len(schedulers) != len(model.schedulers):
+        raise ConfigError(f"{path}: holds {len(optimizers)} optimizers and {len(schedulers)} "
+                          f"schedulers, the model has {len(model.optimizers)} and "
+                          f"{len(model.schedulers)}")
+    try:
+        for target, saved in [*zip(model.optimizers, optimizers, strict=True),
+                              *zip(model.schedulers, schedulers, strict=True)]:
+            target.load_state_dict(saved)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise ConfigError(f"{path}: does not fit the optimizers built from the options "
+                          f"({exc})") from exc
+    logger.info("resuming from %s: epoch %d after %d batches, %d slices trained", path,
+                progress.epoch, progress.batches_done, progress.total_iters)
+    return TrainingState(path=path, progress=progress, rng=rng)

@@ -4,14 +4,14 @@
         --output ./datasets/ct_phases_dataset --val_fraction 0.1 --test_fraction 0.2 --seed 0
 
 ``avg_root/<patient>/`` and ``phases_root/<patient>/`` are paired by folder name. Each patient needs
-exactly one AVG file and one phase-0 file, both readable, with the same shape and affine; every
-patient that fails is reported with all its reasons (``unpaired.json``, ``unpaired.txt``). Paired
-patients are split by patient (never by slice) and written as
-``output/{train,val,test}{A,B}/<safe id>.nii.gz``: ``.nii.gz`` sources byte for byte, ``.nii``
-sources gzip-compressed (same header and voxels). ``manifest.json`` records every patient, its
-split, sources, shape and spacing. The source trees are only read. Re-running is safe: identical
-destinations are kept, NIfTI files that no longer belong in a split folder are removed, and temp
-files left by an interrupted run are cleaned.
+exactly one AVG file and one phase-0 file, both readable and not constant, with the same shape
+and affine (within ``--geometry_atol_mm``); every patient that fails is reported with all its
+reasons (``unpaired.json``, ``unpaired.txt``). Paired patients are split by patient (never by
+slice) and written as ``output/{train,val,test}{A,B}/<safe id>.nii.gz``: ``.nii.gz`` sources
+byte for byte, ``.nii`` sources gzip-compressed (same header and voxels). ``manifest.json``
+records every patient, its split, sources, shape and spacing. The source trees are only read.
+Re-running is safe: identical destinations are kept, NIfTI files that no longer belong in a split
+folder are removed, and temp files left by an interrupted run are cleaned.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from data.ct_volumes import AFFINE_ATOL_MM
 from data.nifti_io import is_nifti_file
 from data.pairing import (
     SPLITS,
@@ -66,6 +67,7 @@ class PrepareOptions:
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     seed: int = 0
+    geometry_atol_mm: float = AFFINE_ATOL_MM
 
     @property
     def layout(self) -> ExportLayout:
@@ -225,7 +227,7 @@ def write_reports(output: Path, opts: PrepareOptions, entries: list[dict],
                "phases_root": str(opts.phases_root.absolute()), "output": str(output),
                "avg_pattern": opts.avg_pattern, "phase0_pattern": opts.phase0_pattern,
                "val_fraction": opts.val_fraction, "test_fraction": opts.test_fraction,
-               "seed": opts.seed}
+               "seed": opts.seed, "geometry_atol_mm": opts.geometry_atol_mm}
     counts = {split: sum(e["split"] == split for e in entries) for split in SPLITS}
     manifest = {"options": options, "counts": counts, "patients": entries,
                 "unpaired_patients": sorted({u.patient for u in unpaired})}
@@ -244,6 +246,9 @@ def _check_options(opts: PrepareOptions) -> None:
                           f"{opts.test_fraction} must be in [0, 1) and sum to less than 1")
     if opts.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {opts.seed}")
+    if not 0 <= opts.geometry_atol_mm < float("inf"):
+        raise ConfigError(f"--geometry_atol_mm must be a finite distance >= 0 mm, got "
+                          f"{opts.geometry_atol_mm}")
     for flag, root in (("--avg_root", opts.avg_root), ("--phases_root", opts.phases_root)):
         if not root.is_dir():
             raise DataError(f"{flag} {root}: no such folder")
@@ -259,7 +264,7 @@ def prepare_dataset(opts: PrepareOptions, progress: bool = True) -> PrepareResul
     Raises :class:`DataError` (output left untouched) when no patient can be paired.
     """
     _check_options(opts)
-    paired, unpaired = pair_patients(opts.layout, progress)
+    paired, unpaired = pair_patients(opts.layout, progress, opts.geometry_atol_mm)
     if not paired:
         details = "\n".join(f"  {u.patient}: {u.reason}" for u in unpaired) or "  (no folders)"
         raise DataError(f"no patient could be paired between {opts.avg_root} and "
@@ -306,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test_fraction", type=float, default=defaults.test_fraction)
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="seed of the patient shuffle that decides the splits")
+    parser.add_argument("--geometry_atol_mm", type=float, default=defaults.geometry_atol_mm,
+                        help="largest difference (mm) between the affine entries of a patient's "
+                             "AVG and phase 0 for them to count as one voxel grid")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
     return parser
 
@@ -316,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = PrepareOptions(avg_root=args.avg_root, phases_root=args.phases_root,
                           output=args.output, phase0_pattern=args.phase0_pattern,
                           avg_pattern=args.avg_pattern, val_fraction=args.val_fraction,
-                          test_fraction=args.test_fraction, seed=args.seed)
+                          test_fraction=args.test_fraction, seed=args.seed,
+                          geometry_atol_mm=args.geometry_atol_mm)
 
     def go() -> int:
         result = prepare_dataset(opts, progress=not args.no_progress)

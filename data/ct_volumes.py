@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from data.hu_window import hu_to_unit, unit_to_hu
-from data.nifti_io import VolumeInfo, load_volume
+from data.nifti_io import Volume, VolumeInfo, load_volume
 from util.errors import DataError
 from util.geometry import (
     axial_axis,
@@ -56,14 +56,30 @@ def compact_hu(hu: np.ndarray) -> np.ndarray:
     return hu.astype(np.float32, copy=False)
 
 
-def load_slice_stack(path: str | os.PathLike[str]) -> SliceStack:
-    """Read a NIfTI volume (HU, header scaling applied) as a compact axial slice stack."""
+def load_ct_volume(path: str | os.PathLike[str]) -> Volume:
+    """:func:`data.nifti_io.load_volume`, also refusing a volume without contrast (every voxel
+    the same HU: an empty or failed export), with a DataError naming the file."""
     vol = load_volume(path)
-    angle = obliquity_deg(vol.affine)
-    if angle > OBLIQUE_LOG_DEG:
-        logger.info("%s: oblique acquisition (%.1f deg); slicing along voxel axis %d, the one "
-                    "closest to superior-inferior", path, angle, axial_axis(vol.affine))
-    return SliceStack(hu=compact_hu(to_slice_stack(vol.hu, vol.affine)), info=vol.info)
+    lowest, highest = float(vol.hu.min()), float(vol.hu.max())
+    if lowest == highest:
+        raise DataError(f"{path}: constant volume, every voxel is {lowest:g} HU; not a CT image "
+                        f"(an empty or failed export?)")
+    return vol
+
+
+def load_slice_stack(path: str | os.PathLike[str]) -> SliceStack:
+    """Read a NIfTI CT volume (HU, header scaling applied; see :func:`load_ct_volume`) as a
+    compact axial slice stack."""
+    vol = load_ct_volume(path)
+    try:
+        angle = obliquity_deg(vol.affine)
+        if angle > OBLIQUE_LOG_DEG:
+            logger.info("%s: oblique acquisition (%.1f deg); slicing along voxel axis %d, the "
+                        "one closest to superior-inferior", path, angle, axial_axis(vol.affine))
+        stack = to_slice_stack(vol.hu, vol.affine)
+    except ValueError as exc:
+        raise DataError(f"{path}: cannot slice axially ({exc})") from exc
+    return SliceStack(hu=compact_hu(stack), info=vol.info)
 
 
 def check_same_geometry(a: VolumeInfo, b: VolumeInfo, atol_mm: float = AFFINE_ATOL_MM) -> None:

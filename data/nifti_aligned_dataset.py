@@ -62,7 +62,7 @@ class NiftiAlignedDataset(BaseDataset):
         pairs = pair_by_name(dir_a, dir_b if dir_b.is_dir() else None)
         max_patients = getattr(opt, "num_test", None) if not opt.isTrain else None
         self.patient_ids: list[str] = [pid for pid, _, _ in pairs][:max_patients]
-        self.stacks_a, self.stacks_b = _load_pairs(pairs[:max_patients])
+        self.stacks_a, self.stacks_b = _load_pairs(pairs[:max_patients], opt.geometry_atol_mm)
         self.index = _slice_index([s.hu.shape[0] for s in self.stacks_a], opt.max_dataset_size)
         logger.info("%s: %d patients, %d slices; voxels held in memory: %s", root,
                     len(self.patient_ids), len(self.index),
@@ -117,18 +117,30 @@ def _check_options(opt: argparse.Namespace) -> None:
         raise ConfigError(f"--resize_to must be 0 (native size) or positive, got {opt.resize_to}")
 
 
-def _load_pairs(pairs: list[tuple[str, Path, Path | None]]
+def _load_pairs(pairs: list[tuple[str, Path, Path | None]], atol_mm: float
                 ) -> tuple[list[SliceStack], list[SliceStack]]:
-    """Decode every pair once; B stacks are empty when there is no ground truth."""
+    """Decode every pair once; B stacks are empty when there is no ground truth.
+
+    A and B must share their voxel grid (affines equal within ``atol_mm``). Every unusable file
+    or pair is reported together in one DataError.
+    """
     stacks_a: list[SliceStack] = []
     stacks_b: list[SliceStack] = []
+    problems: list[str] = []
     for _pid, path_a, path_b in tqdm(pairs, desc="loading volumes", unit="patient"):
-        a = load_slice_stack(path_a)
+        try:
+            a = load_slice_stack(path_a)
+            b = load_slice_stack(path_b) if path_b is not None else None
+            if b is not None:
+                check_same_geometry(a.info, b.info, atol_mm)
+        except DataError as exc:
+            problems.append(str(exc))
+            continue
         stacks_a.append(a)
-        if path_b is not None:
-            b = load_slice_stack(path_b)
-            check_same_geometry(a.info, b.info)
-            stacks_b.append(b)
+        stacks_b.extend([b] if b is not None else [])
+    if problems:
+        raise DataError(f"{len(problems)} of {len(pairs)} patients cannot be used:\n  "
+                        + "\n  ".join(problems))
     return stacks_a, stacks_b
 
 

@@ -23,6 +23,8 @@ from util.errors import DataError
 logger = logging.getLogger(__name__)
 
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
+#: Most voxels one volume may hold (4 GiB as float32): more is a corrupt header, not a CT.
+MAX_VOXELS = 2**30
 _READ_ERRORS = (ImageFileError, OSError, EOFError, zlib.error, ValueError, MemoryError)
 
 
@@ -116,25 +118,42 @@ def _volume_shape(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
         raise DataError(f"{path}: expected a 3-D volume, got shape {shape}")
     if min(shape) < 1:
         raise DataError(f"{path}: empty volume, shape {shape}")
+    if int(np.prod(shape, dtype=np.int64)) > MAX_VOXELS:
+        raise DataError(f"{path}: shape {shape} is more than {MAX_VOXELS} voxels; the header is "
+                        f"probably corrupt")
     return (shape[0], shape[1], shape[2])
+
+
+def _checked_affine(path: Path, img: nib.Nifti1Image) -> np.ndarray:
+    """The image's (4, 4) voxel -> world affine (mm), or DataError when it has no usable
+    3-D geometry (NaN/Inf entries, or a zero voxel size)."""
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise DataError(f"{path}: the voxel-to-world affine (qform/sform, pixdim) holds NaN or "
+                        f"Inf values")
+    if not abs(np.linalg.det(affine[:3, :3])) > 1e-12:
+        raise DataError(f"{path}: the voxel-to-world affine is singular (a voxel size of 0 in "
+                        f"pixdim, qform or sform?), so the volume has no 3-D geometry")
+    return affine
 
 
 def read_geometry(path: str | os.PathLike[str]) -> tuple[tuple[int, int, int], np.ndarray]:
     """Shape (I, J, K) and (4, 4) affine of a NIfTI file, from its header alone (no voxel data)."""
     path = Path(path)
     img = _open_image(path)
-    return _volume_shape(path, img.shape), np.asarray(img.affine, dtype=np.float64)
+    return _volume_shape(path, img.shape), _checked_affine(path, img)
 
 
 def load_volume(path: str | os.PathLike[str]) -> Volume:
     """Read a NIfTI CT volume as float32 HU (header scaling applied) with its affine and header.
 
     Raises :class:`DataError` naming the file when it is missing, unreadable, truncated, not 3-D
-    (a 4-D file with one frame is accepted) or holds NaN/Inf voxels.
+    (a 4-D file with one frame is accepted), holds NaN/Inf voxels or has no usable affine.
     """
     path = Path(path)
     img = _open_image(path)
     shape = _volume_shape(path, img.shape)
+    affine = _checked_affine(path, img)
     try:
         hu = np.asarray(img.get_fdata(dtype=np.float32)).reshape(shape)
     except _READ_ERRORS as exc:
@@ -145,7 +164,7 @@ def load_volume(path: str | os.PathLike[str]) -> Volume:
     header = img.header.copy()
     slope, inter = img.dataobj.slope, img.dataobj.inter
     header.set_slope_inter(float(slope), float(inter))
-    return Volume(hu=hu, affine=np.asarray(img.affine, dtype=np.float64), header=header, path=path)
+    return Volume(hu=hu, affine=affine, header=header, path=path)
 
 
 def _to_storage(hu: np.ndarray, header: nib.Nifti1Header) -> np.ndarray:

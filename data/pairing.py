@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.ct_volumes import check_same_geometry
-from data.nifti_io import VolumeInfo, is_nifti_file, load_volume
+from data.ct_volumes import AFFINE_ATOL_MM, check_same_geometry, load_ct_volume
+from data.nifti_io import VolumeInfo, is_nifti_file
 from util.errors import DataError
 from util.names import safe_name
 
@@ -110,17 +110,19 @@ def _find_one(folder: Path, pattern: str, label: str,
 
 
 def _read_fully(path: Path, problems: list[str]) -> VolumeInfo | None:
-    """Read ``path`` including its voxels (so truncation shows); on failure note it in
-    ``problems`` and return None."""
+    """Read ``path`` including its voxels (so truncation and constant volumes show); on failure
+    note it in ``problems`` and return None."""
     try:
-        return load_volume(path).info
+        return load_ct_volume(path).info
     except DataError as exc:
         problems.append(f"unreadable file: {exc}")
         return None
 
 
-def check_patient(patient: str, layout: ExportLayout) -> tuple[PairedPatient | None, list[str]]:
-    """Pair one patient: the paired record, or every reason it cannot be paired."""
+def check_patient(patient: str, layout: ExportLayout, atol_mm: float = AFFINE_ATOL_MM
+                  ) -> tuple[PairedPatient | None, list[str]]:
+    """Pair one patient: the paired record, or every reason it cannot be paired (affines
+    must agree within ``atol_mm``)."""
     avg_path, problems = _find_one(layout.avg_root / patient, layout.avg_pattern, "AVG",
                                    layout.phases_root)
     phase0_path, found = _find_one(layout.phases_root / patient, layout.phase0_pattern,
@@ -131,21 +133,22 @@ def check_patient(patient: str, layout: ExportLayout) -> tuple[PairedPatient | N
         return None, problems
     avg, phase0 = infos
     try:
-        check_same_geometry(avg, phase0)
+        check_same_geometry(avg, phase0, atol_mm)
     except DataError as exc:
         return None, [f"different voxel grids: {exc}"]
     return PairedPatient(patient, safe_patient_id(patient), avg_path, phase0_path, avg.shape,
                          avg.spacing_mm), []
 
 
-def pair_patients(layout: ExportLayout, progress: bool = True) -> tuple[list[PairedPatient],
-                                                                         list[UnpairedPatient]]:
+def pair_patients(layout: ExportLayout, progress: bool = True,
+                  atol_mm: float = AFFINE_ATOL_MM) -> tuple[list[PairedPatient],
+                                                            list[UnpairedPatient]]:
     """Check every patient folder; return the paired patients and every problem found."""
     paired, unpaired = [], []
     owner: dict[str, str] = {}  # case-folded safe id -> first patient (case-insensitive disks)
     for patient in tqdm(list_patients(layout.avg_root, layout.phases_root), desc="pairing",
                         unit="patient", disable=not progress):
-        pair, problems = check_patient(patient, layout)
+        pair, problems = check_patient(patient, layout, atol_mm)
         safe = safe_patient_id(patient)
         first = owner.setdefault(safe.casefold(), patient)
         if first != patient:

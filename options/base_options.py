@@ -16,6 +16,7 @@ import torch
 
 import data
 import models
+from data.ct_volumes import AFFINE_ATOL_MM
 from data.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, check_window
 from models import networks
 from util.atomic import atomic_write_json, atomic_write_text
@@ -79,6 +80,9 @@ class BaseOptions:
                        help="HU mapped to -1 (lower values clipped)")
         g.add_argument("--hu_max", type=float, default=DEFAULT_HU_MAX,
                        help="HU mapped to +1 (higher values clipped)")
+        g.add_argument("--geometry_atol_mm", type=float, default=AFFINE_ATOL_MM,
+                       help="largest difference (mm) between the affine entries of an AVG and "
+                            "its phase 0 for them to count as one voxel grid")
         g = parser.add_argument_group("evaluation regions (validation and test metrics)")
         g.add_argument("--body_threshold_hu", type=float, default=-500.0,
                        help="body = AVG above this, holes filled per slice, largest component")
@@ -180,6 +184,9 @@ def validate_common(opt: argparse.Namespace) -> None:
             raise ConfigError(f"--{name} must be at least 1, got {getattr(opt, name)}")
     if opt.num_threads < 0:
         raise ConfigError(f"--num_threads must be 0 or more, got {opt.num_threads}")
+    if not 0 <= opt.geometry_atol_mm < float("inf"):
+        raise ConfigError(f"--geometry_atol_mm must be a finite distance >= 0 mm, got "
+                          f"{opt.geometry_atol_mm}")
     region_settings(opt)
 
 

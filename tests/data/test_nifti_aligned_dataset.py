@@ -18,7 +18,7 @@ def make_opt(root, **kw) -> argparse.Namespace:
     base = {"dataroot": str(root), "phase": "train", "direction": "AtoB", "isTrain": True,
             "no_flip": True, "hu_min": -1024.0, "hu_max": 3071.0, "resize_to": 0,
             "max_dataset_size": float("inf"), "axial_slice": True, "preprocess": "none",
-            "input_nc": 1, "output_nc": 1}
+            "input_nc": 1, "output_nc": 1, "geometry_atol_mm": 1e-3}
     return argparse.Namespace(**(base | kw))
 
 

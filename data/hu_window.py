@@ -25,12 +25,14 @@ def check_window(hu_min: float, hu_max: float) -> None:
 
 def hu_to_unit(hu: ArrayT, hu_min: float = DEFAULT_HU_MIN,
                hu_max: float = DEFAULT_HU_MAX) -> ArrayT:
-    """HU -> [-1, 1]: clip to [hu_min, hu_max], then map linearly. Keeps shape and float dtype."""
+    """HU -> [-1, 1]: map [hu_min, hu_max] linearly, values outside clipped to -1 or 1 (the
+    clip is on the result, so float rounding of the window ends never leaves [-1, 1]). Keeps
+    shape and float dtype."""
     check_window(hu_min, hu_max)
     scale = 2.0 / (hu_max - hu_min)
     if isinstance(hu, torch.Tensor):
-        return (hu.clamp(hu_min, hu_max) - hu_min) * scale - 1.0
-    return ((np.clip(hu, hu_min, hu_max) - hu_min) * scale - 1.0).astype(np.float32, copy=False)
+        return ((hu - hu_min) * scale - 1.0).clamp(-1.0, 1.0)
+    return np.clip((hu - hu_min) * scale - 1.0, -1.0, 1.0).astype(np.float32, copy=False)
 
 
 def unit_to_hu(x: ArrayT, hu_min: float = DEFAULT_HU_MIN,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError
 
 from util.atomic import atomic_path
 from util.errors import DataError
@@ -25,7 +27,10 @@ logger = logging.getLogger(__name__)
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 #: Most voxels one volume may hold (4 GiB as float32): more is a corrupt header, not a CT.
 MAX_VOXELS = 2**30
-_READ_ERRORS = (ImageFileError, OSError, EOFError, zlib.error, ValueError, MemoryError)
+#: What nibabel and numpy raise on damaged files: headers that contradict themselves, data
+#: types it cannot decode, sizes that overflow, data that ends early.
+_READ_ERRORS = (ImageFileError, HeaderDataError, OSError, EOFError, zlib.error, struct.error,
+                ValueError, TypeError, IndexError, ArithmeticError, MemoryError)
 
 
 @dataclass(frozen=True)

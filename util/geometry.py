@@ -34,9 +34,19 @@ def _check_affine(affine: np.ndarray) -> np.ndarray:
     return affine
 
 
+def _orientation(affine: np.ndarray) -> np.ndarray:
+    """nibabel's (3, 2) orientation of the voxel axes (world axis, direction); ValueError when
+    the axes cannot be matched one-to-one to the world axes (degenerate or ill-conditioned)."""
+    ornt = nib.orientations.io_orientation(_check_affine(affine))
+    if np.isnan(ornt).any():
+        raise ValueError("the voxel axes cannot be matched to the three world axes (the affine "
+                         "is degenerate or ill-conditioned)")
+    return ornt
+
+
 def axial_axis(affine: np.ndarray) -> int:
     """Index of the voxel axis closest to the patient's superior-inferior axis (world z)."""
-    ornt = nib.orientations.io_orientation(_check_affine(affine))
+    ornt = _orientation(affine)
     return int(np.flatnonzero(ornt[:, 0] == 2)[0])
 
 
@@ -47,8 +57,7 @@ def obliquity_deg(affine: np.ndarray) -> float:
 
 def _to_stack_transform(affine: np.ndarray) -> np.ndarray:
     """nibabel orientation transform from the volume's voxel order to the stack frame."""
-    return nib.orientations.ornt_transform(nib.orientations.io_orientation(_check_affine(affine)),
-                                           _STACK_ORNT)
+    return nib.orientations.ornt_transform(_orientation(affine), _STACK_ORNT)
 
 
 def to_slice_stack(vol: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -66,23 +75,21 @@ def from_slice_stack(stack: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """Inverse of :func:`to_slice_stack`: (S, H, W) -> (I, J, K) in the affine's voxel order."""
     if stack.ndim != 3:
         raise ValueError(f"expected a 3-D slice stack, got shape {stack.shape}")
-    back = nib.orientations.ornt_transform(_STACK_ORNT,
-                                           nib.orientations.io_orientation(_check_affine(affine)))
+    back = nib.orientations.ornt_transform(_STACK_ORNT, _orientation(affine))
     return nib.orientations.apply_orientation(stack, back)
 
 
 def stack_shape(shape: tuple[int, int, int], affine: np.ndarray) -> tuple[int, int, int]:
     """(S, H, W) of the slice stack of a volume of voxel ``shape``, without touching voxels."""
-    ornt = nib.orientations.io_orientation(_check_affine(affine))
+    ornt = _orientation(affine)
     by_world = {int(w): shape[i] for i, (w, _) in enumerate(ornt)}
     return (by_world[2], by_world[1], by_world[0])
 
 
 def stack_spacing_mm(affine: np.ndarray) -> tuple[float, float, float]:
     """(slice thickness, row spacing, column spacing) in mm of the stack of a volume."""
-    affine = _check_affine(affine)
-    sizes = nib.affines.voxel_sizes(affine)
-    ornt = nib.orientations.io_orientation(affine)
+    sizes = nib.affines.voxel_sizes(_check_affine(affine))
+    ornt = _orientation(affine)
     by_world = {int(w): float(sizes[i]) for i, (w, _) in enumerate(ornt)}
     return (by_world[2], by_world[1], by_world[0])
 

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from data.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, hu_to_unit, unit_to_hu
 
@@ -32,3 +34,29 @@ def test_values_outside_window_are_clipped():
 def test_empty_window_refused():
     with pytest.raises(ValueError, match="hu_min < hu_max"):
         hu_to_unit(np.zeros(3), 100.0, 100.0)
+
+
+# Property tests: any window of at least 1 HU within +-10000 HU, any HU values.
+windows = st.tuples(st.floats(-10000, 9999), st.floats(1, 10000)).map(
+    lambda w: (w[0], min(w[0] + w[1], 10000.0)))
+hu_values = st.lists(st.floats(-20000, 20000, width=32), min_size=1, max_size=50).map(
+    lambda v: np.array(v, dtype=np.float32))
+
+
+@settings(max_examples=300, deadline=None)
+@given(window=windows, hu=hu_values)
+def test_property_unit_range_order_and_inverse(window, hu):
+    hu_min, hu_max = window
+    x = hu_to_unit(hu, hu_min, hu_max)
+    assert x.dtype == np.float32
+    assert np.all((x >= -1) & (x <= 1))
+    order = np.argsort(hu, kind="stable")
+    assert np.all(np.diff(x[order]) >= 0)  # monotonic: darker never maps brighter
+    inside = (hu >= hu_min) & (hu <= hu_max)
+    back = unit_to_hu(x, hu_min, hu_max)
+    tol = 4e-7 * (hu_max - hu_min) + 4e-7 * max(abs(hu_min), abs(hu_max)) + 1e-3
+    np.testing.assert_allclose(back[inside], hu[inside], atol=tol, rtol=0)
+    np.testing.assert_allclose(x[hu <= hu_min], -1.0, atol=1e-6)  # float32 rounding only
+    np.testing.assert_allclose(x[hu >= hu_max], 1.0, atol=1e-6)
+    t = hu_to_unit(torch.from_numpy(hu), hu_min, hu_max)
+    np.testing.assert_allclose(t.numpy(), x, atol=1e-6)

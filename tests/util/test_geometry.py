@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import LPS_AFFINE, OBLIQUE_AFFINE, RAS_AFFINE
 from util.geometry import (
@@ -59,6 +61,10 @@ def test_stack_spacing_and_obliquity():
 def test_bad_affine_refused():
     with pytest.raises(ValueError, match=r"affine must be \(4, 4\), not \(3, 3\)"):
         axial_axis(np.eye(3))
+    # found by the NIfTI fuzz test: finite, invertible, but two voxel axes point almost along y
+    degenerate = np.array([[0.9, 0, 0, 0], [0, 1e30, 1e30, 0], [0, 0, 3.0, 0], [0, 0, 0, 1]])
+    with pytest.raises(ValueError, match="cannot be matched to the three world axes"):
+        to_slice_stack(np.zeros((2, 2, 2)), degenerate)
 
 
 def test_resize_slices_keeps_floats_and_identity_size():
@@ -68,3 +74,49 @@ def test_resize_slices_keeps_floats_and_identity_size():
     assert up.shape == (1, 1, 16, 16)
     assert up.dtype == torch.float32
     assert len(torch.unique(up)) > 200  # no 8-bit quantisation
+
+
+def _rotation(angles_deg: tuple[float, float, float]) -> np.ndarray:
+    """Rotation about x, then y, then z by the given angles (degrees)."""
+    ax, ay, az = np.radians(angles_deg)
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+@st.composite
+def volume_geometries(draw) -> tuple[np.ndarray, np.ndarray]:
+    """A small volume (values = voxel numbers) with any axis order, flips, spacing, a tilt of
+    up to 20 degrees per axis and any origin."""
+    shape = tuple(draw(st.lists(st.integers(1, 6), min_size=3, max_size=3)))
+    perm = draw(st.permutations([0, 1, 2]))
+    signs = draw(st.lists(st.sampled_from([-1.0, 1.0]), min_size=3, max_size=3))
+    spacing = draw(st.lists(st.floats(0.3, 5.0), min_size=3, max_size=3))
+    tilt = draw(st.tuples(*[st.floats(-20, 20)] * 3))
+    axes = np.zeros((3, 3))
+    for voxel_axis, world_axis in enumerate(perm):
+        axes[world_axis, voxel_axis] = signs[voxel_axis] * spacing[voxel_axis]
+    affine = np.eye(4)
+    affine[:3, :3] = _rotation(tilt) @ axes
+    affine[:3, 3] = draw(st.lists(st.floats(-500, 500), min_size=3, max_size=3))
+    return np.arange(np.prod(shape)).reshape(shape), affine
+
+
+@settings(max_examples=300, deadline=None)
+@given(geometry=volume_geometries())
+def test_property_stack_round_trip_and_canonical_frame(geometry):
+    vol, affine = geometry
+    stack = to_slice_stack(vol, affine)
+    assert stack.shape == stack_shape(vol.shape, affine)
+    np.testing.assert_array_equal(from_slice_stack(stack, affine), vol)
+    np.testing.assert_allclose(sorted(stack_spacing_mm(affine)),
+                               sorted(np.linalg.norm(affine[:3, :3], axis=0)))
+    # each stack axis steps through the world mostly towards S, P and L respectively
+    ijk = np.stack(np.unravel_index(stack, vol.shape), axis=-1).astype(float)
+    world = ijk @ affine[:3, :3].T
+    for axis, (world_axis, sign) in enumerate([(2, 1), (1, -1), (0, -1)]):
+        if stack.shape[axis] > 1:
+            step = np.take(world, 1, axis=axis) - np.take(world, 0, axis=axis)
+            assert np.all(sign * step[..., world_axis] > 0)
+            assert np.all(np.abs(step[..., world_axis]) >= np.abs(step).max(axis=-1) - 1e-9)

@@ -48,6 +48,16 @@ def write_pair_tree(root: Path, phase: str, patients: dict[str, tuple[int, int, 
     return out
 
 
+class CodeOnLoad:
+    """Pickles into a call that creates ``marker``: if the file appears, unpickling ran code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
 @pytest.fixture
 def repo_root() -> Path:
     """The project's root folder."""

@@ -336,3 +336,50 @@ def test_exit_1_on_missing_root_or_bad_options(tmp_path: Path,
                                                phases_root=tmp_path / "src" / "res_phases",
                                                output=inside), progress=False)
     assert not inside.exists()
+
+
+def test_interrupted_run_is_finished_by_a_rerun(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    _good_tree(tmp_path / "src", 4)
+    out = tmp_path / "ds"
+    opts = pdm.PrepareOptions(avg_root=tmp_path / "src" / "res_avg",
+                              phases_root=tmp_path / "src" / "res_phases", output=out)
+    real_copy, calls = shutil.copyfile, []
+
+    def copy_then_interrupt(src: Path, dest: Path) -> None:
+        calls.append(src)
+        if len(calls) == 3:  # Ctrl-C half-way through the third file
+            Path(dest).write_bytes(Path(src).read_bytes()[:100])
+            raise KeyboardInterrupt
+        real_copy(src, dest)
+
+    monkeypatch.setattr(pdm.shutil, "copyfile", copy_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        pdm.prepare_dataset(opts, progress=False)
+    assert len(list(out.glob("*/*.nii.gz"))) == 2
+    assert not list(out.rglob(".*"))  # no partial file left behind
+    assert not (out / "manifest.json").exists()
+    monkeypatch.setattr(pdm.shutil, "copyfile", real_copy)
+    result = pdm.prepare_dataset(opts, progress=False)
+    assert (result.copied, result.skipped) == (6, 2)
+    manifest = json.loads((out / "manifest.json").read_text())
+    for entry in manifest["patients"]:
+        for side, key in (("A", "avg"), ("B", "phase0")):
+            assert (out / entry["files"][side]).read_bytes() == Path(entry[key]).read_bytes()
+    assert len(list(out.glob("*/*.nii.gz"))) == 8
+
+
+def test_grid_tolerance_option_is_used_and_recorded(tmp_path: Path) -> None:
+    _good_tree(tmp_path / "src", 2)
+    shifted = AFFINE.copy()
+    shifted[:3, 3] += 0.01
+    _write(tmp_path / "src" / "res_phases" / "P01" / PHASE0.format(pid="P01"), 5,
+           affine=shifted)
+    out = tmp_path / "ds"
+    assert pdm.main(_args(tmp_path / "src", out)) == 0
+    reasons = json.loads((out / "unpaired.json").read_text())
+    assert "tolerance 0.001 mm" in reasons[0]["reason"]
+    assert pdm.main(_args(tmp_path / "src", out, "--geometry_atol_mm", "0.05")) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["options"]["geometry_atol_mm"] == 0.05
+    assert len(manifest["patients"]) == 2

@@ -14,7 +14,7 @@ import torch
 
 import train
 from models.base_model import load_weights
-from tests.conftest import write_pair_tree
+from tests.conftest import CodeOnLoad, write_pair_tree
 
 REPO = Path(__file__).resolve().parents[1]
 #: Runs train.py, but SIGKILLs itself just before optimisation step ``argv[1]`` (0: never).
@@ -96,7 +96,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(dataroot, tmp_p
     assert not list((ck / "killed").glob(".*tmp*"))
 
 
-def test_state_from_another_save_or_other_settings_is_refused(dataroot, tmp_path, caplog):
+def test_state_from_another_save_other_settings_or_with_code_is_refused(dataroot, tmp_path, caplog):
     ck = tmp_path / "ck"
     argv = train_argv(dataroot, ck, "run", "--n_epochs_decay", "0", "--max_dataset_size", "2")
     assert train.main(argv) == 0
@@ -111,6 +111,13 @@ def test_state_from_another_save_or_other_settings_is_refused(dataroot, tmp_path
     assert train.main([*argv, "--continue_train"]) == 1
     assert f"{run_dir / 'latest_training_state.pth'}: does not belong to" in caplog.text
     assert "latest_net_G.pth" in caplog.text
+    caplog.clear()
+    # a training state that would run code when unpickled is refused, and the code never runs
+    marker = tmp_path / "code_ran"
+    torch.save({"format_version": CodeOnLoad(marker)}, run_dir / "latest_training_state.pth")
+    assert train.main([*argv, "--continue_train"]) == 1
+    assert "latest_training_state.pth: refused, not a plain weights file" in caplog.text
+    assert not marker.exists()
 
 
 def test_full_disk_while_saving_keeps_previous_latest(dataroot, tmp_path, monkeypatch, caplog):

@@ -1,7 +1,6 @@
 """pix2pix and test models: a training step, atomic checkpoints, safe and checked loading."""
 
 import pickle
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +8,7 @@ import torch
 from models import create_model
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
+from tests.conftest import CodeOnLoad
 from util.errors import ConfigError, DataError
 
 
@@ -58,20 +58,10 @@ def test_checkpoints_round_trip_into_test_model(tmp_path):
     assert set(tester.get_current_visuals()) == {"real_A", "fake_B"}
 
 
-class _Payload:
-    """Pickles into a call that creates a marker file: proof that code ran on load."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
-
-
 def test_checkpoint_carrying_code_is_refused_and_not_run(tmp_path):
     model = create_model(small_opt(tmp_path))
     marker = tmp_path / "code_ran"
-    torch.save({"weight": _Payload(marker)}, model.checkpoint_path("latest", "G"))
+    torch.save({"weight": CodeOnLoad(marker)}, model.checkpoint_path("latest", "G"))
     tester = create_model(small_opt(tmp_path, "--model", "test", train=False))
     with pytest.raises(DataError, match=r"latest_net_G\.pth: refused, not a plain weights file"):
         tester.setup()

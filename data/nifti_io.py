@@ -115,8 +115,8 @@ def _open_image(path: Path) -> nib.Nifti1Image:
 def _volume_shape(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
     """The 3-D shape of an image of ``shape``; a singleton 4th axis is accepted and dropped."""
     if len(shape) == 4 and shape[3] == 1:
-        return (shape[0], shape[1], shape[2])
-    if len(shape) == 4:
+        shape = shape[:3]
+    elif len(shape) == 4:
         raise DataError(f"{path}: expected a 3-D volume, got a 4-D series of {shape[3]} frames "
                         f"(shape {shape}); export each phase as its own file")
     if len(shape) != 3:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from data.ct_volumes import load_slice_stack
@@ -96,6 +96,7 @@ def check_loads_or_refuses(path: Path) -> None:
 @settings(max_examples=2500, deadline=None)
 @given(fields=mutations(), extra_bytes=st.one_of(st.just(0), st.integers(-300, 300)),
        gz=st.booleans())
+@example(fields={"dim": (4, 1, 1, 0, 1, 1, 1, 1)}, extra_bytes=0, gz=False)  # found by the fuzz
 def test_fuzzed_headers_load_or_fail_with_a_data_error(fields, extra_bytes, gz):
     data = nifti_bytes(fields, extra_bytes)
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,6 +211,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="CPU threads per training/test process")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="variants trained side by side (give each --threads cores)")
     args = parser.parse_args(argv)
     if args.ablation:
         args.variants = list(VARIANTS)
@@ -223,13 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     dataroot, cohorts = make_cohorts(args.work, args)
     grid = SyntheticGrid(size=args.size, n_slices=args.n_slices)
     references = {c.name: score_cohort(c, None, grid) for c in cohorts}
-    results = {}
-    for name in args.variants:
-        print(f"training {name} ...", flush=True)
-        results[name] = run_variant(name, VARIANTS[name], dataroot, cohorts, args.work, args)
+    print(f"training {', '.join(args.variants)} ({args.jobs} at a time) ...", flush=True)
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each job is a subprocess
+        futures = {name: pool.submit(run_variant, name, VARIANTS[name], dataroot, cohorts,
+                                     args.work, args) for name in args.variants}
+    results = {name: future.result() for name, future in futures.items()}
     counts = ", ".join(f"{c.name} {len(c.patients)}" for c in cohorts)
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"{args.threads} threads; {args.size} x {args.size} x {args.n_slices}, "
+          f"{args.jobs} job(s) of {args.threads} thread(s); "
+          f"{args.size} x {args.size} x {args.n_slices}, "
           f"{args.epochs} epochs; held-out patients: {counts}")
     for cohort in cohorts:
         print(f"\n{table(results, references, cohort.name)}")

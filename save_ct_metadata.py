@@ -118,16 +118,18 @@ def build_metadata(model: BaseModel, opt: argparse.Namespace, epoch: str | int,
         "model": {"type": opt.model, "class": type(model).__name__, "name": opt.name},
         "architecture": {k: getattr(opt, k) for k in
                          ("netG", "ngf", "norm", "no_dropout", "init_type", "input_nc",
-                          "output_nc", "netD", "ndf", "n_layers_D")},
+                          "output_nc", "netD", "ndf", "n_layers_D", "context_slices",
+                          "residual")},
         "input": {"image": avg if a_to_b else phase0, "units": "HU", "slice": "axial",
-                  "channels": opt.input_nc},
+                  "channels": opt.input_nc, "context_slices_each_side": opt.context_slices},
         "output": {"image": phase0 if a_to_b else avg, "units": "HU", "slice": "axial",
                    "channels": opt.output_nc},
         "image_dimensions": {"native_slice_sizes_px": summary["slice_sizes_px"],
                              "network_slice_size_px": opt.resize_to or None},
         "voxel_geometry": summary,
         "training": {k: getattr(opt, k, None) for k in
-                     ("batch_size", "lr", "beta1", "lambda_L1", "gan_mode", "pool_size",
+                     ("batch_size", "lr", "beta1", "lambda_L1", "lambda_GAN", "motion_weight",
+                      "gan_mode", "pool_size",
                       "n_epochs", "n_epochs_decay", "lr_policy", "epoch_count", "seed")}
         | {"max_slices": None if opt.max_dataset_size == float("inf")
            else int(opt.max_dataset_size)},

@@ -94,7 +94,7 @@ def make_validator(opt: argparse.Namespace, device: torch.device) -> Validator |
     return Validator(list(zip(val_set.patient_ids, val_set.stacks_a, val_set.stacks_b,
                               strict=True)),
                      region_settings(opt), resize_to=opt.resize_to, batch_size=opt.batch_size,
-                     device=device)
+                     context_slices=opt.context_slices, device=device)
 
 
 def previous_best(run_dir: Path) -> float:

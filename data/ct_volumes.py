@@ -91,10 +91,30 @@ def check_same_geometry(a: VolumeInfo, b: VolumeInfo, atol_mm: float = AFFINE_AT
                         f"{np.abs(a.affine - b.affine).max():.4g} mm (tolerance {atol_mm} mm)")
 
 
+def context_indices(n_slices: int, index: int, context_slices: int) -> np.ndarray:
+    """Stack positions of slice ``index`` and its ``context_slices`` neighbours on each side,
+    inferior first: (2 * context_slices + 1,) int; beyond the first or last slice the edge slice
+    is repeated."""
+    if not 0 <= index < n_slices:
+        raise IndexError(f"slice {index} outside a stack of {n_slices}")
+    if context_slices < 0:
+        raise ValueError(f"context_slices must be >= 0, got {context_slices}")
+    offsets = np.arange(-context_slices, context_slices + 1)
+    return np.clip(index + offsets, 0, n_slices - 1)
+
+
+def context_window(stack_hu: np.ndarray, index: int, context_slices: int) -> np.ndarray:
+    """The 2.5-D input of slice ``index``: (S, H, W) HU -> (2 * context_slices + 1, H, W) HU,
+    the slice itself in the middle channel (see :func:`context_indices`)."""
+    return stack_hu[context_indices(stack_hu.shape[0], index, context_slices)]
+
+
 def slice_to_unit(hu_slice: np.ndarray, hu_min: float, hu_max: float,
                   resize_to: int = 0) -> torch.Tensor:
-    """(H, W) HU slice -> (1, H', W') float32 tensor in [-1, 1]; H' = W' = resize_to when > 0."""
-    x = hu_to_unit(torch.from_numpy(hu_slice.astype(np.float32))[None], hu_min, hu_max)
+    """(H, W) or (C, H, W) HU -> (C, H', W') float32 tensor in [-1, 1] (C = 1 for a single
+    slice); H' = W' = resize_to when > 0."""
+    x = torch.from_numpy(np.ascontiguousarray(hu_slice, dtype=np.float32))
+    x = hu_to_unit(x[None] if x.ndim == 2 else x, hu_min, hu_max)
     if resize_to > 0:
         x = resize_slices(x[None], (resize_to, resize_to))[0]
     return x

@@ -20,6 +20,7 @@ from data.base_dataset import BaseDataset
 from data.ct_volumes import (
     SliceStack,
     check_same_geometry,
+    context_window,
     describe_memory,
     load_slice_stack,
     slice_to_unit,
@@ -34,9 +35,11 @@ logger = logging.getLogger(__name__)
 class NiftiAlignedDataset(BaseDataset):
     """Axial slices of paired CT volumes.
 
-    A sample: ``A`` and ``B`` (1, H, W) float32 in [-1, 1] (HU window ``--hu_min``..``--hu_max``),
-    ``A_paths``/``B_paths``, ``patient_id`` and ``slice_index`` (position in the stack, inferior
-    first). Without a ``<phase>B`` folder at test time, samples carry ``A`` alone.
+    A sample: ``A`` (2K+1, H, W) and ``B`` (1, H, W) float32 in [-1, 1] (HU window
+    ``--hu_min``..``--hu_max``), where K is ``--context_slices`` (the input slice with K
+    neighbours on each side, the slice itself in the middle channel); ``A_paths``/``B_paths``,
+    ``patient_id`` and ``slice_index`` (position in the stack, inferior first). Without a
+    ``<phase>B`` folder at test time, samples carry ``A`` alone.
     """
 
     @staticmethod
@@ -50,6 +53,7 @@ class NiftiAlignedDataset(BaseDataset):
         super().__init__(opt)
         _check_options(opt)
         self.hu_min, self.hu_max, self.resize_to = opt.hu_min, opt.hu_max, opt.resize_to
+        self.context_slices: int = opt.context_slices
         self.a_to_b = opt.direction == "AtoB"
         self.flip = opt.isTrain and not opt.no_flip
         root = Path(opt.dataroot)
@@ -93,7 +97,10 @@ class NiftiAlignedDataset(BaseDataset):
                                 "patient_index": v}
         sides = [("A", self.stacks_a)] + ([("B", self.stacks_b)] if self.stacks_b else [])
         for key, stacks in sides:
-            x = slice_to_unit(stacks[v].hu[s], self.hu_min, self.hu_max, self.resize_to)
+            is_input = (key == "A") == self.a_to_b
+            hu = context_window(stacks[v].hu, s, self.context_slices) if is_input \
+                else stacks[v].hu[s]
+            x = slice_to_unit(hu, self.hu_min, self.hu_max, self.resize_to)
             item[key] = torch.flip(x, dims=(-1,)) if flip else x
             item[f"{key}_paths"] = str(stacks[v].info.path)
         if not self.a_to_b:
@@ -110,9 +117,14 @@ def _check_options(opt: argparse.Namespace) -> None:
     if opt.preprocess != "none":
         raise ConfigError(f"--dataset_mode nifti_aligned supports --preprocess none only (got "
                           f"'{opt.preprocess}'); use --resize_to N to resize slices to N x N")
-    if opt.input_nc != 1 or opt.output_nc != 1:
-        raise ConfigError("--dataset_mode nifti_aligned serves one channel per slice; got "
-                          f"--input_nc {opt.input_nc} --output_nc {opt.output_nc}, expected 1")
+    if opt.context_slices < 0:
+        raise ConfigError(f"--context_slices must be 0 or positive, got {opt.context_slices}")
+    expected_nc = 2 * opt.context_slices + 1
+    if opt.input_nc != expected_nc or opt.output_nc != 1:
+        raise ConfigError(f"--dataset_mode nifti_aligned with --context_slices "
+                          f"{opt.context_slices} serves {expected_nc} input channel(s) and 1 "
+                          f"output channel; got --input_nc {opt.input_nc} --output_nc "
+                          f"{opt.output_nc}: pass --input_nc {expected_nc} --output_nc 1")
     if opt.resize_to < 0:
         raise ConfigError(f"--resize_to must be 0 (native size) or positive, got {opt.resize_to}")
 

@@ -35,6 +35,12 @@ import numpy as np
 from tqdm import tqdm
 
 from data.nifti_io import Volume, save_volume
+from data.synthetic_params import (
+    DEFAULT_RANGES,
+    ParamRanges,
+    PatientParams,
+    sample_patient_params,
+)
 from util.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -98,37 +104,6 @@ class SyntheticGrid:
 
 
 @dataclass(frozen=True)
-class PatientParams:
-    """One phantom patient. ``tumour_offset`` is unitless: (lateral, anterior, superior) fractions
-    of the free room inside the tumour's lung, each in [-1, 1] (the last in [0, 1])."""
-
-    amplitude_mm: float = 15.0
-    chest_expansion_mm: float = 3.0
-    noise_hu: float = 15.0
-    body_half_width_mm: float = 150.0
-    body_half_depth_mm: float = 100.0
-    fat_mm: float = 8.0
-    lung_scale: float = 1.0
-    tumour_radius_mm: float = 8.0
-    tumour_side: str = "right"
-    tumour_offset: tuple[float, float, float] = (0.0, 0.0, 0.5)
-    noise_seed: int = 0
-
-    def __post_init__(self) -> None:
-        checks = {"amplitude_mm": self.amplitude_mm >= 0, "noise_hu": self.noise_hu >= 0,
-                  "chest_expansion_mm": self.chest_expansion_mm >= 0, "fat_mm": self.fat_mm >= 0,
-                  "body_half_width_mm": self.body_half_width_mm > 2 * self.fat_mm + 20,
-                  "body_half_depth_mm": self.body_half_depth_mm > 2 * self.fat_mm + 20,
-                  "lung_scale": 0.3 <= self.lung_scale <= 1.2,
-                  "tumour_radius_mm": self.tumour_radius_mm > 0}
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(f"invalid phantom parameters {bad} in {self}")
-        if self.tumour_side not in ("right", "left"):
-            raise ConfigError(f"tumour_side must be 'right' or 'left', not {self.tumour_side!r}")
-
-
-@dataclass(frozen=True)
 class SyntheticPatient:
     """Arrays of one patient, in the grid's voxel order: ``phases_hu`` (10, I, J, K) float32
     integer-valued HU with noise; ``avg_hu`` (I, J, K) float32 mean of those phases;
@@ -144,23 +119,6 @@ def phase_displacement_mm(phase: int, amplitude_mm: float) -> float:
     """Inferior displacement (mm) of the diaphragm at phase ``phase`` (0 = end-inhale):
     ``amplitude_mm * cos(pi * phase / 10) ** 4``."""
     return amplitude_mm * math.cos(math.pi * phase / N_PHASES) ** 4
-
-
-def sample_patient_params(rng: np.random.Generator, *, amplitude_mm: float | None = None,
-                          noise_hu: float = 15.0, chest_expansion_mm: float | None = None,
-                          fat_mm: float = 8.0) -> PatientParams:
-    """Draw one patient: body and lung size, tumour size and place, and (when ``None``) a breathing
-    amplitude in [5, 25] mm with a chest expansion of a fifth of it."""
-    amplitude = float(rng.uniform(5.0, 25.0)) if amplitude_mm is None else float(amplitude_mm)
-    expansion = 0.2 * amplitude if chest_expansion_mm is None else float(chest_expansion_mm)
-    offset = (float(rng.uniform(-1, 1)), float(rng.uniform(-1, 1)), float(rng.uniform(0, 1)))
-    return PatientParams(
-        amplitude_mm=amplitude, chest_expansion_mm=expansion, noise_hu=float(noise_hu),
-        body_half_width_mm=float(rng.uniform(135.0, 160.0)),
-        body_half_depth_mm=float(rng.uniform(90.0, 110.0)), fat_mm=float(fat_mm),
-        lung_scale=float(rng.uniform(0.85, 1.1)), tumour_radius_mm=float(rng.uniform(5.0, 10.0)),
-        tumour_side=str(rng.choice(["right", "left"])), tumour_offset=offset,
-        noise_seed=int(rng.integers(0, 2**31 - 1)))
 
 
 def _soft(sd_vox: np.ndarray) -> np.ndarray:
@@ -328,9 +286,19 @@ def synthetic_patient(params: PatientParams, grid: SyntheticGrid) -> SyntheticPa
                             affine=grid.affine())
 
 
-def patient_id(index: int) -> str:
-    """Patient id of the ``index``-th (0-based) synthetic patient: ``PT001``, ``PT002``, ..."""
-    return f"PT{index + 1:03d}"
+def patient_id(index: int, prefix: str = "PT") -> str:
+    """Id of the ``index``-th (0-based) synthetic patient: ``PT001``, ``PT002``, ..."""
+    if not prefix.isalnum():
+        raise ConfigError(f"patient id prefix must be letters and digits, not {prefix!r}")
+    return f"{prefix}{index + 1:03d}"
+
+
+def patient_params(seed: int, index: int, ranges: ParamRanges = DEFAULT_RANGES, *,
+                   chest_expansion_mm: float | None = None, fat_mm: float = 8.0) -> PatientParams:
+    """The parameters of patient ``index`` of the tree written with ``seed`` and ``ranges``:
+    they depend on ``(seed, index)`` only, so adding patients never changes earlier ones."""
+    return sample_patient_params(np.random.default_rng([seed, index]), ranges,
+                                 chest_expansion_mm=chest_expansion_mm, fat_mm=fat_mm)
 
 
 def avg_file_name(pid: str) -> str:
@@ -364,16 +332,16 @@ def _write(hu: np.ndarray, affine: np.ndarray, storage: str, description: str,
     save_volume(hu, Volume(hu=hu, affine=affine, header=header, path=path), path)
 
 
-def write_synthetic_4dct(out_root: str | os.PathLike[str], n_patients: int, *, size: int = 64,
-                         n_slices: int = 32, seed: int = 0, fov_mm: float = 350.0,
-                         slice_thickness_mm: float = 3.0, amplitude_mm: float | None = None,
-                         noise_hu: float = 15.0, chest_expansion_mm: float | None = None,
-                         fat_mm: float = 8.0, orientation: str = "LPS", storage: str = "int16",
+def write_synthetic_4dct(out_root: str | os.PathLike[str], n_patients: int, *,
+                         grid: SyntheticGrid = SyntheticGrid(), seed: int = 0,
+                         ranges: ParamRanges = DEFAULT_RANGES,
+                         chest_expansion_mm: float | None = None, fat_mm: float = 8.0,
+                         storage: str = "int16", id_prefix: str = "PT",
                          progress: bool = True) -> list[str]:
     """Write ``out_root/res_avg/<pid>/<pid>_AVG.nii.gz`` and the ten
     ``out_root/res_phases/<pid>/<pid>_4DCT_Gated {0,10,...,90}.0A.nii.gz``; return the ids.
 
-    Patient ``k`` depends only on ``(seed, k)``, so adding patients never changes earlier ones.
+    Patient ``k`` is :func:`patient_params` ``(seed, k, ranges, ...)`` on ``grid``.
     """
     if n_patients < 1:
         raise ConfigError(f"n_patients must be >= 1, got {n_patients}")
@@ -381,16 +349,13 @@ def write_synthetic_4dct(out_root: str | os.PathLike[str], n_patients: int, *, s
         raise ConfigError(f"seed must be >= 0, got {seed}")
     if storage not in STORAGES:
         raise ConfigError(f"unknown storage {storage!r}; valid: {STORAGES}")
-    grid = SyntheticGrid(size=size, n_slices=n_slices, fov_mm=fov_mm,
-                         slice_thickness_mm=slice_thickness_mm, orientation=orientation)
     out_root = Path(out_root)
     ids = []
     for index in tqdm(range(n_patients), desc="synthetic 4DCT", unit="patient",
                       disable=not progress):
-        pid = patient_id(index)
-        params = sample_patient_params(np.random.default_rng([seed, index]),
-                                       amplitude_mm=amplitude_mm, noise_hu=noise_hu,
-                                       chest_expansion_mm=chest_expansion_mm, fat_mm=fat_mm)
+        pid = patient_id(index, id_prefix)
+        params = patient_params(seed, index, ranges, chest_expansion_mm=chest_expansion_mm,
+                                fat_mm=fat_mm)
         patient = synthetic_patient(params, grid)
         _write(patient.avg_hu, patient.affine, storage, f"synthetic 4DCT {pid} AVG",
                out_root / "res_avg" / pid / avg_file_name(pid))
@@ -402,5 +367,5 @@ def write_synthetic_4dct(out_root: str | os.PathLike[str], n_patients: int, *, s
                      params.amplitude_mm, params.tumour_radius_mm, params.tumour_side)
         ids.append(pid)
     logger.info("wrote %d synthetic patients (%d x %d x %d, %s, %s) under %s", len(ids),
-                *grid.shape, orientation, storage, out_root)
+                *grid.shape, grid.orientation, storage, out_root)
     return ids

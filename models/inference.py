@@ -11,17 +11,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from data.ct_volumes import SliceStack, slice_to_unit, slices_to_volume
+from data.ct_volumes import SliceStack, context_window, slice_to_unit, slices_to_volume
 
 
 def predict_stack(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_max: float,
-                  resize_to: int = 0, batch_size: int = 1,
+                  resize_to: int = 0, batch_size: int = 1, context_slices: int = 0,
                   device: torch.device | str = "cpu") -> torch.Tensor:
     """Generator output for every slice of a stack.
 
-    ``stack_hu``: (S, H, W) HU, axial slices in stack order. Returns (S, 1, h, w) float32 in
-    [-1, 1] on the CPU (h = w = ``resize_to`` when > 0, else H, W). The network's mode
-    (train/eval) is left as the caller set it; gradients are off.
+    ``stack_hu``: (S, H, W) HU, axial slices in stack order; each input is the slice with
+    ``context_slices`` neighbours on each side (2.5-D, :func:`data.ct_volumes.context_window`).
+    Returns (S, 1, h, w) float32 in [-1, 1] on the CPU (h = w = ``resize_to`` when > 0, else
+    H, W). The network's mode (train/eval) is left as the caller set it; gradients are off.
     """
     if stack_hu.ndim != 3 or stack_hu.shape[0] == 0:
         raise ValueError(f"expected a non-empty (S, H, W) slice stack, got shape {stack_hu.shape}")
@@ -30,17 +31,19 @@ def predict_stack(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_m
     outputs = []
     with torch.inference_mode():
         for start in range(0, stack_hu.shape[0], batch_size):
-            batch = torch.stack([slice_to_unit(hu, hu_min, hu_max, resize_to)
-                                 for hu in stack_hu[start:start + batch_size]])
+            stop = min(start + batch_size, stack_hu.shape[0])
+            batch = torch.stack([slice_to_unit(context_window(stack_hu, s, context_slices),
+                                               hu_min, hu_max, resize_to)
+                                 for s in range(start, stop)])
             outputs.append(net_g(batch.to(device)).float().cpu())
     return torch.cat(outputs)
 
 
 def predict_volume(net_g: nn.Module, stack: SliceStack, *, hu_min: float, hu_max: float,
-                   resize_to: int = 0, batch_size: int = 1,
+                   resize_to: int = 0, batch_size: int = 1, context_slices: int = 0,
                    device: torch.device | str = "cpu") -> np.ndarray:
     """The predicted volume for ``stack``: (I, J, K) float32 HU in the source's voxel order and
     shape (``stack.info``), clipped to [hu_min, hu_max] by the network's output range."""
     pred = predict_stack(net_g, stack.hu, hu_min=hu_min, hu_max=hu_max, resize_to=resize_to,
-                         batch_size=batch_size, device=device)
+                         batch_size=batch_size, context_slices=context_slices, device=device)
     return slices_to_volume(pred, stack.info, hu_min, hu_max)

@@ -1,8 +1,10 @@
 """pix2pix (Isola et al., CVPR 2017): a conditional GAN with an L1 term.
 
 G maps the input slice A to B; D judges (A, B) pairs patch by patch. Loss of G:
-GAN(D(A, G(A)), real) + lambda_L1 * |G(A) - B|_1; loss of D: the mean of its real and fake
-terms (plus the gradient penalty with ``--gan_mode wgangp``).
+lambda_GAN * GAN(D(A, G(A)), real) + lambda_L1 * L1_w(G(A), B); loss of D: the mean of its real
+and fake terms (plus the gradient penalty with ``--gan_mode wgangp``). ``L1_w`` is the plain
+mean absolute error, or with ``--motion_weight W`` a weighted mean whose pixels that move
+(|B - A| above ``--motion_threshold_hu``) count 1 + W times.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import argparse
 from typing import Any
 
 import torch
-from torch import nn
 
 from models.base_model import BaseModel
 from models.networks import GANLoss, define_D, define_G, gradient_penalty
@@ -30,6 +31,12 @@ class Pix2PixModel(BaseModel):
             parser.set_defaults(pool_size=0, gan_mode="vanilla")
             parser.add_argument("--lambda_L1", type=float, default=100.0,
                                 help="weight of the L1 loss")
+            parser.add_argument("--lambda_GAN", type=float, default=1.0,
+                                help="weight of the generator's GAN loss (0: L1 only)")
+            parser.add_argument("--motion_weight", type=float, default=0.0,
+                                help="extra L1 weight of pixels that move between input and "
+                                     "target (|B - A| > --motion_threshold_hu): they count "
+                                     "1 + W times")
         return parser
 
     def __init__(self, opt: argparse.Namespace) -> None:
@@ -39,7 +46,7 @@ class Pix2PixModel(BaseModel):
         self.model_names = ["G", "D"] if self.is_train else ["G"]
         self.netG = define_G(opt.input_nc, opt.output_nc, opt.ngf, opt.netG, norm=opt.norm,
                              use_dropout=not opt.no_dropout, init_type=opt.init_type,
-                             init_gain=opt.init_gain).to(self.device)
+                             init_gain=opt.init_gain, residual=opt.residual).to(self.device)
         self.real_A: torch.Tensor | None = None
         self.real_B: torch.Tensor | None = None
         self.fake_B: torch.Tensor | None = None
@@ -49,8 +56,10 @@ class Pix2PixModel(BaseModel):
                                  init_type=opt.init_type, init_gain=opt.init_gain).to(self.device)
             self.gan_mode = opt.gan_mode
             self.criterionGAN = GANLoss(opt.gan_mode).to(self.device)
-            self.criterionL1 = nn.L1Loss()
-            self.lambda_L1 = opt.lambda_L1
+            self.lambda_L1, self.lambda_GAN = opt.lambda_L1, opt.lambda_GAN
+            self.motion_weight = opt.motion_weight
+            self.motion_threshold = opt.motion_threshold_hu * 2.0 / (opt.hu_max - opt.hu_min)
+            self.centre_channel = opt.input_nc // 2
             self.fake_AB_pool = ImagePool(opt.pool_size)
             betas = (opt.beta1, 0.999)
             self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=opt.lr, betas=betas)
@@ -81,10 +90,19 @@ class Pix2PixModel(BaseModel):
     def backward_G(self) -> None:
         """G tries to fool D and to match B in L1."""
         fake_AB = torch.cat((self.real_A, self.fake_B), 1)
-        self.loss_G_GAN = self.criterionGAN(self.netD(fake_AB), True)
-        self.loss_G_L1 = self.criterionL1(self.fake_B, self.real_B) * self.lambda_L1
+        self.loss_G_GAN = self.criterionGAN(self.netD(fake_AB), True) * self.lambda_GAN
+        self.loss_G_L1 = weighted_l1(self.fake_B, self.real_B, self.l1_weights()) * self.lambda_L1
         self.loss_G = self.loss_G_GAN + self.loss_G_L1
         self.loss_G.backward()
+
+    def l1_weights(self) -> torch.Tensor | None:
+        """(N, 1, H, W) per-pixel L1 weights: 1 + motion_weight where |B - A| (centre input
+        channel) exceeds the motion threshold; None with ``--motion_weight 0``."""
+        if self.motion_weight == 0:
+            return None
+        centre = self.real_A[:, self.centre_channel:self.centre_channel + 1]
+        moving = (self.real_B - centre).abs() > self.motion_threshold
+        return 1.0 + self.motion_weight * moving.float()
 
     def optimize_parameters(self) -> None:
         """One D step then one G step on the current batch."""
@@ -97,3 +115,14 @@ class Pix2PixModel(BaseModel):
         self.optimizer_G.zero_grad(set_to_none=True)
         self.backward_G()
         self.optimizer_G.step()
+
+
+def weighted_l1(pred: torch.Tensor, target: torch.Tensor,
+                weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean absolute error, or with ``weights`` (broadcastable to ``pred``, >= 0) the weighted
+    mean sum(w |pred - target|) / sum(w): equal to the plain mean when all weights are equal."""
+    error = (pred - target).abs()
+    if weights is None:
+        return error.mean()
+    weights = weights.expand_as(error)
+    return (weights * error).sum() / weights.sum().clamp_min(torch.finfo(error.dtype).tiny)

@@ -32,7 +32,7 @@ class TestModel(BaseModel):
         self.model_names = [f"G{opt.model_suffix}"]
         net = define_G(opt.input_nc, opt.output_nc, opt.ngf, opt.netG, norm=opt.norm,
                        use_dropout=not opt.no_dropout, init_type=opt.init_type,
-                       init_gain=opt.init_gain).to(self.device)
+                       init_gain=opt.init_gain, residual=opt.residual).to(self.device)
         setattr(self, f"netG{opt.model_suffix}", net)
         self.generator = net
         self.real_A: torch.Tensor | None = None

@@ -40,13 +40,14 @@ class Validator:
     """Scores a generator on validation patients (AVG -> phase 0), in HU.
 
     ``patients``: (id, AVG stack, phase-0 stack) triples on the same grids. ``resize_to``,
-    ``hu_min``/``hu_max`` and ``batch_size`` as in training; ``device``: where the generator is.
+    ``hu_min``/``hu_max``, ``batch_size`` and ``context_slices`` as in training; ``device``:
+    where the generator is.
     """
 
     def __init__(self, patients: list[tuple[str, SliceStack, SliceStack]],
                  settings: RegionSettings, *, resize_to: int = 0, batch_size: int = 1,
-                 device: torch.device | str = "cpu") -> None:
-        self.settings = settings
+                 context_slices: int = 0, device: torch.device | str = "cpu") -> None:
+        self.settings, self.context_slices = settings, context_slices
         self.resize_to, self.batch_size, self.device = resize_to, batch_size, device
         self.patients = []
         for pid, avg, truth in patients:
@@ -77,7 +78,8 @@ class Validator:
             for p in self.patients:
                 unit = predict_stack(net_g, p.avg.hu, hu_min=self.settings.hu_min,
                                      hu_max=self.settings.hu_max, resize_to=self.resize_to,
-                                     batch_size=self.batch_size, device=self.device)
+                                     batch_size=self.batch_size,
+                                     context_slices=self.context_slices, device=self.device)
                 predictions[p.patient_id] = unit_slices_to_hu(
                     unit, p.avg.hu.shape[1:], self.settings.hu_min, self.settings.hu_max)
         finally:

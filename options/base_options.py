@@ -83,6 +83,12 @@ class BaseOptions:
         g.add_argument("--geometry_atol_mm", type=float, default=AFFINE_ATOL_MM,
                        help="largest difference (mm) between the affine entries of an AVG and "
                             "its phase 0 for them to count as one voxel grid")
+        g.add_argument("--context_slices", type=int, default=0,
+                       help="2.5-D input: each AVG slice with K neighbours on each side as "
+                            "input channels (then --input_nc 2K+1); 0 = the slice alone")
+        g.add_argument("--residual", action="store_true",
+                       help="the generator predicts phase 0 minus the input slice, added back "
+                            "to it (output clipped to the HU window)")
         g = parser.add_argument_group("evaluation regions (validation and test metrics)")
         g.add_argument("--body_threshold_hu", type=float, default=-500.0,
                        help="body = AVG above this, holes filled per slice, largest component")

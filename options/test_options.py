@@ -13,7 +13,8 @@ logger = logging.getLogger(__name__)
 
 #: Options that must match the checkpoint: read from the run's ``opt.json`` when not given.
 ARCHITECTURE_OPTIONS = ("netG", "ngf", "norm", "no_dropout", "input_nc", "output_nc",
-                        "resize_to", "hu_min", "hu_max", "direction")
+                        "resize_to", "hu_min", "hu_max", "direction", "context_slices",
+                        "residual")
 
 
 class TestOptions(BaseOptions):

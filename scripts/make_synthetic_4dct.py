@@ -12,8 +12,28 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.synthetic_4dct import ORIENTATIONS, STORAGES, write_synthetic_4dct
+from data.synthetic_4dct import ORIENTATIONS, STORAGES, SyntheticGrid, write_synthetic_4dct
+from data.synthetic_params import DEFAULT_RANGES, ParamRanges
 from util.cli import run_cli
+
+#: (ParamRanges field, option unit suffix, description) of the per-patient ranges.
+RANGE_OPTIONS = (("amplitude", "_mm", "superior-inferior breathing amplitude, mm"),
+                 ("body_half_width", "_mm", "half width of the body, mm"),
+                 ("body_half_depth", "_mm", "half depth (anterior-posterior) of the body, mm"),
+                 ("lung_scale", "", "lung size factor (1 = nominal)"),
+                 ("tumour_radius", "_mm", "tumour radius, mm"),
+                 ("noise", "_hu", "Gaussian noise sigma per phase, HU"))
+
+
+def ranges_from_args(args: argparse.Namespace) -> ParamRanges:
+    """The per-patient parameter ranges the command line asks for."""
+    given = {name + unit: tuple(getattr(args, f"{name}_range{unit}"))
+             for name, unit, _ in RANGE_OPTIONS}
+    if args.amplitude_mm is not None:
+        given["amplitude_mm"] = (args.amplitude_mm, args.amplitude_mm)
+    if args.noise_hu is not None:
+        given["noise_hu"] = (args.noise_hu, args.noise_hu)
+    return ParamRanges(**given)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,19 +49,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="patient k depends on (seed, k) only")
     parser.add_argument("--fov_mm", type=float, default=350.0, help="in-plane field of view, mm")
     parser.add_argument("--slice_thickness_mm", type=float, default=3.0)
+    defaults = DEFAULT_RANGES
+    for name, unit, what in RANGE_OPTIONS:
+        parser.add_argument(f"--{name}_range{unit}", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                            default=getattr(defaults, name + unit),
+                            help=f"{what}: drawn per patient in [LOW, HIGH] "
+                                 f"(default {getattr(defaults, name + unit)})")
     parser.add_argument("--amplitude_mm", type=float, default=None,
-                        help="superior-inferior breathing amplitude, mm "
-                             "(default: random in [5, 25] per patient)")
+                        help="fix the breathing amplitude (mm) of every patient (shorthand for "
+                             "--amplitude_range_mm A A)")
+    parser.add_argument("--noise_hu", type=float, default=None,
+                        help="fix the noise sigma per phase (HU) (shorthand for "
+                             "--noise_range_hu N N)")
     parser.add_argument("--chest_expansion_mm", type=float, default=None,
                         help="anterior chest wall excursion, mm (default: amplitude / 5)")
-    parser.add_argument("--noise_hu", type=float, default=15.0,
-                        help="Gaussian noise sigma per phase, HU")
     parser.add_argument("--fat_mm", type=float, default=8.0,
                         help="subcutaneous fat thickness, mm (0: no fat layer)")
     parser.add_argument("--orientation", choices=ORIENTATIONS, default="LPS",
                         help="voxel order of the written volumes")
     parser.add_argument("--storage", choices=STORAGES, default="int16",
                         help="int16 (slope 1, inter 0) or uint16 with scl_inter = -1024")
+    parser.add_argument("--id_prefix", default="PT",
+                        help="patient ids are <prefix>001, <prefix>002, ... (letters, digits)")
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -51,12 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def go() -> int:
+        grid = SyntheticGrid(size=args.size, n_slices=args.n_slices, fov_mm=args.fov_mm,
+                             slice_thickness_mm=args.slice_thickness_mm,
+                             orientation=args.orientation)
         ids = write_synthetic_4dct(
-            args.out, args.n_patients, size=args.size, n_slices=args.n_slices, seed=args.seed,
-            fov_mm=args.fov_mm, slice_thickness_mm=args.slice_thickness_mm,
-            amplitude_mm=args.amplitude_mm, noise_hu=args.noise_hu,
+            args.out, args.n_patients, grid=grid, seed=args.seed, ranges=ranges_from_args(args),
             chest_expansion_mm=args.chest_expansion_mm, fat_mm=args.fat_mm,
-            orientation=args.orientation, storage=args.storage, progress=not args.no_progress)
+            storage=args.storage, id_prefix=args.id_prefix, progress=not args.no_progress)
         print(f"wrote {len(ids)} patients ({ids[0]}..{ids[-1]}) under {args.out}")  # noqa: T201
         return 0
 

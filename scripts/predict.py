@@ -70,7 +70,8 @@ def predict(args: argparse.Namespace) -> Path:
     if opt.eval:
         model.eval()
     hu = predict_volume(model.netG, stack, hu_min=opt.hu_min, hu_max=opt.hu_max,
-                        resize_to=opt.resize_to, batch_size=opt.batch_size, device=model.device)
+                        resize_to=opt.resize_to, batch_size=opt.batch_size,
+                        context_slices=opt.context_slices, device=model.device)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     path = save_volume(hu, stack.info, args.output)
     logger.info("wrote %s: %d axial slices, HU, the geometry of %s", path, stack.hu.shape[0],

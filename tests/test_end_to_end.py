@@ -170,3 +170,38 @@ def test_refused_slice_size_fails_at_start_with_a_fitting_netg(workdir):
     assert "64x64" in proc.stderr
     assert "unet_64" in proc.stderr
     assert not (workdir / "checkpoints" / "too_deep" / "latest_net_G.pth").exists()
+
+
+RECIPE_TRAIN = ("python train.py --dataroot ./datasets/ct_phases_dataset --name recipe "
+                "--model pix2pix --dataset_mode nifti_aligned --preprocess none --input_nc 5 "
+                "--output_nc 1 --axial_slice --norm instance --netG unet_64 --ngf 16 "
+                "--batch_size 4 --context_slices 2 --residual --motion_weight 2")
+
+
+def test_recipe_flags_train_and_test_reads_them_from_the_run(workdir):
+    run(f"{RECIPE_TRAIN} {SHORT}", workdir)
+    run_dir = workdir / "checkpoints" / "recipe"
+    opt = json.loads((run_dir / "opt.json").read_text())
+    assert (opt["context_slices"], opt["residual"], opt["input_nc"]) == (2, True, 5)
+    meta = json.loads((run_dir / "latest_metadata.json").read_text())
+    assert meta["architecture"]["residual"] is True
+    assert meta["input"]["context_slices_each_side"] == 2
+    assert meta["training"]["motion_weight"] == 2
+    test = ("python test.py --dataroot ./datasets/ct_phases_dataset --name recipe --model pix2pix "
+            "--dataset_mode nifti_aligned --preprocess none --axial_slice --eval --no_pictures")
+    run(test, workdir)  # --context_slices, --residual and --input_nc come from opt.json
+    out = workdir / "results" / "recipe" / "test_latest"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_patients"] == len(list((workdir / DATAROOT / "testA").glob("*.nii.gz")))
+    args = shlex.split(test + " --input_nc 1")
+    args[0:2] = [sys.executable, str(REPO / args[1])]
+    proc = subprocess.run(args, cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "--input_nc 1 was given" in proc.stderr
+    assert "--input_nc 5" in proc.stderr
+    src = next((workdir / DATAROOT / "testA").glob("*.nii.gz"))
+    run(f"python scripts/predict.py --name recipe --input {src} --output ./one/pred.nii.gz "
+        "--eval", workdir)
+    single = nib.load(workdir / "one" / "pred.nii.gz").get_fdata()
+    batch = nib.load(out / "volumes" / src.name.replace(".nii.gz", "_fake_B.nii.gz")).get_fdata()
+    np.testing.assert_allclose(single, batch, atol=1.0)  # the same 2.5-D inputs either way

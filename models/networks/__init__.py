@@ -23,6 +23,7 @@ from models.networks.factory import (
 from models.networks.losses import GAN_MODES, GANLoss, gradient_penalty
 from models.networks.norms import NORMS, NormFactory, conv_bias, get_norm_layer, norm_has_bias
 from models.networks.patchgan import NLayerDiscriminator, PixelDiscriminator, patch_receptive_field
+from models.networks.residual import ResidualGenerator
 from models.networks.resnet import ResnetBlock, ResnetGenerator
 from models.networks.schedulers import LR_POLICIES, Schedule, get_scheduler
 from models.networks.unet import UnetGenerator
@@ -43,6 +44,7 @@ __all__ = [
     "NLayerDiscriminator",
     "NormFactory",
     "PixelDiscriminator",
+    "ResidualGenerator",
     "ResnetBlock",
     "ResnetGenerator",
     "Schedule",

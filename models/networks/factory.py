@@ -11,6 +11,7 @@ from torch import nn
 from models.networks._lookup import check_positive, lookup
 from models.networks.norms import get_norm_layer
 from models.networks.patchgan import NLayerDiscriminator, PixelDiscriminator
+from models.networks.residual import ResidualGenerator
 from models.networks.resnet import N_DOWNSAMPLING, ResnetGenerator
 from models.networks.unet import UnetGenerator
 from models.networks.weight_init import init_weights, lookup_init_type
@@ -63,11 +64,16 @@ RESNET_MIN_SIZE = 2 * RESNET_MULTIPLE
 
 def define_G(input_nc: int, output_nc: int, ngf: int, netG: str, norm: str = "batch",
              use_dropout: bool = False, init_type: str = "normal",
-             init_gain: float = 0.02) -> nn.Module:
+             init_gain: float = 0.02, residual: bool = False) -> nn.Module:
     """Initialised generator (on the CPU): (N, input_nc, H, W) -> (N, output_nc, H, W) in [-1, 1].
 
+    With ``residual`` the network's output is added to the middle input channel (the centre
+    slice of a 2.5-D input; :class:`ResidualGenerator`), which needs ``output_nc`` 1.
     Raises ConfigError (listing the valid names) for an unknown netG, norm or init_type.
     """
+    if residual and output_nc != 1:
+        raise ConfigError(f"--residual adds the output to one input slice: it needs "
+                          f"--output_nc 1, got {output_nc}")
     spec = lookup(GENERATORS, netG, "--netG")
     norm_layer = get_norm_layer(norm)
     lookup_init_type(init_type)
@@ -77,9 +83,9 @@ def define_G(input_nc: int, output_nc: int, ngf: int, netG: str, norm: str = "ba
     else:
         net = ResnetGenerator(input_nc, output_nc, ngf, norm_layer, use_dropout, spec.depth)
     init_weights(net, init_type, init_gain)
-    logger.info("generator %s: %d parameters, norm %s, dropout %s", netG, count_parameters(net),
-                norm, use_dropout)
-    return net
+    logger.info("generator %s: %d parameters, norm %s, dropout %s%s", netG, count_parameters(net),
+                norm, use_dropout, ", residual" if residual else "")
+    return ResidualGenerator(net, input_nc // 2) if residual else net
 
 
 def define_D(input_nc: int, ndf: int, netD: str, n_layers_D: int = 3, norm: str = "batch",

@@ -18,7 +18,8 @@ def make_opt(root, **kw) -> argparse.Namespace:
     base = {"dataroot": str(root), "phase": "train", "direction": "AtoB", "isTrain": True,
             "no_flip": True, "hu_min": -1024.0, "hu_max": 3071.0, "resize_to": 0,
             "max_dataset_size": float("inf"), "axial_slice": True, "preprocess": "none",
-            "input_nc": 1, "output_nc": 1, "geometry_atol_mm": 1e-3}
+            "input_nc": 1, "output_nc": 1, "geometry_atol_mm": 1e-3,
+            "context_slices": 0}
     return argparse.Namespace(**(base | kw))
 
 
@@ -105,7 +106,9 @@ def test_flip_only_when_training_and_allowed(tmp_path):
 @pytest.mark.parametrize(("change", "message"), [
     ({"axial_slice": False}, "pass --axial_slice"),
     ({"preprocess": "resize_and_crop"}, "--preprocess none only"),
-    ({"input_nc": 3}, "one channel per slice"),
+    ({"input_nc": 3}, "pass --input_nc 1 --output_nc 1"),
+    ({"context_slices": 1}, "serves 3 input channel"),
+    ({"context_slices": -1}, "--context_slices must be 0 or positive"),
 ])
 def test_unsupported_options_refused(tmp_path, change, message):
     write_pair_tree(tmp_path, "train", {"p1": (4, 4, 2)})
@@ -121,3 +124,30 @@ def test_image_folder_knows_nifti_and_pictures(tmp_path):
     assert not is_image_file("x.txt")
     assert [p.name for p in make_dataset(tmp_path)] == ["a.nii.gz", "b.NII", "c.png"]
     assert [p.name for p in make_dataset(tmp_path, nifti_only=True)] == ["a.nii.gz", "b.NII"]
+
+
+def test_context_slices_stack_neighbours_as_channels_and_repeat_edges(tmp_path):
+    hus = write_pair_tree(tmp_path, "train", {"p1": (8, 8, 5)})
+    ds = NiftiAlignedDataset(make_opt(tmp_path, context_slices=2, input_nc=5))
+    stack = to_slice_stack(hus["p1"], np.eye(4) * [0.9, 0.9, 3, 1])
+    first, middle = ds[0], ds[2]
+    assert first["A"].shape == (5, 8, 8)
+    assert first["B"].shape == (1, 8, 8)  # the target stays one slice
+    for item, positions in ((first, [0, 0, 0, 1, 2]), (middle, [0, 1, 2, 3, 4])):
+        np.testing.assert_allclose(unit_to_hu(item["A"]).numpy(), stack[positions], atol=0.01)
+    np.testing.assert_allclose(unit_to_hu(middle["B"][0]).numpy(), stack[2] + 100, atol=0.01)
+
+
+def test_flip_moves_every_context_channel_together(tmp_path):
+    write_pair_tree(tmp_path, "train", {"p1": (8, 8, 3)})
+    plain = NiftiAlignedDataset(make_opt(tmp_path, context_slices=1, input_nc=3))
+    flipping = NiftiAlignedDataset(make_opt(tmp_path, context_slices=1, input_nc=3,
+                                            no_flip=False))
+    torch.manual_seed(0)
+    for _ in range(20):
+        a, b = flipping[1], plain[1]
+        if not torch.equal(a["A"], b["A"]):
+            torch.testing.assert_close(a["A"], torch.flip(b["A"], dims=(-1,)))
+            torch.testing.assert_close(a["B"], torch.flip(b["B"], dims=(-1,)))
+            return
+    pytest.fail("no flipped sample in 20 draws")

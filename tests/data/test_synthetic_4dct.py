@@ -16,13 +16,15 @@ from data.synthetic_4dct import (
     PatientParams,
     SyntheticGrid,
     noiseless_phases,
+    patient_params,
     phase_displacement_mm,
     synthetic_patient,
     write_synthetic_4dct,
 )
+from data.synthetic_params import DEFAULT_RANGES, ParamRanges
 from util.errors import ConfigError
 
-SMALL = {"size": 16, "n_slices": 8}
+SMALL = {"grid": SyntheticGrid(size=16, n_slices=8)}
 
 
 def _load_tree(root: Path, pid: str) -> tuple[np.ndarray, np.ndarray]:
@@ -193,3 +195,46 @@ def test_cli_writes_tree_and_reports_errors(tmp_path: Path,
     assert img.get_data_dtype() == np.uint16
     assert module.main(["--out", str(out), "--n_patients", "0", "--no_progress"]) == 1
     assert "n_patients must be >= 1" in caplog.text
+
+
+def test_parameters_stay_in_their_ranges_and_follow_the_seed() -> None:
+    ranges = ParamRanges(amplitude_mm=(20.0, 25.0), lung_scale=(1.0, 1.05),
+                         tumour_radius_mm=(6.0, 6.0), noise_hu=(5.0, 30.0))
+    drawn = [patient_params(3, k, ranges) for k in range(40)]
+    for field, bounds in (("amplitude_mm", ranges.amplitude_mm),
+                          ("lung_scale", ranges.lung_scale),
+                          ("tumour_radius_mm", ranges.tumour_radius_mm),
+                          ("noise_hu", ranges.noise_hu),
+                          ("body_half_width_mm", DEFAULT_RANGES.body_half_width_mm)):
+        values = [getattr(p, field) for p in drawn]
+        assert bounds[0] <= min(values) <= max(values) <= bounds[1], field
+    assert len({p.noise_hu for p in drawn}) == 40  # a range, not one value
+    assert {p.tumour_radius_mm for p in drawn} == {6.0}
+    assert all(p.chest_expansion_mm == pytest.approx(0.2 * p.amplitude_mm) for p in drawn)
+    assert patient_params(3, 7, ranges) == drawn[7]
+    assert patient_params(4, 7, ranges) != drawn[7]
+
+
+@pytest.mark.parametrize("bounds", [(5.0, 1.0), (-1.0, 2.0), (1.0,)])
+def test_bad_ranges_raise(bounds: tuple) -> None:
+    with pytest.raises(ConfigError, match="amplitude_mm"):
+        ParamRanges(amplitude_mm=bounds)
+
+
+def test_cli_ranges_and_prefix_reach_the_written_patients(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[2] / "scripts" / "make_synthetic_4dct.py"
+    spec = importlib.util.spec_from_file_location("make_synthetic_4dct", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = ["--out", str(tmp_path), "--n_patients", "1", "--size", "16", "--n_slices", "8",
+            "--seed", "2", "--amplitude_range_mm", "22", "24", "--noise_hu", "0",
+            "--id_prefix", "OOD", "--no_progress"]
+    assert module.main(argv) == 0
+    args = module.build_parser().parse_args(argv)
+    ranges = module.ranges_from_args(args)
+    assert (ranges.amplitude_mm, ranges.noise_hu) == ((22.0, 24.0), (0.0, 0.0))
+    expected = synthetic_patient(patient_params(2, 0, ranges), SyntheticGrid(size=16, n_slices=8))
+    _, phases = _load_tree(tmp_path, "OOD001")
+    np.testing.assert_array_equal(phases, expected.phases_hu)  # noise 0: the noiseless phases
+    with pytest.raises(ConfigError, match="prefix"):
+        write_synthetic_4dct(tmp_path, 1, id_prefix="../x", progress=False, **SMALL)

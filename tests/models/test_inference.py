@@ -88,3 +88,32 @@ def test_validator_needs_no_gradients(tmp_path):
     validator(net)
     assert all(p.grad is None for p in net.parameters())
     assert isinstance(validator.patients[0].avg, SliceStack)
+
+
+class Centre(nn.Module):
+    """A 'generator' that returns its middle input channel: 2.5-D inputs must carry the slice
+    itself there, whatever the neighbours."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, x.shape[1] // 2:x.shape[1] // 2 + 1]
+
+
+class Edges(nn.Module):
+    """Returns the first (most inferior) input channel minus the last (most superior)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1] - x[:, -1:]
+
+
+def test_context_inputs_carry_the_slice_in_the_middle_and_neighbours_around(tmp_path):
+    hu = ct_like((12, 10, 6))
+    stack = load_slice_stack(write_nifti(tmp_path / "a.nii.gz", hu, LPS_AFFINE))
+    for k in (0, 1, 2):
+        out = predict_volume(Centre(), stack, hu_min=-1024, hu_max=3071, batch_size=4,
+                             context_slices=k)
+        np.testing.assert_allclose(out, np.clip(hu, -1024, 3071), atol=0.05)
+    diff = predict_stack(Edges(), stack.hu, hu_min=-1024, hu_max=3071, batch_size=4,
+                         context_slices=1)[:, 0]
+    unit = (stack.hu.astype(np.float32) + 1024) * 2 / 4095 - 1
+    expected = unit[[0, 0, 1, 2, 3, 4]] - unit[[1, 2, 3, 4, 5, 5]]  # edges repeat
+    np.testing.assert_allclose(diff.numpy(), expected, atol=1e-5)

@@ -1,0 +1,248 @@
+"""Synthesis quality on the built-in synthetic 4DCT: model vs AVG vs noise floor, per region.
+
+    python benchmarks/quality.py                          # the recommended recipe
+    python benchmarks/quality.py --ablation               # one row per option, shorter budget
+    python benchmarks/quality.py --variants plain residual --epochs 10 --size 128 --n_slices 48
+
+Writes a synthetic export with a fixed seed, splits it by patient with ``prepare_dataset.py``
+(train / val / test), and writes a second, *shifted* group of patients whose parameters lie
+outside the training ranges (larger breathing amplitude, larger lungs and tumours, more noise).
+Each variant is trained with ``train.py`` (the ``best`` checkpoint by validation motion MAE) and
+run with ``test.py --eval`` on the held-out test patients and on the shifted group; the written
+phase-0 volumes are scored here, in HU, with fixed region settings, so every variant is scored
+alike whatever HU window it trained with. Printed per region (motion, body, whole): MAE of the
+model, of the identity answer (the AVG) and of the noise floor (the noiseless phase 0 the
+generator knows, scored against the noisy phase 0 it wrote: no prediction can be expected to
+beat it on average), and the body SSIM. Training seconds are wall-clock on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data.nifti_io import load_volume
+from data.synthetic_4dct import (
+    SyntheticGrid,
+    avg_file_name,
+    patient_id,
+    patient_params,
+    phase_file_name,
+    synthetic_patient,
+    write_synthetic_4dct,
+)
+from data.synthetic_params import ParamRanges
+from util.atomic import atomic_write_json
+from util.geometry import axial_axis
+from util.metrics import REGIONS, RegionSettings, evaluate_volumes
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Parameter ranges of the training, validation and test patients.
+TRAIN_RANGES = ParamRanges(amplitude_mm=(5.0, 20.0), lung_scale=(0.85, 1.05),
+                           tumour_radius_mm=(5.0, 10.0), noise_hu=(15.0, 15.0))
+#: The shifted group: every one of these ranges lies outside the training range.
+SHIFTED_RANGES = ParamRanges(amplitude_mm=(20.0, 25.0), lung_scale=(1.05, 1.15),
+                             tumour_radius_mm=(10.0, 12.0), noise_hu=(20.0, 20.0))
+SHIFTED_PREFIX = "SH"
+
+#: Flags every variant shares: the architecture and the training budget (epochs are set apart).
+COMMON = ["--model", "pix2pix", "--dataset_mode", "nifti_aligned", "--preprocess", "none",
+          "--axial_slice", "--output_nc", "1", "--netG", "unet_64", "--ngf", "32",
+          "--norm", "instance", "--batch_size", "8", "--num_threads", "0", "--no_html",
+          "--display_freq", "1000000000", "--print_freq", "1000000000"]
+#: The recommended recipe (README): 2.5-D input with 2 neighbours each side, residual output.
+RECIPE = ["--input_nc", "5", "--context_slices", "2", "--residual", "--lambda_L1", "100",
+          "--gan_mode", "vanilla"]
+#: One row per option: the plain pix2pix, then the recipe with one option changed or added.
+VARIANTS: dict[str, list[str]] = {
+    "plain": ["--input_nc", "1", "--lambda_L1", "100", "--gan_mode", "vanilla"],
+    "residual": ["--input_nc", "1", "--residual", "--lambda_L1", "100", "--gan_mode", "vanilla"],
+    "context1": ["--input_nc", "3", "--context_slices", "1", "--lambda_L1", "100",
+                 "--gan_mode", "vanilla"],
+    "recipe": RECIPE,
+    "recipe_window": [*RECIPE, "--hu_min", "-1024", "--hu_max", "1024"],
+    "recipe_motion_weight": [*RECIPE, "--motion_weight", "4"],
+    "recipe_l1_50": [*RECIPE, "--lambda_L1", "50"],
+    "recipe_l1_only": [*RECIPE, "--lambda_GAN", "0"],
+    "recipe_lsgan": [*RECIPE, "--gan_mode", "lsgan"],
+}
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Held-out patients to score: the dataset folder (``testA``/``testB``) and, per patient id,
+    how to regenerate it (seed, index, ranges) for the noise floor."""
+
+    name: str
+    dataroot: Path
+    patients: dict[str, tuple[int, int, ParamRanges]]
+
+
+def run(cmd: list[str], log: Path, threads: int) -> float:
+    """Run ``cmd`` (a project script) from the project root, output to ``log``; seconds taken.
+    Raises SystemExit with the log's tail when it fails."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    with log.open("w") as out:
+        result = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                check=False)
+    if result.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        raise SystemExit(f"{' '.join(cmd[:2])} failed ({log}):\n{tail}")
+    return time.perf_counter() - start
+
+
+def make_cohorts(work: Path, args: argparse.Namespace) -> tuple[Path, list[Cohort]]:
+    """Write the two synthetic groups; return the training dataroot and the scored cohorts."""
+    grid = SyntheticGrid(size=args.size, n_slices=args.n_slices)
+    export, shifted = work / "export", work / "shifted"
+    dataroot, shifted_root = work / "dataset", work / "shifted_dataset"
+    if not (dataroot / "manifest.json").is_file():
+        shutil.rmtree(export, ignore_errors=True)
+        write_synthetic_4dct(export, args.n_patients, grid=grid, seed=args.seed,
+                             ranges=TRAIN_RANGES, progress=False)
+        run([sys.executable, "prepare_dataset.py", "--avg_root", str(export / "res_avg"),
+             "--phases_root", str(export / "res_phases"), "--output", str(dataroot),
+             "--val_fraction", "0.15", "--test_fraction", "0.25", "--seed", str(args.seed),
+             "--no_progress"], work / "prepare.log", args.threads)
+    ids = write_synthetic_4dct(shifted, args.n_shifted, grid=grid, seed=args.seed + 1,
+                               ranges=SHIFTED_RANGES, id_prefix=SHIFTED_PREFIX, progress=False)
+    for pid in ids:  # every shifted patient is a test patient: no split to make
+        for side, src in (("A", shifted / "res_avg" / pid / avg_file_name(pid)),
+                          ("B", shifted / "res_phases" / pid / phase_file_name(pid, 0))):
+            (shifted_root / f"test{side}").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, shifted_root / f"test{side}" / f"{pid}.nii.gz")
+    index = {patient_id(k): k for k in range(args.n_patients)}
+    test_ids = sorted(p.name.split(".")[0] for p in (dataroot / "testA").glob("*.nii.gz"))
+    return dataroot, [
+        Cohort("test", dataroot, {pid: (args.seed, index[pid], TRAIN_RANGES)
+                                  for pid in test_ids}),
+        Cohort("shifted", shifted_root, {pid: (args.seed + 1, k, SHIFTED_RANGES)
+                                         for k, pid in enumerate(ids)})]
+
+
+def score_cohort(cohort: Cohort, volumes: Path | None, grid: SyntheticGrid) -> dict:
+    """Mean over the cohort's patients of ``evaluate_volumes`` (fixed default regions):
+    {"model" (None without volumes), "identity", "noise_floor": {region: {metric: value}}}."""
+    settings = RegionSettings()
+    rows: dict[str, list[dict]] = {"model": [], "identity": [], "noise_floor": []}
+    for pid, (seed, index, ranges) in cohort.patients.items():
+        truth = load_volume(cohort.dataroot / "testB" / f"{pid}.nii.gz")
+        avg = load_volume(cohort.dataroot / "testA" / f"{pid}.nii.gz").hu
+        clean = synthetic_patient(patient_params(seed, index, ranges), grid).noiseless_hu[0]
+        geometry = (truth.info.spacing_mm, axial_axis(truth.info.affine))
+        floor = evaluate_volumes(clean, truth.hu, avg, *geometry, settings)
+        rows["identity"].append(floor["baseline"])
+        rows["noise_floor"].append(floor["model"])
+        if volumes is not None:
+            pred = load_volume(volumes / f"{pid}_fake_B.nii.gz").hu
+            rows["model"].append(evaluate_volumes(pred, truth.hu, avg, *geometry,
+                                                  settings)["model"])
+    return {answer: None if not scores else
+            {r: {m: float(np.nanmean([s[r][m] for s in scores])) for m in scores[0][r]}
+             for r in REGIONS}
+            for answer, scores in rows.items()}
+
+
+def run_variant(name: str, flags: list[str], dataroot: Path, cohorts: list[Cohort],
+                work: Path, args: argparse.Namespace) -> dict:
+    """Train ``name`` with ``flags``, test it on every cohort; scores and training seconds."""
+    base = ["--name", name, "--checkpoints_dir", str(work / "checkpoints")]
+    half = args.epochs // 2
+    seconds = run([sys.executable, "train.py", "--dataroot", str(dataroot), *base, *COMMON,
+                   *flags, "--n_epochs", str(args.epochs - half), "--n_epochs_decay", str(half),
+                   "--save_epoch_freq", str(10 * args.epochs), "--seed", str(args.seed)],
+                  work / f"{name}.train.log", args.threads)
+    grid = SyntheticGrid(size=args.size, n_slices=args.n_slices)
+    out: dict = {"train_seconds": seconds, "flags": flags}
+    for cohort in cohorts:
+        results = work / "results" / cohort.name
+        run([sys.executable, "test.py", "--dataroot", str(cohort.dataroot), *base,
+             "--results_dir", str(results), "--model", "pix2pix", "--dataset_mode",
+             "nifti_aligned", "--preprocess", "none", "--axial_slice", "--epoch", "best",
+             "--eval", "--no_pictures", "--num_threads", "0"],
+            work / f"{name}.{cohort.name}.test.log", args.threads)
+        out[cohort.name] = score_cohort(cohort, results / name / "test_best" / "volumes",
+                                        grid)["model"]
+    return out
+
+
+def table(results: dict, references: dict, cohort: str) -> str:
+    """Markdown table: one row per answer, MAE (HU) per region, body SSIM, seconds."""
+    lines = [f"| {cohort} | motion MAE | body MAE | whole MAE | body SSIM | train s |",
+             "|---|---:|---:|---:|---:|---:|"]
+    rows = [("noise floor", references[cohort]["noise_floor"], None),
+            ("identity (AVG)", references[cohort]["identity"], None)]
+    rows += [(name, r[cohort], r["train_seconds"]) for name, r in results.items()]
+    for name, s, seconds in rows:
+        mae = [f"{s[region]['mae_hu']:.1f}" for region in ("motion", "body", "whole")]
+        secs = "" if seconds is None else f"{seconds:.0f}"
+        lines.append(f"| {name} | {' | '.join(mae)} | {s['body']['ssim']:.3f} | {secs} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options of the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "quality_work",
+                        help="folder for data, checkpoints, results and logs (reused)")
+    parser.add_argument("--variants", nargs="+", default=["recipe"], choices=sorted(VARIANTS))
+    parser.add_argument("--ablation", action="store_true", help="run every variant")
+    parser.add_argument("--epochs", type=int, default=40,
+                        help="epochs per variant: half at the initial lr, half decaying")
+    parser.add_argument("--n_patients", type=int, default=20,
+                        help="synthetic patients split train/val/test (60/15/25 %%)")
+    parser.add_argument("--n_shifted", type=int, default=4,
+                        help="held-out patients drawn outside the training ranges")
+    parser.add_argument("--size", type=int, default=64, help="in-plane voxels")
+    parser.add_argument("--n_slices", type=int, default=32, help="axial slices per volume")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="CPU threads per training/test process")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="variants trained side by side (give each --threads cores)")
+    args = parser.parse_args(argv)
+    if args.ablation:
+        args.variants = list(VARIANTS)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the tables; save ``<work>/quality.json``."""
+    args = parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    dataroot, cohorts = make_cohorts(args.work, args)
+    grid = SyntheticGrid(size=args.size, n_slices=args.n_slices)
+    references = {c.name: score_cohort(c, None, grid) for c in cohorts}
+    print(f"training {', '.join(args.variants)} ({args.jobs} at a time) ...", flush=True)
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each job is a subprocess
+        futures = {name: pool.submit(run_variant, name, VARIANTS[name], dataroot, cohorts,
+                                     args.work, args) for name in args.variants}
+    results = {name: future.result() for name, future in futures.items()}
+    counts = ", ".join(f"{c.name} {len(c.patients)}" for c in cohorts)
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"{args.jobs} job(s) of {args.threads} thread(s); "
+          f"{args.size} x {args.size} x {args.n_slices}, "
+          f"{args.epochs} epochs; held-out patients: {counts}")
+    for cohort in cohorts:
+        print(f"\n{table(results, references, cohort.name)}")
+    atomic_write_json(args.work / "quality.json",
+                      {"args": {k: str(v) for k, v in vars(args).items()},
+                       "references": references, "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,12 +1,22 @@
-"""Shared fixtures: small synthetic NIfTI volumes with chosen storage and geometry."""
+"""Shared fixtures: small synthetic NIfTI volumes with chosen storage and geometry.
+
+Property and fuzz tests (hypothesis) draw the same cases on every run, so CI cannot fail at
+random; ``HYPOTHESIS_PROFILE=explore`` draws new ones (run it locally to hunt for bugs).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+from hypothesis import settings
+
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 #: An oblique, non-identity LPS-like affine: 0.8 x 0.9 mm pixels, 2.5 mm slices, ~7 deg tilt.
 OBLIQUE_AFFINE = np.array([[-0.797, 0.07, 0.0, 120.5],

@@ -6,6 +6,9 @@
 
 Checkpoints (``latest`` and every ``--save_epoch_freq`` epochs, with ``<epoch>_metadata.json``),
 ``opt.json``, ``loss_log.txt`` and the HTML page go to ``<checkpoints_dir>/<name>/``.
+
+Several processes (GPUs, machines) train one model with DistributedDataParallel when started by
+torchrun, e.g. ``torchrun --nproc_per_node 4 train.py ...``; rank 0 alone writes files.
 """
 
 from __future__ import annotations
@@ -34,6 +37,18 @@ from options.base_options import region_settings
 from options.train_options import TrainOptions
 from save_ct_metadata import Geometry, save_model_with_metadata
 from util.cli import run_cli, seed_everything
+from util.distributed import (
+    SINGLE_PROCESS,
+    DistContext,
+    barrier,
+    cleanup,
+    init_distributed,
+    make_sampler,
+    set_sampler_epoch,
+    unwrap,
+    weights_digest,
+)
+from util.errors import ConfigError
 from util.visualizer import Visualizer
 
 logger = logging.getLogger("train")
@@ -99,38 +114,59 @@ def previous_best(run_dir: Path) -> float:
     return selection_score(validation.get("mae_hu", {}))
 
 
+def check_distributed(opt: argparse.Namespace, ctx: DistContext) -> None:
+    """Refuse what DistributedDataParallel cannot do (ConfigError)."""
+    if ctx.enabled and opt.gan_mode == "wgangp":
+        raise ConfigError("--gan_mode wgangp differentiates D's gradient (torch.autograd.grad), "
+                          "which DistributedDataParallel does not support; use lsgan or vanilla "
+                          "with several processes, or train wgangp in one process")
+
+
+def make_visualizer(opt: argparse.Namespace, run_dir: Path) -> Visualizer:
+    """The loss log, HTML page and optional visdom/wandb of the run."""
+    return Visualizer(run_dir, opt.name, hu_min=opt.hu_min, hu_max=opt.hu_max,
+                      display_id=opt.display_id, display_server=opt.display_server,
+                      display_port=opt.display_port, display_env=opt.display_env,
+                      use_wandb=opt.use_wandb, wandb_project=opt.wandb_project_name,
+                      no_html=opt.no_html, display_winsize=opt.display_winsize)
+
+
 def train(opt: argparse.Namespace) -> Path:
     """Run the whole training; return the run's checkpoint folder."""
-    seed_everything(opt.seed)
+    ctx, opt.gpu_ids = init_distributed(opt.gpu_ids)
+    check_distributed(opt, ctx)
+    seed_everything(opt.seed)  # every rank builds the same initial weights
     dataset = create_dataset(opt)
     check_sizes(dataset, opt)
+    sampler = make_sampler(dataset, ctx, shuffle=not opt.serial_batches, seed=opt.seed)
     loader = create_dataloader(dataset, batch_size=opt.batch_size,
                                shuffle=not opt.serial_batches, num_workers=opt.num_threads,
-                               pin_memory=bool(opt.gpu_ids))
-    logger.info("training slices: %d, batches per epoch: %d", len(dataset), len(loader))
+                               pin_memory=bool(opt.gpu_ids), sampler=sampler)
+    logger.info("training slices: %d, batches per epoch: %d%s", len(dataset), len(loader),
+                f" in each of {ctx.world_size} processes" if ctx.enabled else "")
     model = create_model(opt)
     model.setup()
-    validator = make_validator(opt, model.device)
+    if ctx.enabled:  # ranks differ from here on in dropout masks and flips
+        seed_everything(opt.seed + ctx.rank)
+    validator = make_validator(opt, model.device) if ctx.is_main else None
     run_dir = Path(opt.checkpoints_dir) / opt.name
-    visualizer = Visualizer(run_dir, opt.name, hu_min=opt.hu_min, hu_max=opt.hu_max,
-                            display_id=opt.display_id, display_server=opt.display_server,
-                            display_port=opt.display_port, display_env=opt.display_env,
-                            use_wandb=opt.use_wandb, wandb_project=opt.wandb_project_name,
-                            no_html=opt.no_html, display_winsize=opt.display_winsize)
+    visualizer = make_visualizer(opt, run_dir) if ctx.is_main else None
     geometry = training_geometry(dataset)
     validation: dict | None = None  # the latest validation result, kept in every metadata
 
     def save(tag: str | int, epoch: int, total_iters: int) -> None:
-        save_model_with_metadata(model, opt, tag, run_dir, geometry, epoch_number=epoch,
-                                 total_iters=total_iters, validation=validation)
+        if ctx.is_main:
+            save_model_with_metadata(model, opt, tag, run_dir, geometry, epoch_number=epoch,
+                                     total_iters=total_iters, validation=validation)
 
     total_iters = 0
     best = previous_best(run_dir) if opt.continue_train else math.inf
     last_epoch = opt.n_epochs + opt.n_epochs_decay
     for epoch in range(opt.epoch_count, last_epoch + 1):
-        total_iters = run_epoch(model, loader, visualizer, opt, epoch, total_iters, save)
+        set_sampler_epoch(sampler, epoch)
+        total_iters = run_epoch(model, loader, visualizer, opt, epoch, total_iters, save, ctx)
         if validator is not None and (epoch % opt.val_freq == 0 or epoch == last_epoch):
-            metrics = validator(model.netG)
+            metrics = validator(unwrap(model.netG))
             visualizer.log_validation(epoch, metrics)
             validation = {"epoch": epoch, "patients": [p.patient_id for p in validator.patients],
                           "mae_hu": metrics}
@@ -142,31 +178,38 @@ def train(opt: argparse.Namespace) -> Path:
             save("latest", epoch, total_iters)
         if epoch % opt.save_epoch_freq == 0:
             save(epoch, epoch, total_iters)
+        barrier()  # the other ranks wait for rank 0's validation and checkpoints
         model.update_learning_rate()
+    if ctx.enabled:  # equal on every rank: the replicas stayed in step
+        logger.info("weights digest: %s", ", ".join(
+            f"net{name} {weights_digest(net)}" for name, net in model.networks().items()))
     logger.info("done: %d epochs, %d slices; checkpoints in %s", last_epoch - opt.epoch_count + 1,
                 total_iters, run_dir)
     return run_dir
 
 
-def run_epoch(model: BaseModel, loader: DataLoader, visualizer: Visualizer,
+def run_epoch(model: BaseModel, loader: DataLoader, visualizer: Visualizer | None,
               opt: argparse.Namespace, epoch: int, total_iters: int,
-              save: Callable[[str | int, int, int], None]) -> int:
+              save: Callable[[str | int, int, int], None],
+              ctx: DistContext = SINGLE_PROCESS) -> int:
     """One pass over the data: optimise, log, display and save ``latest`` on schedule.
 
-    Returns the updated count of slices seen since the start of training.
+    Returns the updated count of slices seen since the start of training, by all processes
+    (``ctx.world_size`` batches per step); only rank 0 has a ``visualizer``.
     """
     epoch_iter = 0
     t_data_start = time.perf_counter()
-    for batch in tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False):
+    for batch in tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False,
+                      disable=not ctx.is_main):
         t_start = time.perf_counter()
-        step = batch["A"].shape[0]
+        step = batch["A"].shape[0] * ctx.world_size
         total_iters += step
         epoch_iter += step
         model.set_input(batch)
         model.optimize_parameters()
-        if crossed(total_iters, step, opt.display_freq):
+        if visualizer is not None and crossed(total_iters, step, opt.display_freq):
             visualizer.display_current_results(model.get_current_visuals(), epoch, total_iters)
-        if crossed(total_iters, step, opt.print_freq):
+        if visualizer is not None and crossed(total_iters, step, opt.print_freq):
             visualizer.print_current_losses(epoch, epoch_iter, model.get_current_losses(),
                                             (time.perf_counter() - t_start) / step,
                                             (t_start - t_data_start) / step,
@@ -182,7 +225,10 @@ def run_epoch(model: BaseModel, loader: DataLoader, visualizer: Visualizer,
 def main(argv: list[str] | None = None) -> int:
     """Parse options and train; exit status 0 on success, 1 on a reported error."""
     def go() -> int:
-        train(TrainOptions().parse(argv))
+        try:
+            train(TrainOptions().parse(argv))
+        finally:
+            cleanup()
         return 0
 
     return run_cli(go)

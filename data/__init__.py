@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Callable
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from data.base_dataset import BaseDataset
 from util.registry import available_names, find_class
@@ -39,10 +39,14 @@ def create_dataset(opt: argparse.Namespace) -> BaseDataset:
 
 
 def create_dataloader(dataset: BaseDataset, *, batch_size: int, shuffle: bool, num_workers: int,
-                      pin_memory: bool = False, drop_last: bool = False) -> DataLoader:
-    """A DataLoader over ``dataset``; shuffling with a seeded generator when ``shuffle``."""
+                      pin_memory: bool = False, drop_last: bool = False,
+                      sampler: Sampler | None = None) -> DataLoader:
+    """A DataLoader over ``dataset``; shuffling with a seeded generator when ``shuffle``, or
+    in the order of ``sampler`` (e.g. one rank's share in a torchrun job) when given.
+    Worker processes, when any, persist across epochs."""
     generator = torch.Generator()
     generator.manual_seed(torch.initial_seed() % 2**63)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      pin_memory=pin_memory, drop_last=drop_last, generator=generator,
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None,
+                      sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
+                      drop_last=drop_last, generator=generator,
                       persistent_workers=num_workers > 0)

@@ -23,12 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from data import create_dataloader, create_dataset
 from data.base_dataset import BaseDataset
 from data.nifti_aligned_dataset import NiftiAlignedDataset
+from data.samplers import PatientBlockSampler
 from models import create_model
 from models.base_model import BaseModel
 from models.networks import check_slice_size
@@ -74,7 +75,7 @@ def training_geometry(dataset: BaseDataset) -> dict[str, Geometry] | None:
     if not isinstance(dataset, NiftiAlignedDataset):
         return None
     return {pid: (info.shape, info.affine) for pid, info in
-            zip(dataset.patient_ids, (s.info for s in dataset.stacks_a), strict=True)}
+            zip(dataset.patient_ids, dataset.infos_a, strict=True)}
 
 
 def crossed(total: int, step: int, every: int) -> bool:
@@ -96,7 +97,8 @@ def make_validator(opt: argparse.Namespace, device: torch.device) -> Validator |
         logger.info("validation off: %s", reason)
         return None
     val_opt = argparse.Namespace(**{**vars(opt), "phase": "val", "isTrain": False,
-                                    "max_dataset_size": float("inf"), "num_test": None})
+                                    "max_dataset_size": float("inf"), "num_test": None,
+                                    "volume_cache": 0})
     val_set = NiftiAlignedDataset(val_opt)
     check_sizes(val_set, opt)
     return Validator(list(zip(val_set.patient_ids, val_set.stacks_a, val_set.stacks_b,
@@ -122,6 +124,16 @@ def check_distributed(opt: argparse.Namespace, ctx: DistContext) -> None:
                           "with several processes, or train wgangp in one process")
 
 
+def training_sampler(dataset: BaseDataset, opt: argparse.Namespace,
+                     ctx: DistContext) -> Sampler | None:
+    """Patient blocks for lazily decoded volumes (each decoded once per epoch), else this rank's
+    share of the slices in a torchrun job, else None (the loader shuffles)."""
+    if isinstance(dataset, NiftiAlignedDataset) and dataset.lazy and not opt.serial_batches:
+        return PatientBlockSampler(dataset.sample_patients(), block=opt.volume_cache,
+                                   seed=opt.seed, rank=ctx.rank, world_size=ctx.world_size)
+    return make_sampler(dataset, ctx, shuffle=not opt.serial_batches, seed=opt.seed)
+
+
 def make_visualizer(opt: argparse.Namespace, run_dir: Path) -> Visualizer:
     """The loss log, HTML page and optional visdom/wandb of the run."""
     return Visualizer(run_dir, opt.name, hu_min=opt.hu_min, hu_max=opt.hu_max,
@@ -138,7 +150,7 @@ def train(opt: argparse.Namespace) -> Path:
     seed_everything(opt.seed)  # every rank builds the same initial weights
     dataset = create_dataset(opt)
     check_sizes(dataset, opt)
-    sampler = make_sampler(dataset, ctx, shuffle=not opt.serial_batches, seed=opt.seed)
+    sampler = training_sampler(dataset, opt, ctx)
     loader = create_dataloader(dataset, batch_size=opt.batch_size,
                                shuffle=not opt.serial_batches, num_workers=opt.num_threads,
                                pin_memory=bool(opt.gpu_ids), sampler=sampler)

@@ -128,7 +128,8 @@ def run_patient(model: BaseModel, p: PatientInputs, opt: argparse.Namespace, out
     """Predict one patient, write its volume (HU, the source's geometry) and pictures, and
     score the written file. Returns (volume path, scores or None)."""
     pred = predict_stack(model.netG, p.source.hu, hu_min=opt.hu_min, hu_max=opt.hu_max,
-                         resize_to=opt.resize_to, batch_size=opt.batch_size, device=model.device)
+                         resize_to=opt.resize_to, batch_size=opt.batch_size, device=model.device,
+                         amp_dtype=model.speed.amp_dtype)
     info = p.source.info
     path = save_volume(slices_to_volume(pred, info, opt.hu_min, opt.hu_max), info,
                        out_dir / "volumes" / f"{safe_name(p.patient_id)}_fake_B.nii.gz")

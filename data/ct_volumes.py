@@ -78,9 +78,16 @@ def check_same_geometry(a: VolumeInfo, b: VolumeInfo, atol_mm: float = AFFINE_AT
 def slice_to_unit(hu_slice: np.ndarray, hu_min: float, hu_max: float,
                   resize_to: int = 0) -> torch.Tensor:
     """(H, W) HU slice -> (1, H', W') float32 tensor in [-1, 1]; H' = W' = resize_to when > 0."""
-    x = hu_to_unit(torch.from_numpy(hu_slice.astype(np.float32))[None], hu_min, hu_max)
+    return slices_to_unit(hu_slice[None], hu_min, hu_max, resize_to)[0]
+
+
+def slices_to_unit(hu_slices: np.ndarray, hu_min: float, hu_max: float,
+                   resize_to: int = 0) -> torch.Tensor:
+    """(N, H, W) HU slices (int16 or float) -> (N, 1, H', W') float32 in [-1, 1], converted to
+    float here and only here; H' = W' = resize_to when > 0."""
+    x = hu_to_unit(torch.from_numpy(hu_slices.astype(np.float32))[:, None], hu_min, hu_max)
     if resize_to > 0:
-        x = resize_slices(x[None], (resize_to, resize_to))[0]
+        x = resize_slices(x, (resize_to, resize_to))
     return x
 
 

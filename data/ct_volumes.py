@@ -84,8 +84,13 @@ def slice_to_unit(hu_slice: np.ndarray, hu_min: float, hu_max: float,
 def slices_to_unit(hu_slices: np.ndarray, hu_min: float, hu_max: float,
                    resize_to: int = 0) -> torch.Tensor:
     """(N, H, W) HU slices (int16 or float) -> (N, 1, H', W') float32 in [-1, 1], converted to
-    float here and only here; H' = W' = resize_to when > 0."""
-    x = hu_to_unit(torch.from_numpy(hu_slices.astype(np.float32))[:, None], hu_min, hu_max)
+    float here and only here; H' = W' = resize_to when > 0.
+
+    The window is applied in NumPy (one thread): torch's intra-op threads cost more than they
+    save on one slice, far more on a busy machine, and DataLoader workers have one thread anyway.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(hu_to_unit(hu_slices.astype(np.float32), hu_min,
+                                                         hu_max)))[:, None]
     if resize_to > 0:
         x = resize_slices(x, (resize_to, resize_to))
     return x

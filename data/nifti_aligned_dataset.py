@@ -122,8 +122,9 @@ class NiftiAlignedDataset(BaseDataset):
                                 "patient_index": v}
         sides = [("A", self.stacks_a)] + ([("B", self.stacks_b)] if self.stacks_b else [])
         for key, stacks in sides:
-            x = slice_to_unit(stacks[v].hu[s], self.hu_min, self.hu_max, self.resize_to)
-            item[key] = torch.flip(x, dims=(-1,)) if flip else x
+            hu = stacks[v].hu[s]  # flipped in NumPy: see slices_to_unit on threads
+            item[key] = slice_to_unit(hu[:, ::-1] if flip else hu, self.hu_min, self.hu_max,
+                                      self.resize_to)
             item[f"{key}_paths"] = str(stacks[v].info.path)
         if not self.a_to_b:
             item["A"], item["B"] = item["B"], item["A"]

@@ -106,6 +106,8 @@ def make_options(root: Path, net_g: str, mode: str, args: argparse.Namespace
 def run_one(net_g: str, size: int, args: argparse.Namespace) -> dict[str, float]:
     """All figures of one configuration, in this process."""
     logging.disable(logging.INFO)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -181,6 +183,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--amp", default="off")
     parser.add_argument("--channels_last", action="store_true")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0: torch's default, one per core)")
     parser.add_argument("--profile", action="store_true", help="print the top operators")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child process: one netG:size
     return parser.parse_args()
@@ -191,7 +195,8 @@ def child_argv(args: argparse.Namespace, config: str) -> list[str]:
     size = int(config.split(":")[1])
     steps = args.steps or (12 if size <= 64 else 3 if size <= 256 else 1)
     argv = [sys.executable, __file__, "--one", config, "--steps", str(steps)]
-    for key in ("norm", "batch_size", "rounds", "warmup", "num_workers", "gpu_ids", "amp"):
+    for key in ("norm", "batch_size", "rounds", "warmup", "num_workers", "gpu_ids", "amp",
+                "threads"):
         argv += [f"--{key}", str(getattr(args, key))]
     for flag in ("channels_last", "compile", "profile"):
         argv += [f"--{flag}"] * getattr(args, flag)
@@ -209,7 +214,7 @@ def main() -> None:
                                       stdout=subprocess.PIPE, text=True).stdout.splitlines()[-1])
             for c in args.configs]
     device = (torch.cuda.get_device_name(0) if args.gpu_ids != "-1"
-              else f"CPU {cpu_name()}, {torch.get_num_threads()} threads")
+              else f"CPU {cpu_name()}, {args.threads or torch.get_num_threads()} threads")
     print(f"torch {torch.__version__}, {device}; batch {args.batch_size}, norm {args.norm}, "
           f"amp {args.amp}, channels_last {args.channels_last}, compile {args.compile}, "
           f"{args.num_workers} loader workers")

@@ -129,7 +129,8 @@ def run_patient(model: BaseModel, p: PatientInputs, opt: argparse.Namespace, out
     score the written file. Returns (volume path, scores or None)."""
     pred = predict_stack(model.netG, p.source.hu, hu_min=opt.hu_min, hu_max=opt.hu_max,
                          resize_to=opt.resize_to, batch_size=opt.batch_size,
-                         context_slices=opt.context_slices, device=model.device)
+                         context_slices=opt.context_slices, device=model.device,
+                         amp_dtype=model.speed.amp_dtype)
     info = p.source.info
     path = save_volume(slices_to_volume(pred, info, opt.hu_min, opt.hu_max), info,
                        out_dir / "volumes" / f"{safe_name(p.patient_id)}_fake_B.nii.gz")

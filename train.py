@@ -6,6 +6,9 @@
 
 Checkpoints (``latest`` and every ``--save_epoch_freq`` epochs, with ``<epoch>_metadata.json``),
 ``opt.json``, ``loss_log.txt`` and the HTML page go to ``<checkpoints_dir>/<name>/``.
+
+Several processes (GPUs, machines) train one model with DistributedDataParallel when started by
+torchrun, e.g. ``torchrun --nproc_per_node 4 train.py ...``; rank 0 alone writes files.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from tqdm import tqdm
 from data import create_dataloader, create_dataset
 from data.base_dataset import BaseDataset
 from data.nifti_aligned_dataset import NiftiAlignedDataset
+from data.sampling import EpochSampler, PatientBlockSampler
 from models import create_model
 from models.base_model import BaseModel
 from models.networks import check_slice_size
@@ -41,6 +45,16 @@ from options.base_options import region_settings
 from options.train_options import TrainOptions
 from save_ct_metadata import Geometry, save_model_with_metadata
 from util.cli import run_cli, seed_everything
+from util.distributed import (
+    SINGLE_PROCESS,
+    DistContext,
+    barrier,
+    cleanup,
+    init_distributed,
+    unwrap,
+    weights_digest,
+)
+from util.errors import ConfigError
 from util.visualizer import Visualizer
 
 logger = logging.getLogger("train")
@@ -66,7 +80,7 @@ def training_geometry(dataset: BaseDataset) -> dict[str, Geometry] | None:
     if not isinstance(dataset, NiftiAlignedDataset):
         return None
     return {pid: (info.shape, info.affine) for pid, info in
-            zip(dataset.patient_ids, (s.info for s in dataset.stacks_a), strict=True)}
+            zip(dataset.patient_ids, dataset.infos_a, strict=True)}
 
 
 def crossed(total: int, step: int, every: int) -> bool:
@@ -88,7 +102,8 @@ def make_validator(opt: argparse.Namespace, device: torch.device) -> Validator |
         logger.info("validation off: %s", reason)
         return None
     val_opt = argparse.Namespace(**{**vars(opt), "phase": "val", "isTrain": False,
-                                    "max_dataset_size": float("inf"), "num_test": None})
+                                    "max_dataset_size": float("inf"), "num_test": None,
+                                    "volume_cache": 0})
     val_set = NiftiAlignedDataset(val_opt)
     check_sizes(val_set, opt)
     return Validator(list(zip(val_set.patient_ids, val_set.stacks_a, val_set.stacks_b,
@@ -106,30 +121,63 @@ def previous_best(run_dir: Path) -> float:
     return selection_score(validation.get("mae_hu", {}))
 
 
+def check_distributed(opt: argparse.Namespace, ctx: DistContext) -> None:
+    """Refuse what DistributedDataParallel cannot do (ConfigError)."""
+    if ctx.enabled and opt.gan_mode == "wgangp":
+        raise ConfigError("--gan_mode wgangp differentiates D's gradient (torch.autograd.grad), "
+                          "which DistributedDataParallel does not support; use lsgan or vanilla "
+                          "with several processes, or train wgangp in one process")
+
+
+def training_sampler(dataset: BaseDataset, opt: argparse.Namespace,
+                     ctx: DistContext) -> EpochSampler:
+    """This rank's share of the slices, in an order fixed by (``--seed``, epoch): patient blocks
+    for lazily decoded volumes (each decoded once per epoch), else a shuffle of all slices (in
+    order with ``--serial_batches``)."""
+    if isinstance(dataset, NiftiAlignedDataset) and dataset.lazy and not opt.serial_batches:
+        return PatientBlockSampler(dataset.sample_patients(), block=opt.volume_cache,
+                                   seed=opt.seed, rank=ctx.rank, world_size=ctx.world_size)
+    return EpochSampler(len(dataset), shuffle=not opt.serial_batches, seed=opt.seed,
+                        rank=ctx.rank, world_size=ctx.world_size)
+
+
+def make_visualizer(opt: argparse.Namespace, run_dir: Path) -> Visualizer:
+    """The loss log, HTML page and optional visdom/wandb of the run."""
+    return Visualizer(run_dir, opt.name, hu_min=opt.hu_min, hu_max=opt.hu_max,
+                      display_id=opt.display_id, display_server=opt.display_server,
+                      display_port=opt.display_port, display_env=opt.display_env,
+                      use_wandb=opt.use_wandb, wandb_project=opt.wandb_project_name,
+                      no_html=opt.no_html, display_winsize=opt.display_winsize)
+
+
 def train(opt: argparse.Namespace) -> Path:
     """Run the whole training; return the run's checkpoint folder."""
-    seed_everything(opt.seed)
+    ctx, opt.gpu_ids = init_distributed(opt.gpu_ids)
+    check_distributed(opt, ctx)
+    seed_everything(opt.seed)  # every rank builds the same initial weights
     dataset = create_dataset(opt)
     check_sizes(dataset, opt)
-    loader = create_dataloader(dataset, batch_size=opt.batch_size,
-                               shuffle=not opt.serial_batches, num_workers=opt.num_threads,
-                               seed=opt.seed, pin_memory=bool(opt.gpu_ids))
-    logger.info("training slices: %d, batches per epoch: %d", len(dataset), len(loader))
+    sampler = training_sampler(dataset, opt, ctx)
+    loader = create_dataloader(dataset, batch_size=opt.batch_size, num_workers=opt.num_threads,
+                               sampler=sampler, pin_memory=bool(opt.gpu_ids))
+    logger.info("training slices: %d, batches per epoch: %d%s", len(dataset), len(loader),
+                f" in each of {ctx.world_size} processes" if ctx.enabled else "")
     model = create_model(opt)
     model.setup()
-    plan = training_plan(opt, len(dataset))
-    validator = make_validator(opt, model.device)
+    if ctx.enabled:  # ranks differ from here on in dropout masks and flips
+        seed_everything(opt.seed + ctx.rank)
+    plan = training_plan(opt, len(dataset), ctx.world_size)
+    validator = make_validator(opt, model.device) if ctx.is_main else None
     run_dir = Path(opt.checkpoints_dir) / opt.name
-    visualizer = Visualizer(run_dir, opt.name, hu_min=opt.hu_min, hu_max=opt.hu_max,
-                            display_id=opt.display_id, display_server=opt.display_server,
-                            display_port=opt.display_port, display_env=opt.display_env,
-                            use_wandb=opt.use_wandb, wandb_project=opt.wandb_project_name,
-                            no_html=opt.no_html, display_winsize=opt.display_winsize)
+    visualizer = make_visualizer(opt, run_dir) if ctx.is_main else None
     geometry = training_geometry(dataset)
     validation: dict | None = None  # the latest validation result, kept in every metadata
 
     def save(tag: str | int, epoch: int, at: Progress) -> None:
-        """Weights and metadata of ``tag``; for ``latest`` also the state to resume ``at``."""
+        """Weights and metadata of ``tag`` (rank 0 only); for ``latest`` also the state to
+        resume ``at``."""
+        if not ctx.is_main:
+            return
         save_model_with_metadata(model, opt, tag, run_dir, geometry, epoch_number=epoch,
                                  total_iters=at.total_iters, validation=validation)
         if tag == "latest":
@@ -141,12 +189,12 @@ def train(opt: argparse.Namespace) -> Path:
     last_epoch = opt.n_epochs + opt.n_epochs_decay
     for epoch in range(start.epoch, last_epoch + 1):
         done = start.batches_done if epoch == start.epoch else 0
-        loader.sampler.set_epoch(epoch, skip=done * opt.batch_size)
+        sampler.set_epoch(epoch, skip=done * opt.batch_size)
         total_iters = run_epoch(model, loader, visualizer, opt, Progress(epoch, done, total_iters),
-                                save)
+                                save, ctx)
         at = Progress(epoch + 1, 0, total_iters)
         if validator is not None and (epoch % opt.val_freq == 0 or epoch == last_epoch):
-            metrics = validator(model.netG)
+            metrics = validator(unwrap(model.netG))
             visualizer.log_validation(epoch, metrics)
             validation = {"epoch": epoch, "patients": [p.patient_id for p in validator.patients],
                           "mae_hu": metrics}
@@ -159,15 +207,20 @@ def train(opt: argparse.Namespace) -> Path:
             save("latest", epoch, at)
         if epoch % opt.save_epoch_freq == 0:
             save(epoch, epoch, at)
+        barrier()  # the other ranks wait for rank 0's validation and checkpoints
+    if ctx.enabled:  # equal on every rank: the replicas stayed in step
+        logger.info("weights digest: %s", ", ".join(
+            f"net{name} {weights_digest(net)}" for name, net in model.networks().items()))
     logger.info("done: epochs %d-%d, %d slices in all; checkpoints in %s", start.epoch,
                 last_epoch, total_iters, run_dir)
     return run_dir
 
 
-def training_plan(opt: argparse.Namespace, n_slices: int) -> Plan:
+def training_plan(opt: argparse.Namespace, n_slices: int, world_size: int) -> Plan:
     """The settings that fix the batch order, which a mid-epoch resume must share."""
     return {"seed": opt.seed, "batch_size": opt.batch_size, "slices": n_slices,
-            "shuffle": int(not opt.serial_batches), "epoch_count": opt.epoch_count}
+            "shuffle": int(not opt.serial_batches), "epoch_count": opt.epoch_count,
+            "world_size": world_size, "volume_cache": opt.volume_cache}
 
 
 def resume_point(model: BaseModel, opt: argparse.Namespace, plan: Plan) -> Progress:
@@ -187,28 +240,31 @@ def resume_point(model: BaseModel, opt: argparse.Namespace, plan: Plan) -> Progr
     return state.progress
 
 
-def run_epoch(model: BaseModel, loader: DataLoader, visualizer: Visualizer,
+def run_epoch(model: BaseModel, loader: DataLoader, visualizer: Visualizer | None,
               opt: argparse.Namespace, start: Progress,
-              save: Callable[[str | int, int, Progress], None]) -> int:
+              save: Callable[[str | int, int, Progress], None],
+              ctx: DistContext = SINGLE_PROCESS) -> int:
     """The rest of epoch ``start.epoch`` (the loader skips the ``start.batches_done`` batches
     already run): optimise, log, display and save ``latest`` on schedule.
 
-    Returns the updated count of slices seen since the start of training.
+    Returns the updated count of slices seen since the start of training, by all processes
+    (``ctx.world_size`` batches per step); only rank 0 has a ``visualizer``.
     """
     epoch, batches, total_iters = start.epoch, start.batches_done, start.total_iters
-    epoch_iter = batches * opt.batch_size
+    epoch_iter = batches * opt.batch_size * ctx.world_size
     t_data_start = time.perf_counter()
-    for batch in tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False):
+    for batch in tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False,
+                      disable=not ctx.is_main):
         t_start = time.perf_counter()
-        step = batch["A"].shape[0]
+        step = batch["A"].shape[0] * ctx.world_size
         total_iters += step
         epoch_iter += step
         batches += 1
         model.set_input(batch)
         model.optimize_parameters()
-        if crossed(total_iters, step, opt.display_freq):
+        if visualizer is not None and crossed(total_iters, step, opt.display_freq):
             visualizer.display_current_results(model.get_current_visuals(), epoch, total_iters)
-        if crossed(total_iters, step, opt.print_freq):
+        if visualizer is not None and crossed(total_iters, step, opt.print_freq):
             visualizer.print_current_losses(epoch, epoch_iter, model.get_current_losses(),
                                             (time.perf_counter() - t_start) / step,
                                             (t_start - t_data_start) / step,
@@ -224,7 +280,10 @@ def run_epoch(model: BaseModel, loader: DataLoader, visualizer: Visualizer,
 def main(argv: list[str] | None = None) -> int:
     """Parse options and train; exit status 0 on success, 1 on a reported error."""
     def go() -> int:
-        train(TrainOptions().parse(argv))
+        try:
+            train(TrainOptions().parse(argv))
+        finally:
+            cleanup()
         return 0
 
     return run_cli(go)

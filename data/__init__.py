@@ -39,14 +39,17 @@ def create_dataset(opt: argparse.Namespace) -> BaseDataset:
     return find_dataset_using_name(opt.dataset_mode)(opt)
 
 
-def create_dataloader(dataset: BaseDataset, *, batch_size: int, shuffle: bool, num_workers: int,
-                      seed: int = 0, pin_memory: bool = False,
-                      drop_last: bool = False) -> DataLoader:
-    """A DataLoader over ``dataset`` whose sampler is an :class:`EpochSampler`: the order of each
-    epoch is fixed by (``seed``, epoch), set with ``loader.sampler.set_epoch``."""
+def create_dataloader(dataset: BaseDataset, *, batch_size: int, num_workers: int,
+                      shuffle: bool = False, seed: int = 0, sampler: EpochSampler | None = None,
+                      pin_memory: bool = False, drop_last: bool = False) -> DataLoader:
+    """A DataLoader over ``dataset`` in the order of ``sampler``, by default an
+    :class:`EpochSampler` (shuffled when ``shuffle``): each epoch's order is fixed by (``seed``,
+    epoch) and chosen with ``loader.sampler.set_epoch``. Worker processes, when any, persist
+    across epochs."""
     generator = torch.Generator()  # seeds the worker processes only
     generator.manual_seed(torch.initial_seed() % 2**63)
-    return DataLoader(dataset, batch_size=batch_size,
-                      sampler=EpochSampler(len(dataset), shuffle=shuffle, seed=seed),
-                      num_workers=num_workers, pin_memory=pin_memory, drop_last=drop_last,
-                      generator=generator, persistent_workers=num_workers > 0)
+    if sampler is None:
+        sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      pin_memory=pin_memory, drop_last=drop_last, generator=generator,
+                      persistent_workers=num_workers > 0)

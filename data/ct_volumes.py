@@ -113,10 +113,24 @@ def slice_to_unit(hu_slice: np.ndarray, hu_min: float, hu_max: float,
                   resize_to: int = 0) -> torch.Tensor:
     """(H, W) or (C, H, W) HU -> (C, H', W') float32 tensor in [-1, 1] (C = 1 for a single
     slice); H' = W' = resize_to when > 0."""
-    x = torch.from_numpy(np.ascontiguousarray(hu_slice, dtype=np.float32))
-    x = hu_to_unit(x[None] if x.ndim == 2 else x, hu_min, hu_max)
+    channels = hu_slice[None] if hu_slice.ndim == 2 else hu_slice
+    return slices_to_unit(channels[None], hu_min, hu_max, resize_to)[0]
+
+
+def slices_to_unit(hu_slices: np.ndarray, hu_min: float, hu_max: float,
+                   resize_to: int = 0) -> torch.Tensor:
+    """(N, H, W) or (N, C, H, W) HU slices (int16 or float) -> (N, C, H', W') float32 in
+    [-1, 1] (C = 1 for (N, H, W)), converted to float here and only here; H' = W' = resize_to
+    when > 0.
+
+    The window is applied in NumPy (one thread): torch's intra-op threads cost more than they
+    save on one slice, far more on a busy machine, and DataLoader workers have one thread anyway.
+    """
+    unit = hu_to_unit(hu_slices.astype(np.float32), hu_min, hu_max)
+    x = torch.from_numpy(np.ascontiguousarray(unit))
+    x = x[:, None] if x.ndim == 3 else x
     if resize_to > 0:
-        x = resize_slices(x[None], (resize_to, resize_to))[0]
+        x = resize_slices(x, (resize_to, resize_to))
     return x
 
 

@@ -2,13 +2,16 @@
 ``<phase>B/<id>.nii.gz`` (phase 0), paired by file name.
 
 Every volume is decoded once, at start-up, and held as a compact slice stack (int16 HU where
-lossless); a sample is one axial slice of one patient, windowed to [-1, 1].
+lossless); or, with ``--volume_cache N``, decoded on first use with the N most recently used kept
+(memory flat in the number of patients). A sample is one axial slice of one patient, converted to
+float32 and windowed to [-1, 1] only when it is served.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,9 @@ from data.ct_volumes import (
 )
 from data.image_folder import pair_by_name
 from data.nifti_io import VolumeInfo
+from data.volume_cache import LazyStacks
 from util.errors import ConfigError, DataError
+from util.geometry import stack_shape
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +52,16 @@ class NiftiAlignedDataset(BaseDataset):
                                    is_train: bool) -> argparse.ArgumentParser:  # noqa: ARG004
         """NIfTI slices keep their native size unless ``--resize_to`` is given."""
         parser.set_defaults(preprocess="none")
+        parser.add_argument("--volume_cache", type=int, default=0,
+                            help="0: decode every volume at start-up and keep all (int16); N > 0: "
+                                 "decode volumes on first use, keep the N most recently used per "
+                                 "side and process (memory flat in the number of patients)")
         return parser
 
     def __init__(self, opt: argparse.Namespace) -> None:
         super().__init__(opt)
         _check_options(opt)
+        volume_cache = getattr(opt, "volume_cache", 0)  # absent from hand-made option sets
         self.hu_min, self.hu_max, self.resize_to = opt.hu_min, opt.hu_max, opt.resize_to
         self.context_slices: int = opt.context_slices
         self.a_to_b = opt.direction == "AtoB"
@@ -65,12 +75,24 @@ class NiftiAlignedDataset(BaseDataset):
             raise DataError(f"{dir_b}: folder not found; {opt.phase}A/ needs its {opt.phase}B/")
         pairs = pair_by_name(dir_a, dir_b if dir_b.is_dir() else None)
         max_patients = getattr(opt, "num_test", None) if not opt.isTrain else None
-        self.patient_ids: list[str] = [pid for pid, _, _ in pairs][:max_patients]
-        self.stacks_a, self.stacks_b = _load_pairs(pairs[:max_patients], opt.geometry_atol_mm)
-        self.index = _slice_index([s.hu.shape[0] for s in self.stacks_a], opt.max_dataset_size)
+        pairs = pairs[:max_patients]
+        self.patient_ids: list[str] = [pid for pid, _, _ in pairs]
+        self.lazy = volume_cache > 0
+        self.stacks_a: Sequence[SliceStack]
+        self.stacks_b: Sequence[SliceStack]
+        if self.lazy:
+            self.stacks_a, self.stacks_b = _lazy_pairs(pairs, volume_cache, opt.geometry_atol_mm)
+            memory = (f"none yet, volumes decoded on use, at most {volume_cache} per side "
+                      f"and process (~{_largest_pairs_mib(self.stacks_a, volume_cache):.1f} "
+                      "MiB as int16)")
+        else:
+            self.stacks_a, self.stacks_b = _load_pairs(pairs, opt.geometry_atol_mm)
+            memory = describe_memory([*self.stacks_a, *self.stacks_b])
+        self.infos_a = [self.volume_info(i) for i in range(len(pairs))]
+        self.index = _slice_index([stack_shape(i.shape, i.affine)[0] for i in self.infos_a],
+                                  opt.max_dataset_size)
         logger.info("%s: %d patients, %d slices; voxels held in memory: %s", root,
-                    len(self.patient_ids), len(self.index),
-                    describe_memory(self.stacks_a + self.stacks_b))
+                    len(self.patient_ids), len(self.index), memory)
 
     @property
     def has_target(self) -> bool:
@@ -78,12 +100,19 @@ class NiftiAlignedDataset(BaseDataset):
         return bool(self.stacks_b)
 
     def volume_info(self, patient_index: int) -> VolumeInfo:
-        """Geometry of the patient's AVG (input) volume, the reference for predicted volumes."""
+        """Geometry of the patient's AVG (input) volume, the reference for predicted volumes
+        (from the header alone with ``--volume_cache``)."""
+        if isinstance(self.stacks_a, LazyStacks):
+            return self.stacks_a.infos[patient_index]
         return self.stacks_a[patient_index].info
 
     def slice_shapes(self) -> set[tuple[int, int]]:
         """Distinct native (H, W) slice sizes in the dataset, in pixels."""
-        return {(s.hu.shape[1], s.hu.shape[2]) for s in self.stacks_a}
+        return {stack_shape(i.shape, i.affine)[1:] for i in self.infos_a}
+
+    def sample_patients(self) -> list[int]:
+        """The patient (volume) index of every sample, in sample order."""
+        return [v for v, _ in self.index]
 
     def __len__(self) -> int:
         """Number of axial slices served."""
@@ -99,9 +128,9 @@ class NiftiAlignedDataset(BaseDataset):
         for key, stacks in sides:
             is_input = (key == "A") == self.a_to_b
             hu = context_window(stacks[v].hu, s, self.context_slices) if is_input \
-                else stacks[v].hu[s]
-            x = slice_to_unit(hu, self.hu_min, self.hu_max, self.resize_to)
-            item[key] = torch.flip(x, dims=(-1,)) if flip else x
+                else stacks[v].hu[s]  # flipped in NumPy: see slices_to_unit on threads
+            item[key] = slice_to_unit(hu[..., ::-1] if flip else hu, self.hu_min, self.hu_max,
+                                      self.resize_to)
             item[f"{key}_paths"] = str(stacks[v].info.path)
         if not self.a_to_b:
             item["A"], item["B"] = item["B"], item["A"]
@@ -127,6 +156,9 @@ def _check_options(opt: argparse.Namespace) -> None:
                           f"{opt.output_nc}: pass --input_nc {expected_nc} --output_nc 1")
     if opt.resize_to < 0:
         raise ConfigError(f"--resize_to must be 0 (native size) or positive, got {opt.resize_to}")
+    if getattr(opt, "volume_cache", 0) < 0:
+        raise ConfigError(f"--volume_cache must be 0 (all in memory) or a number of volumes, got "
+                          f"{opt.volume_cache}")
 
 
 def _load_pairs(pairs: list[tuple[str, Path, Path | None]], atol_mm: float
@@ -154,6 +186,23 @@ def _load_pairs(pairs: list[tuple[str, Path, Path | None]], atol_mm: float
         raise DataError(f"{len(problems)} of {len(pairs)} patients cannot be used:\n  "
                         + "\n  ".join(problems))
     return stacks_a, stacks_b
+
+
+def _lazy_pairs(pairs: list[tuple[str, Path, Path | None]], capacity: int, atol_mm: float
+                ) -> tuple[LazyStacks, LazyStacks]:
+    """Headers of every pair, checked for matching geometry (affines equal within
+    ``atol_mm``); voxels decoded on use."""
+    stacks_a = LazyStacks([a for _, a, _ in pairs], capacity)
+    stacks_b = LazyStacks([b for _, _, b in pairs if b is not None], capacity)
+    for a, b in zip(stacks_a.infos, stacks_b.infos, strict=False):
+        check_same_geometry(a, b, atol_mm)
+    return stacks_a, stacks_b
+
+
+def _largest_pairs_mib(stacks: LazyStacks, count: int) -> float:
+    """MiB of ``count`` of the largest volumes of ``stacks`` and their pairs, as int16."""
+    sizes = sorted((int(np.prod(i.shape)) * 2 for i in stacks.infos), reverse=True)
+    return 2 * sum(sizes[:count]) / 2**20
 
 
 def _slice_index(n_slices: list[int], max_size: float) -> list[tuple[int, int]]:

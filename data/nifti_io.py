@@ -149,6 +149,17 @@ def read_geometry(path: str | os.PathLike[str]) -> tuple[tuple[int, int, int], n
     return _volume_shape(path, img.shape), _checked_affine(path, img)
 
 
+def read_info(path: str | os.PathLike[str]) -> VolumeInfo:
+    """A NIfTI file's :class:`VolumeInfo` (shape, affine, header with its scaling) from the header
+    alone, without reading voxels; DataError naming the file when it is not a 3-D NIfTI."""
+    path = Path(path)
+    img = _open_image(path)
+    header = img.header.copy()
+    header.set_slope_inter(float(img.dataobj.slope), float(img.dataobj.inter))
+    return VolumeInfo(path=path, shape=_volume_shape(path, img.shape),
+                      affine=np.asarray(img.affine, dtype=np.float64), header=header)
+
+
 def load_volume(path: str | os.PathLike[str]) -> Volume:
     """Read a NIfTI CT volume as float32 HU (header scaling applied) with its affine and header.
 

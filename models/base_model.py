@@ -10,6 +10,7 @@ import logging
 import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,16 @@ from torch import nn
 
 from models.networks import get_scheduler
 from util.atomic import atomic_write_bytes
+from util.distributed import unwrap, wrap_ddp
 from util.errors import ConfigError, DataError
+from util.speed import (
+    autocast,
+    configure_backends,
+    make_grad_scaler,
+    resolve_speed,
+    speed_up_network,
+    to_memory_format,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +50,11 @@ class BaseModel(ABC):
         self.schedule = {k: getattr(opt, k, None) for k in
                          ("lr_policy", "epoch_count", "n_epochs", "n_epochs_decay",
                           "lr_decay_iters")}
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+        configure_backends(self.device, tf32=not opt.no_tf32,
+                           cudnn_benchmark=not opt.no_cudnn_benchmark)
+        self.speed = resolve_speed(self.device, amp=opt.amp, channels_last=opt.channels_last,
+                                   use_compile=opt.compile)
+        self.grad_scaler = make_grad_scaler(self.device, self.speed.amp_dtype)
         self.loss_names: list[str] = []
         self.model_names: list[str] = []
         self.visual_names: list[str] = []
@@ -83,6 +96,22 @@ class BaseModel(ABC):
         if not self.is_train or self.continue_train:
             self.load_networks(self.load_suffix)
         self.log_networks()
+        self.speed_up_networks()
+
+    def speed_up_networks(self) -> None:
+        """Put each network in channels_last order, in DistributedDataParallel (training in a
+        torchrun job) and through ``torch.compile``, as the options ask; weights are untouched."""
+        wrap = (lambda net: wrap_ddp(net, self.device)) if self.is_train else None
+        for name, net in self.networks().items():
+            setattr(self, f"net{name}", speed_up_network(net, self.speed, wrap))
+
+    def autocast(self) -> AbstractContextManager:
+        """Mixed-precision context for forward passes and losses (a no-op without ``--amp``)."""
+        return autocast(self.device, self.speed.amp_dtype)
+
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch (N, C, H, W) on the model's device, in its memory format."""
+        return to_memory_format(x.to(self.device, non_blocking=True), self.speed.channels_last)
 
     def eval(self) -> None:
         """Put every network in eval mode."""
@@ -111,7 +140,7 @@ class BaseModel(ABC):
 
     def get_current_visuals(self) -> dict[str, torch.Tensor]:
         """{name: (N, C, H, W) tensor in [-1, 1]} for the visuals that exist now."""
-        return {name: getattr(self, name) for name in self.visual_names
+        return {name: getattr(self, name).detach().float() for name in self.visual_names
                 if isinstance(getattr(self, name, None), torch.Tensor)}
 
     def get_current_losses(self) -> dict[str, float]:
@@ -126,7 +155,7 @@ class BaseModel(ABC):
         """Save every network's weights (CPU tensors) as ``<epoch>_net_<name>.pth``, atomically."""
         paths = []
         for name, net in self.networks().items():
-            state = {k: v.detach().cpu() for k, v in _unwrap(net).state_dict().items()}
+            state = {k: v.detach().cpu() for k, v in unwrap(net).state_dict().items()}
             path = self.checkpoint_path(epoch, name)
             atomic_write_bytes(path, serialize(state))
             paths.append(path)
@@ -138,7 +167,7 @@ class BaseModel(ABC):
             path = self.checkpoint_path(epoch, name)
             state = load_weights(path, self.device)
             try:
-                _unwrap(net).load_state_dict(state)
+                unwrap(net).load_state_dict(state)
             except RuntimeError as exc:
                 raise ConfigError(f"{path}: does not fit the network built from the options "
                                   f"({architecture_hint(self.save_dir, epoch)}): "
@@ -159,11 +188,6 @@ class BaseModel(ABC):
         for net in nets:
             for p in net.parameters():
                 p.requires_grad_(requires_grad)
-
-
-def _unwrap(net: nn.Module) -> nn.Module:
-    """The module inside a DataParallel/DistributedDataParallel wrapper, or ``net`` itself."""
-    return net.module if hasattr(net, "module") else net
 
 
 def serialize(obj: Any) -> bytes:

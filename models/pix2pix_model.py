@@ -16,7 +16,9 @@ import torch
 
 from models.base_model import BaseModel
 from models.networks import GANLoss, define_D, define_G, gradient_penalty
+from util.distributed import no_grad_sync
 from util.image_pool import ImagePool
+from util.speed import make_adam
 
 
 class Pix2PixModel(BaseModel):
@@ -62,14 +64,16 @@ class Pix2PixModel(BaseModel):
             self.centre_channel = opt.input_nc // 2
             self.fake_AB_pool = ImagePool(opt.pool_size)
             betas = (opt.beta1, 0.999)
-            self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=opt.lr, betas=betas)
-            self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=opt.lr, betas=betas)
+            self.optimizer_G = make_adam(self.netG.parameters(), lr=opt.lr, betas=betas,
+                                         device=self.device)
+            self.optimizer_D = make_adam(self.netD.parameters(), lr=opt.lr, betas=betas,
+                                         device=self.device)
             self.optimizers = [self.optimizer_G, self.optimizer_D]
 
     def set_input(self, batch: dict[str, Any]) -> None:
         """batch: ``A`` (N, input_nc, H, W), optional ``B`` (N, output_nc, H, W), in [-1, 1]."""
-        self.real_A = batch["A"].to(self.device, non_blocking=True)
-        self.real_B = batch["B"].to(self.device, non_blocking=True) if "B" in batch else None
+        self.real_A = self.to_device(batch["A"])
+        self.real_B = self.to_device(batch["B"]) if "B" in batch else None
         self.image_paths = list(batch["A_paths"])
 
     def forward(self) -> None:
@@ -78,22 +82,25 @@ class Pix2PixModel(BaseModel):
 
     def backward_D(self) -> None:
         """D learns to call (A, B) real and (A, G(A)) fake."""
-        fake_AB = self.fake_AB_pool.query(torch.cat((self.real_A, self.fake_B), 1).detach())
-        real_AB = torch.cat((self.real_A, self.real_B), 1)
-        self.loss_D_fake = self.criterionGAN(self.netD(fake_AB), False)
-        self.loss_D_real = self.criterionGAN(self.netD(real_AB), True)
-        self.loss_D = 0.5 * (self.loss_D_fake + self.loss_D_real)
-        if self.gan_mode == "wgangp":
-            self.loss_D = self.loss_D + gradient_penalty(self.netD, real_AB, fake_AB)
-        self.loss_D.backward()
+        with self.autocast():
+            fake_AB = self.fake_AB_pool.query(torch.cat((self.real_A, self.fake_B), 1).detach())
+            real_AB = torch.cat((self.real_A, self.real_B), 1)
+            self.loss_D_fake = self.criterionGAN(self.netD(fake_AB), False)
+            self.loss_D_real = self.criterionGAN(self.netD(real_AB), True)
+            self.loss_D = 0.5 * (self.loss_D_fake + self.loss_D_real)
+            if self.gan_mode == "wgangp":
+                self.loss_D = self.loss_D + gradient_penalty(self.netD, real_AB, fake_AB)
+        self.grad_scaler.scale(self.loss_D).backward()
 
     def backward_G(self) -> None:
-        """G tries to fool D and to match B in L1."""
-        fake_AB = torch.cat((self.real_A, self.fake_B), 1)
-        self.loss_G_GAN = self.criterionGAN(self.netD(fake_AB), True) * self.lambda_GAN
-        self.loss_G_L1 = weighted_l1(self.fake_B, self.real_B, self.l1_weights()) * self.lambda_L1
-        self.loss_G = self.loss_G_GAN + self.loss_G_L1
-        self.loss_G.backward()
+        """G tries to fool D and to match B in L1 (D's weights get no gradient here)."""
+        with self.autocast(), no_grad_sync(self.netD):
+            fake_AB = torch.cat((self.real_A, self.fake_B), 1)
+            self.loss_G_GAN = self.criterionGAN(self.netD(fake_AB), True) * self.lambda_GAN
+            self.loss_G_L1 = weighted_l1(self.fake_B, self.real_B,
+                                         self.l1_weights()) * self.lambda_L1
+            self.loss_G = self.loss_G_GAN + self.loss_G_L1
+        self.grad_scaler.scale(self.loss_G).backward()
 
     def l1_weights(self) -> torch.Tensor | None:
         """(N, 1, H, W) per-pixel L1 weights: 1 + motion_weight where |B - A| (centre input
@@ -105,23 +112,26 @@ class Pix2PixModel(BaseModel):
         return 1.0 + self.motion_weight * moving.float()
 
     def optimize_parameters(self) -> None:
-        """One D step then one G step on the current batch."""
-        self.forward()
+        """One D step then one G step on the current batch (losses scaled with fp16)."""
+        with self.autocast():
+            self.forward()
         self.set_requires_grad([self.netD], True)
         self.optimizer_D.zero_grad(set_to_none=True)
         self.backward_D()
-        self.optimizer_D.step()
+        self.grad_scaler.step(self.optimizer_D)
         self.set_requires_grad([self.netD], False)
         self.optimizer_G.zero_grad(set_to_none=True)
         self.backward_G()
-        self.optimizer_G.step()
+        self.grad_scaler.step(self.optimizer_G)
+        self.grad_scaler.update()
 
 
 def weighted_l1(pred: torch.Tensor, target: torch.Tensor,
                 weights: torch.Tensor | None) -> torch.Tensor:
     """Mean absolute error, or with ``weights`` (broadcastable to ``pred``, >= 0) the weighted
-    mean sum(w |pred - target|) / sum(w): equal to the plain mean when all weights are equal."""
-    error = (pred - target).abs()
+    mean sum(w |pred - target|) / sum(w): equal to the plain mean when all weights are equal.
+    Computed in float32 (also under autocast)."""
+    error = (pred.float() - target.float()).abs()
     if weights is None:
         return error.mean()
     weights = weights.expand_as(error)

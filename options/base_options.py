@@ -20,8 +20,10 @@ from data.ct_volumes import AFFINE_ATOL_MM
 from data.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, check_window
 from models import networks
 from util.atomic import atomic_write_json, atomic_write_text
+from util.distributed import is_main_process
 from util.errors import ConfigError
 from util.metrics import RegionSettings
+from util.speed import AMP_DTYPES
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +100,16 @@ class BaseOptions:
                        help="dilation of the motion region, voxels")
         g.add_argument("--lung_threshold_hu", type=float, default=-400.0,
                        help="lung = below this inside the body (lung volume in mL)")
+        g = parser.add_argument_group("speed (see util/speed.py; each is off where unsupported)")
+        g.add_argument("--amp", default="off", choices=sorted(AMP_DTYPES),
+                       help="mixed precision: bf16 (CUDA or CPU) or fp16 (CUDA, grad scaler)")
+        g.add_argument("--channels_last", action="store_true",
+                       help="networks and batches in channels_last memory order")
+        g.add_argument("--compile", action="store_true", help="torch.compile the networks")
+        g.add_argument("--no_tf32", action="store_true",
+                       help="no TF32 matmuls/convolutions on Ampere or newer GPUs")
+        g.add_argument("--no_cudnn_benchmark", action="store_true",
+                       help="no cudnn autotuning of convolution algorithms")
         g = parser.add_argument_group("misc")
         g.add_argument("--epoch", default="latest", help="checkpoint to load: latest, best or N")
         g.add_argument("--load_iter", type=int, default=0,
@@ -129,7 +141,8 @@ class BaseOptions:
             opt.name = f"{opt.name}_{opt.suffix.format(**vars(opt))}"
         opt.gpu_ids = resolve_gpu_ids(opt.gpu_ids)
         validate_common(opt)
-        self.save(opt, parser)
+        if is_main_process():  # one writer in a torchrun job
+            self.save(opt, parser)
         return opt
 
     def adjust(self, opt: argparse.Namespace, explicit: set[str]) -> None:

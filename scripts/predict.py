@@ -24,6 +24,7 @@ from models.networks import check_slice_size
 from options.test_options import TestOptions
 from util.cli import run_cli
 from util.errors import ConfigError
+from util.speed import AMP_DTYPES
 
 logger = logging.getLogger("predict")
 
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epoch", default="latest", help="checkpoint: latest, best or N")
     parser.add_argument("--gpu_ids", default="auto", help="-1 for CPU; auto = GPU if any")
     parser.add_argument("--batch_size", type=int, default=8, help="slices per forward pass")
+    parser.add_argument("--amp", default="off", choices=sorted(AMP_DTYPES),
+                        help="mixed precision (bf16 on CPU or CUDA, fp16 on CUDA)")
     parser.add_argument("--eval", action="store_true",
                         help="eval mode (no dropout; batch norm running statistics)")
     return parser
@@ -61,7 +64,7 @@ def predict(args: argparse.Namespace) -> Path:
         "--dataroot", str(args.input.parent), "--name", args.name,
         "--checkpoints_dir", args.checkpoints_dir, "--model", "pix2pix",
         "--dataset_mode", "nifti_aligned", "--axial_slice", "--epoch", args.epoch,
-        "--gpu_ids", args.gpu_ids, "--batch_size", str(args.batch_size)]
+        "--gpu_ids", args.gpu_ids, "--batch_size", str(args.batch_size), "--amp", args.amp]
         + (["--eval"] if args.eval else []))
     size = (opt.resize_to, opt.resize_to) if opt.resize_to else stack.hu.shape[1:]
     check_slice_size(opt.netG, *size)
@@ -71,7 +74,8 @@ def predict(args: argparse.Namespace) -> Path:
         model.eval()
     hu = predict_volume(model.netG, stack, hu_min=opt.hu_min, hu_max=opt.hu_max,
                         resize_to=opt.resize_to, batch_size=opt.batch_size,
-                        context_slices=opt.context_slices, device=model.device)
+                        context_slices=opt.context_slices, device=model.device,
+                        amp_dtype=model.speed.amp_dtype)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     path = save_volume(hu, stack.info, args.output)
     logger.info("wrote %s: %d axial slices, HU, the geometry of %s", path, stack.hu.shape[0],

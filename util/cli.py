@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import sys
 from collections.abc import Callable
 
 import torch
 
+from util.distributed import env_world_size
 from util.errors import CTPix2PixError
 
 logger = logging.getLogger(__name__)
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    """Log ``time level name: message`` to stderr (idempotent)."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    """Log ``time level name: message`` to stderr (idempotent); in a torchrun job with several
+    processes each line names its rank: ``time level [rank R] name: message``."""
+    rank = f"[rank {os.environ.get('RANK', '0')}] " if env_world_size() > 1 else ""
+    logging.basicConfig(level=level,
+                        format=f"%(asctime)s %(levelname)s {rank}%(name)s: %(message)s",
                         stream=sys.stderr)
 
 

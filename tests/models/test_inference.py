@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from data.ct_volumes import SliceStack, load_slice_stack
+from data.ct_volumes import SliceStack, load_slice_stack, slice_to_unit, slices_to_unit
 from models.inference import predict_stack, predict_volume
 from models.validation import Validator, selection_score
 from tests.conftest import LPS_AFFINE, ct_like, write_nifti
@@ -117,3 +117,38 @@ def test_context_inputs_carry_the_slice_in_the_middle_and_neighbours_around(tmp_
     unit = (stack.hu.astype(np.float32) + 1024) * 2 / 4095 - 1
     expected = unit[[0, 0, 1, 2, 3, 4]] - unit[[1, 2, 3, 4, 5, 5]]  # edges repeat
     np.testing.assert_allclose(diff.numpy(), expected, atol=1e-5)
+
+
+class CountingNet(nn.Module):
+    """Identity that records the batch size of every forward pass and the dtype it ran in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 1)
+        self.calls: list[tuple[int, torch.dtype]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        self.calls.append((x.shape[0], y.dtype))
+        return y
+
+
+def test_batch_size_sets_the_forward_passes_and_amp_runs_under_autocast():
+    net = CountingNet()
+    stack = ct_like((8, 8, 10)).transpose(2, 0, 1).astype(np.int16)
+    ref = predict_stack(net, stack, hu_min=-1024, hu_max=3071, batch_size=4)
+    assert net.calls == [(4, torch.float32), (4, torch.float32), (2, torch.float32)]
+    net.calls.clear()
+    bf16 = predict_stack(net, stack, hu_min=-1024, hu_max=3071, batch_size=10,
+                         amp_dtype=torch.bfloat16)
+    assert net.calls == [(10, torch.bfloat16)]
+    assert bf16.dtype == torch.float32
+    assert (bf16 - ref).abs().max() < 0.02
+
+
+def test_batched_windowing_equals_slice_by_slice():
+    stack = ct_like((8, 8, 3)).transpose(2, 0, 1).astype(np.int16)
+    batched = slices_to_unit(stack, -1024, 3071, resize_to=16)
+    assert batched.shape == (3, 1, 16, 16)
+    for s in range(3):
+        torch.testing.assert_close(batched[s], slice_to_unit(stack[s], -1024, 3071, 16))

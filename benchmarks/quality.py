@@ -49,12 +49,21 @@ from util.geometry import axial_axis
 from util.metrics import REGIONS, RegionSettings, evaluate_volumes
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Parameter ranges of the training, validation and test patients.
-TRAIN_RANGES = ParamRanges(amplitude_mm=(5.0, 20.0), lung_scale=(0.85, 1.05),
-                           tumour_radius_mm=(5.0, 10.0), noise_hu=(15.0, 15.0))
-#: The shifted group: every one of these ranges lies outside the training range.
-SHIFTED_RANGES = ParamRanges(amplitude_mm=(20.0, 25.0), lung_scale=(1.05, 1.15),
-                             tumour_radius_mm=(10.0, 12.0), noise_hu=(20.0, 20.0))
+def cohort_ranges(amplitude_mm: tuple[float, float]) -> tuple[ParamRanges, ParamRanges]:
+    """(ranges of the training, validation and test patients, ranges of the shifted group).
+
+    The training patients breathe with ``amplitude_mm`` (low, high) and the generator's default
+    anatomy; every range of the shifted group lies outside the training one: amplitude up to
+    5 mm beyond ``high``, larger lungs and tumours, more noise.
+    """
+    low, high = amplitude_mm
+    train = ParamRanges(amplitude_mm=(low, high), lung_scale=(0.85, 1.05),
+                        tumour_radius_mm=(5.0, 10.0), noise_hu=(15.0, 15.0))
+    shifted = ParamRanges(amplitude_mm=(high, high + 5.0), lung_scale=(1.05, 1.15),
+                          tumour_radius_mm=(10.0, 12.0), noise_hu=(20.0, 20.0))
+    return train, shifted
+
+
 SHIFTED_PREFIX = "SH"
 
 #: Flags every variant shares: the architecture and the training budget (epochs are set apart).
@@ -62,21 +71,25 @@ COMMON = ["--model", "pix2pix", "--dataset_mode", "nifti_aligned", "--preprocess
           "--axial_slice", "--output_nc", "1", "--netG", "unet_64", "--ngf", "32",
           "--norm", "instance", "--batch_size", "8", "--num_threads", "0", "--no_html",
           "--display_freq", "1000000000", "--print_freq", "1000000000"]
-#: The recommended recipe (README): 2.5-D input with 2 neighbours each side, residual output.
-RECIPE = ["--input_nc", "5", "--context_slices", "2", "--residual", "--lambda_L1", "100",
-          "--gan_mode", "vanilla"]
-#: One row per option: the plain pix2pix, then the recipe with one option changed or added.
+#: 2.5-D input with 2 neighbours each side and residual output: what the ablation varies.
+BASE = ["--input_nc", "5", "--context_slices", "2", "--residual", "--lambda_L1", "100",
+        "--gan_mode", "vanilla"]
+#: The recommended recipe (README): BASE with the lung/soft-tissue HU window, the motion-weighted
+#: L1 and no dropout.
+RECIPE = [*BASE, "--hu_min", "-1024", "--hu_max", "1024", "--motion_weight", "4", "--no_dropout"]
+#: One row per option: the plain pix2pix, single options, then BASE with one option changed.
 VARIANTS: dict[str, list[str]] = {
     "plain": ["--input_nc", "1", "--lambda_L1", "100", "--gan_mode", "vanilla"],
     "residual": ["--input_nc", "1", "--residual", "--lambda_L1", "100", "--gan_mode", "vanilla"],
     "context1": ["--input_nc", "3", "--context_slices", "1", "--lambda_L1", "100",
                  "--gan_mode", "vanilla"],
+    "base": BASE,
+    "base_window": [*BASE, "--hu_min", "-1024", "--hu_max", "1024"],
+    "base_motion_weight": [*BASE, "--motion_weight", "4"],
+    "base_l1_50": [*BASE, "--lambda_L1", "50"],
+    "base_l1_only": [*BASE, "--lambda_GAN", "0"],
+    "base_lsgan": [*BASE, "--gan_mode", "lsgan"],
     "recipe": RECIPE,
-    "recipe_window": [*RECIPE, "--hu_min", "-1024", "--hu_max", "1024"],
-    "recipe_motion_weight": [*RECIPE, "--motion_weight", "4"],
-    "recipe_l1_50": [*RECIPE, "--lambda_L1", "50"],
-    "recipe_l1_only": [*RECIPE, "--lambda_GAN", "0"],
-    "recipe_lsgan": [*RECIPE, "--gan_mode", "lsgan"],
 }
 
 
@@ -107,18 +120,19 @@ def run(cmd: list[str], log: Path, threads: int) -> float:
 def make_cohorts(work: Path, args: argparse.Namespace) -> tuple[Path, list[Cohort]]:
     """Write the two synthetic groups; return the training dataroot and the scored cohorts."""
     grid = SyntheticGrid(size=args.size, n_slices=args.n_slices)
+    train_ranges, shifted_ranges = cohort_ranges(tuple(args.amplitude_range_mm))
     export, shifted = work / "export", work / "shifted"
     dataroot, shifted_root = work / "dataset", work / "shifted_dataset"
-    if not (dataroot / "manifest.json").is_file():
-        shutil.rmtree(export, ignore_errors=True)
-        write_synthetic_4dct(export, args.n_patients, grid=grid, seed=args.seed,
-                             ranges=TRAIN_RANGES, progress=False)
-        run([sys.executable, "prepare_dataset.py", "--avg_root", str(export / "res_avg"),
-             "--phases_root", str(export / "res_phases"), "--output", str(dataroot),
-             "--val_fraction", "0.15", "--test_fraction", "0.25", "--seed", str(args.seed),
-             "--no_progress"], work / "prepare.log", args.threads)
+    for folder in (export, shifted, dataroot, shifted_root):  # made anew: args may differ
+        shutil.rmtree(folder, ignore_errors=True)
+    write_synthetic_4dct(export, args.n_patients, grid=grid, seed=args.seed,
+                         ranges=train_ranges, progress=False)
+    run([sys.executable, "prepare_dataset.py", "--avg_root", str(export / "res_avg"),
+         "--phases_root", str(export / "res_phases"), "--output", str(dataroot),
+         "--val_fraction", "0.15", "--test_fraction", "0.25", "--seed", str(args.seed),
+         "--no_progress"], work / "prepare.log", args.threads)
     ids = write_synthetic_4dct(shifted, args.n_shifted, grid=grid, seed=args.seed + 1,
-                               ranges=SHIFTED_RANGES, id_prefix=SHIFTED_PREFIX, progress=False)
+                               ranges=shifted_ranges, id_prefix=SHIFTED_PREFIX, progress=False)
     for pid in ids:  # every shifted patient is a test patient: no split to make
         for side, src in (("A", shifted / "res_avg" / pid / avg_file_name(pid)),
                           ("B", shifted / "res_phases" / pid / phase_file_name(pid, 0))):
@@ -127,9 +141,9 @@ def make_cohorts(work: Path, args: argparse.Namespace) -> tuple[Path, list[Cohor
     index = {patient_id(k): k for k in range(args.n_patients)}
     test_ids = sorted(p.name.split(".")[0] for p in (dataroot / "testA").glob("*.nii.gz"))
     return dataroot, [
-        Cohort("test", dataroot, {pid: (args.seed, index[pid], TRAIN_RANGES)
+        Cohort("test", dataroot, {pid: (args.seed, index[pid], train_ranges)
                                   for pid in test_ids}),
-        Cohort("shifted", shifted_root, {pid: (args.seed + 1, k, SHIFTED_RANGES)
+        Cohort("shifted", shifted_root, {pid: (args.seed + 1, k, shifted_ranges)
                                          for k, pid in enumerate(ids)})]
 
 
@@ -197,7 +211,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options of the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "quality_work",
-                        help="folder for data, checkpoints, results and logs (reused)")
+                        help="folder for data, checkpoints, results and logs (data made anew)")
     parser.add_argument("--variants", nargs="+", default=["recipe"], choices=sorted(VARIANTS))
     parser.add_argument("--ablation", action="store_true", help="run every variant")
     parser.add_argument("--epochs", type=int, default=40,
@@ -206,6 +220,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="synthetic patients split train/val/test (60/15/25 %%)")
     parser.add_argument("--n_shifted", type=int, default=4,
                         help="held-out patients drawn outside the training ranges")
+    parser.add_argument("--amplitude_range_mm", type=float, nargs=2, default=(5.0, 25.0),
+                        metavar=("LOW", "HIGH"),
+                        help="breathing amplitudes of the training and test patients; the "
+                             "shifted group breathes HIGH..HIGH+5 mm")
     parser.add_argument("--size", type=int, default=64, help="in-plane voxels")
     parser.add_argument("--n_slices", type=int, default=32, help="axial slices per volume")
     parser.add_argument("--seed", type=int, default=0)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.bench_train import cpu_name
 from data.nifti_io import load_volume
 from data.synthetic_4dct import (
     SyntheticGrid,
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                                      args.work, args) for name in args.variants}
     results = {name: future.result() for name, future in futures.items()}
     counts = ", ".join(f"{c.name} {len(c.patients)}" for c in cohorts)
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+    print(f"\nmachine: {cpu_name()}, {os.cpu_count()} CPUs, "
           f"{args.jobs} job(s) of {args.threads} thread(s); "
           f"{args.size} x {args.size} x {args.n_slices}, "
           f"{args.epochs} epochs; held-out patients: {counts}")

@@ -4,14 +4,14 @@
 # Training uses the README's recommended recipe (2.5-D input, residual output), shortened.
 #   bash scripts/run_demo.sh
 # Environment: WORK (default ./synthetic_4dct), DATASET (./datasets/ct_phases_dataset),
-# NAME (synthetic_demo), EPOCHS (16: half at the initial learning rate, half decaying).
+# NAME (synthetic_demo), EPOCHS (40: half at the initial learning rate, half decaying).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON="${PYTHON:-python3}"
 WORK="${WORK:-./synthetic_4dct}"
 DATASET="${DATASET:-./datasets/ct_phases_dataset}"
 NAME="${NAME:-synthetic_demo}"
-EPOCHS="${EPOCHS:-16}"
+EPOCHS="${EPOCHS:-40}"
 
 bash scripts/install.sh
 "$PYTHON" scripts/make_synthetic_4dct.py --out "$WORK" --n_patients 8 --size 64 --n_slices 32 \

@@ -166,7 +166,7 @@ def train(opt: argparse.Namespace) -> Path:
     model.setup()
     if ctx.enabled:  # ranks differ from here on in dropout masks and flips
         seed_everything(opt.seed + ctx.rank)
-    plan = training_plan(opt, len(dataset), ctx.world_size)
+    plan = training_plan(sampler, opt)
     validator = make_validator(opt, model.device) if ctx.is_main else None
     run_dir = Path(opt.checkpoints_dir) / opt.name
     visualizer = make_visualizer(opt, run_dir) if ctx.is_main else None
@@ -216,11 +216,11 @@ def train(opt: argparse.Namespace) -> Path:
     return run_dir
 
 
-def training_plan(opt: argparse.Namespace, n_slices: int, world_size: int) -> Plan:
-    """The settings that fix the batch order, which a mid-epoch resume must share."""
-    return {"seed": opt.seed, "batch_size": opt.batch_size, "slices": n_slices,
-            "shuffle": int(not opt.serial_batches), "epoch_count": opt.epoch_count,
-            "world_size": world_size, "volume_cache": opt.volume_cache}
+def training_plan(sampler: EpochSampler, opt: argparse.Namespace) -> Plan:
+    """The settings that fix the batch order, which a mid-epoch resume must share: the
+    sampler's and the batch size."""
+    return sampler.order_settings() | {"batch_size": opt.batch_size,
+                                       "epoch_count": opt.epoch_count}
 
 
 def resume_point(model: BaseModel, opt: argparse.Namespace, plan: Plan) -> Progress:

@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_train import cpu_name
-from data.nifti_io import load_volume
+from data.nifti_io import Volume, load_volume
 from data.synthetic_4dct import (
     SyntheticGrid,
     avg_file_name,
@@ -117,9 +117,10 @@ def run(cmd: list[str], log: Path, threads: int) -> float:
     return time.perf_counter() - start
 
 
-def make_cohorts(work: Path, args: argparse.Namespace) -> tuple[Path, list[Cohort]]:
-    """Write the two synthetic groups; return the training dataroot and the scored cohorts."""
-    grid = SyntheticGrid(size=args.size, n_slices=args.n_slices)
+def make_cohorts(work: Path, grid: SyntheticGrid,
+                 args: argparse.Namespace) -> tuple[Path, list[Cohort]]:
+    """Write the two synthetic groups on ``grid``; return the training dataroot and the scored
+    cohorts."""
     train_ranges, shifted_ranges = cohort_ranges(tuple(args.amplitude_range_mm))
     export, shifted = work / "export", work / "shifted"
     dataroot, shifted_root = work / "dataset", work / "shifted_dataset"
@@ -147,27 +148,46 @@ def make_cohorts(work: Path, args: argparse.Namespace) -> tuple[Path, list[Cohor
                                          for k, pid in enumerate(ids)})]
 
 
-def score_cohort(cohort: Cohort, volumes: Path | None, grid: SyntheticGrid) -> dict:
-    """Mean over the cohort's patients of ``evaluate_volumes`` (fixed default regions):
-    {"model" (None without volumes), "identity", "noise_floor": {region: {metric: value}}}."""
-    settings = RegionSettings()
-    rows: dict[str, list[dict]] = {"model": [], "identity": [], "noise_floor": []}
+def _mean_scores(scores: list[dict]) -> dict:
+    """{region: {metric: mean over patients}} of ``evaluate_volumes`` answers."""
+    return {r: {m: float(np.nanmean([s[r][m] for s in scores])) for m in scores[0][r]}
+            for r in REGIONS}
+
+
+def _score(pred: np.ndarray, truth: Volume, avg: np.ndarray) -> dict:
+    """``evaluate_volumes`` of ``pred`` against ``truth`` with the AVG baseline, fixed default
+    regions; all (I, J, K) HU."""
+    return evaluate_volumes(pred, truth.hu, avg, truth.info.spacing_mm,
+                            axial_axis(truth.info.affine), RegionSettings())
+
+
+def _truth_and_avg(cohort: Cohort, pid: str) -> tuple[Volume, np.ndarray]:
+    """The patient's phase 0 (as written) and AVG (HU)."""
+    return (load_volume(cohort.dataroot / "testB" / f"{pid}.nii.gz"),
+            load_volume(cohort.dataroot / "testA" / f"{pid}.nii.gz").hu)
+
+
+def reference_scores(cohort: Cohort, grid: SyntheticGrid) -> dict:
+    """Mean scores of the answers no model gives: {"identity" (the AVG), "noise_floor" (the
+    noiseless phase 0, regenerated from the patient's parameters)}."""
+    identity, floor = [], []
     for pid, (seed, index, ranges) in cohort.patients.items():
-        truth = load_volume(cohort.dataroot / "testB" / f"{pid}.nii.gz")
-        avg = load_volume(cohort.dataroot / "testA" / f"{pid}.nii.gz").hu
+        truth, avg = _truth_and_avg(cohort, pid)
         clean = synthetic_patient(patient_params(seed, index, ranges), grid).noiseless_hu[0]
-        geometry = (truth.info.spacing_mm, axial_axis(truth.info.affine))
-        floor = evaluate_volumes(clean, truth.hu, avg, *geometry, settings)
-        rows["identity"].append(floor["baseline"])
-        rows["noise_floor"].append(floor["model"])
-        if volumes is not None:
-            pred = load_volume(volumes / f"{pid}_fake_B.nii.gz").hu
-            rows["model"].append(evaluate_volumes(pred, truth.hu, avg, *geometry,
-                                                  settings)["model"])
-    return {answer: None if not scores else
-            {r: {m: float(np.nanmean([s[r][m] for s in scores])) for m in scores[0][r]}
-             for r in REGIONS}
-            for answer, scores in rows.items()}
+        scores = _score(clean, truth, avg)
+        identity.append(scores["baseline"])
+        floor.append(scores["model"])
+    return {"identity": _mean_scores(identity), "noise_floor": _mean_scores(floor)}
+
+
+def model_scores(cohort: Cohort, volumes: Path) -> dict:
+    """Mean scores of the predicted volumes ``volumes/<pid>_fake_B.nii.gz`` of the cohort."""
+    scores = []
+    for pid in cohort.patients:
+        truth, avg = _truth_and_avg(cohort, pid)
+        pred = load_volume(volumes / f"{pid}_fake_B.nii.gz").hu
+        scores.append(_score(pred, truth, avg)["model"])
+    return _mean_scores(scores)
 
 
 def run_variant(name: str, flags: list[str], dataroot: Path, cohorts: list[Cohort],
@@ -179,7 +199,6 @@ def run_variant(name: str, flags: list[str], dataroot: Path, cohorts: list[Cohor
                    *flags, "--n_epochs", str(args.epochs - half), "--n_epochs_decay", str(half),
                    "--save_epoch_freq", str(10 * args.epochs), "--seed", str(args.seed)],
                   work / f"{name}.train.log", args.threads)
-    grid = SyntheticGrid(size=args.size, n_slices=args.n_slices)
     out: dict = {"train_seconds": seconds, "flags": flags}
     for cohort in cohorts:
         results = work / "results" / cohort.name
@@ -188,8 +207,7 @@ def run_variant(name: str, flags: list[str], dataroot: Path, cohorts: list[Cohor
              "nifti_aligned", "--preprocess", "none", "--axial_slice", "--epoch", "best",
              "--eval", "--no_pictures", "--num_threads", "0"],
             work / f"{name}.{cohort.name}.test.log", args.threads)
-        out[cohort.name] = score_cohort(cohort, results / name / "test_best" / "volumes",
-                                        grid)["model"]
+        out[cohort.name] = model_scores(cohort, results / name / "test_best" / "volumes")
     return out
 
 
@@ -241,9 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the tables; save ``<work>/quality.json``."""
     args = parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    dataroot, cohorts = make_cohorts(args.work, args)
     grid = SyntheticGrid(size=args.size, n_slices=args.n_slices)
-    references = {c.name: score_cohort(c, None, grid) for c in cohorts}
+    dataroot, cohorts = make_cohorts(args.work, grid, args)
+    references = {c.name: reference_scores(c, grid) for c in cohorts}
     print(f"training {', '.join(args.variants)} ({args.jobs} at a time) ...", flush=True)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each job is a subprocess
         futures = {name: pool.submit(run_variant, name, VARIANTS[name], dataroot, cohorts,

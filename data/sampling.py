@@ -54,6 +54,12 @@ class EpochSampler(Sampler[int]):
             raise ValueError(f"skip must be in [0, {self.per_rank}], got {skip}")
         self.epoch, self.skip = epoch, skip
 
+    def order_settings(self) -> dict[str, int]:
+        """What fixes the order of every epoch (seed, sample count, shuffle, processes): a run
+        resumed mid-epoch must have the same."""
+        return {"seed": self.seed, "slices": self.n, "shuffle": int(self.shuffle),
+                "world_size": self.world_size}
+
     @property
     def per_rank(self) -> int:
         """Samples each rank serves in a whole epoch."""
@@ -96,6 +102,10 @@ class PatientBlockSampler(EpochSampler):
         self.by_patient: dict[int, list[int]] = {}
         for index, patient in enumerate(sample_patients):
             self.by_patient.setdefault(patient, []).append(index)
+
+    def order_settings(self) -> dict[str, int]:
+        """The plain sampler's settings and the number of patients per block."""
+        return super().order_settings() | {"patient_block": self.block}
 
     def order(self) -> list[int]:
         """The whole epoch's sample order, the same on every rank."""

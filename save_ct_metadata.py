@@ -41,7 +41,8 @@ def summarize_geometry(volumes: Mapping[str, Geometry]) -> dict[str, Any]:
 
     volumes: {patient id: ((I, J, K) voxels, (4, 4) affine)}. Spacing in mm is derived from each
     affine: row/column spacing of the axial slices and slice thickness; ``range`` gives min/max
-    over patients and ``uniform`` says whether all patients agree.
+    over patients and ``uniform`` says whether all patients agree (both None with no volumes,
+    e.g. a model trained on pictures).
     """
     patients: dict[str, Any] = {}
     for pid, (shape, affine) in sorted(volumes.items()):
@@ -60,6 +61,8 @@ def summarize_geometry(volumes: Mapping[str, Geometry]) -> dict[str, Any]:
     cols = [p["pixel_spacing_mm"][1] for p in patients.values()]
     thick = [p["slice_thickness_mm"] for p in patients.values()]
     sizes = {tuple(p["slice_size_px"]) for p in patients.values()}
+    if not patients:  # trained on pictures (--dataset_mode aligned), not volumes
+        return {"patients": {}, "range": None, "uniform": None, "slice_sizes_px": []}
     return {
         "patients": patients,
         "range": {"pixel_spacing_row_mm": span(rows), "pixel_spacing_col_mm": span(cols),

@@ -75,10 +75,11 @@ def check_sizes(dataset: BaseDataset, opt: argparse.Namespace) -> None:
         check_slice_size(opt.netG, height, width)
 
 
-def training_geometry(dataset: BaseDataset) -> dict[str, Geometry] | None:
-    """{patient: (shape, affine)} of the training volumes, for checkpoint metadata."""
+def training_geometry(dataset: BaseDataset) -> dict[str, Geometry]:
+    """{patient: (shape, affine)} of the training volumes, for checkpoint metadata; empty for
+    datasets of pictures."""
     if not isinstance(dataset, NiftiAlignedDataset):
-        return None
+        return {}
     return {pid: (info.shape, info.affine) for pid, info in
             zip(dataset.patient_ids, dataset.infos_a, strict=True)}
 

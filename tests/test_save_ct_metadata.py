@@ -77,3 +77,25 @@ def test_load_model_with_metadata(two_patient_root):
         state, meta = scm.load_model_with_metadata(path)
         assert state.keys() == model.netG.state_dict().keys()
         assert meta["model"]["type"] == "pix2pix"
+
+
+def test_training_on_pictures_saves_metadata_without_volume_geometry(tmp_path):
+    from PIL import Image
+
+    import train
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "train").mkdir()
+    for i in range(2):  # A|B pairs side by side, the aligned mode's pictures
+        Image.fromarray(rng.integers(0, 255, (64, 128), dtype=np.uint8)).save(
+            tmp_path / "train" / f"{i}.png")
+    argv = ["--dataroot", str(tmp_path), "--name", "pictures", "--checkpoints_dir",
+            str(tmp_path / "ck"), "--dataset_mode", "aligned", "--input_nc", "1", "--output_nc",
+            "1", "--netG", "unet_64", "--ngf", "8", "--ndf", "8", "--load_size", "64",
+            "--crop_size", "64", "--n_epochs", "1", "--n_epochs_decay", "0", "--num_threads",
+            "0", "--gpu_ids", "-1", "--no_html"]
+    assert train.main(argv) == 0
+    meta = json.loads((tmp_path / "ck" / "pictures" / "latest_metadata.json").read_text())
+    assert meta["voxel_geometry"] == {"patients": {}, "range": None, "uniform": None,
+                                      "slice_sizes_px": []}
+    assert meta["architecture"]["netG"] == "unet_64"

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +60,10 @@ logger = logging.getLogger("test")
 
 #: Display windows of the per-patient views: lungs, and soft tissue (diaphragm, liver dome).
 VIEW_WINDOWS = ("lung", "soft_tissue")
+VOLUME_SUFFIX = "_fake_B.nii.gz"
+#: The per-patient pictures this script writes: ``<stem>_views_<window>.png`` and
+#: ``<stem>_slice<NNN>_<visual>.png``.
+_PICTURE_NAME = re.compile(r"^(?P<stem>.+)_(views_[a-z_]+|slice\d{3}_(real_A|fake_B|real_B))\.png$")
 
 
 @dataclass(frozen=True)
@@ -133,13 +139,32 @@ def run_patient(model: BaseModel, p: PatientInputs, opt: argparse.Namespace, out
                          amp_dtype=model.speed.amp_dtype)
     info = p.source.info
     path = save_volume(slices_to_volume(pred, info, opt.hu_min, opt.hu_max), info,
-                       out_dir / "volumes" / f"{safe_name(p.patient_id)}_fake_B.nii.gz")
+                       out_dir / "volumes" / f"{safe_name(p.patient_id)}{VOLUME_SUFFIX}")
     saved = load_volume(path).hu  # scored as a user will read it, after on-disk rounding
     if page is not None:
         add_patient_views(page, p, to_slice_stack(saved, info.affine), settings,
                           opt.display_winsize * 2)
         add_slice_pictures(page, p, resize_slices(pred, p.source.hu.shape[1:]), opt)
     return path, score_patient(saved, p, settings)
+
+
+def remove_stale_outputs(out_dir: Path, patient_ids: Iterable[str]) -> list[Path]:
+    """Delete the volumes and pictures an earlier run wrote into ``out_dir`` for patients that
+    are not in ``patient_ids``, so that the folder holds this run's patients only (a changed
+    split or dataset would otherwise leave another model's predictions beside the new ones).
+    Other files are not touched. Returns the deleted paths."""
+    stems = {safe_name(pid) for pid in patient_ids}
+    stale = [path for path in sorted((out_dir / "volumes").glob(f"*{VOLUME_SUFFIX}"))
+             if path.name.removesuffix(VOLUME_SUFFIX) not in stems]
+    for path in sorted((out_dir / "images").glob("*.png")):
+        match = _PICTURE_NAME.match(path.name)
+        if match is not None and match["stem"] not in stems:
+            stale.append(path)
+    for path in stale:
+        path.unlink()
+    if stale:
+        logger.info("removed %d files of patients not in this run from %s", len(stale), out_dir)
+    return stale
 
 
 def test(opt: argparse.Namespace) -> Path:
@@ -162,6 +187,7 @@ def test(opt: argparse.Namespace) -> Path:
         volumes[p.patient_id], score = run_patient(model, p, opt, out_dir, page, settings)
         if score is not None:
             scores[p.patient_id] = score
+    remove_stale_outputs(out_dir, dataset.patient_ids)
     if page is not None:
         page.save()
     print_results(volumes, scores, out_dir, page is not None)

@@ -189,10 +189,14 @@ def test_recipe_flags_train_and_test_reads_them_from_the_run(workdir):
     assert meta["training"]["motion_weight"] == 2
     test = ("python test.py --dataroot ./datasets/ct_phases_dataset --name recipe --model pix2pix "
             "--dataset_mode nifti_aligned --preprocess none --axial_slice --eval --no_pictures")
-    run(test, workdir)  # --context_slices, --residual and --input_nc come from opt.json
     out = workdir / "results" / "recipe" / "test_latest"
+    (out / "volumes").mkdir(parents=True)
+    (out / "volumes" / "GONE_fake_B.nii.gz").write_bytes(b"an earlier run's patient")
+    run(test, workdir)  # --context_slices, --residual and --input_nc come from opt.json
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n_patients"] == len(list((workdir / DATAROOT / "testA").glob("*.nii.gz")))
+    test_ids = sorted(p.name for p in (workdir / DATAROOT / "testA").glob("*.nii.gz"))
+    assert metrics["n_patients"] == len(test_ids)
+    assert sorted(p.name.replace("_fake_B", "") for p in (out / "volumes").iterdir()) == test_ids
     args = shlex.split(test + " --input_nc 1")
     args[0:2] = [sys.executable, str(REPO / args[1])]
     proc = subprocess.run(args, cwd=workdir, capture_output=True, text=True, timeout=300)

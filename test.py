@@ -13,6 +13,8 @@ Reads ``<dataroot>/<phase>A`` (and ``<phase>B`` when present) and writes, under
 - with ground truth, ``metrics.csv`` and ``metrics.json``: MAE, RMSE, bias, PSNR and SSIM in the
   whole volume, the body and the motion region, for the prediction and for the AVG itself (the
   identity baseline), scored on the written files, plus lung volumes in mL.
+
+Volumes and pictures left there by an earlier run for patients not in this one are removed.
 """
 
 from __future__ import annotations

@@ -232,9 +232,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="folder for data, checkpoints, results and logs (data made anew)")
     parser.add_argument("--variants", nargs="+", default=["recipe"], choices=sorted(VARIANTS))
     parser.add_argument("--ablation", action="store_true", help="run every variant")
-    parser.add_argument("--epochs", type=int, default=40,
+    parser.add_argument("--epochs", type=int, default=60,
                         help="epochs per variant: half at the initial lr, half decaying")
-    parser.add_argument("--n_patients", type=int, default=20,
+    parser.add_argument("--n_patients", type=int, default=40,
                         help="synthetic patients split train/val/test (60/15/25 %%)")
     parser.add_argument("--n_shifted", type=int, default=4,
                         help="held-out patients drawn outside the training ranges")

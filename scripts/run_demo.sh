@@ -4,17 +4,19 @@
 # Training uses the README's recommended recipe (2.5-D input, residual output), shortened.
 #   bash scripts/run_demo.sh
 # Environment: WORK (default ./synthetic_4dct), DATASET (./datasets/ct_phases_dataset),
-# NAME (synthetic_demo), EPOCHS (40: half at the initial learning rate, half decaying).
+# NAME (synthetic_demo), PATIENTS (16 synthetic patients), EPOCHS (20: half at the initial
+# learning rate, half decaying).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON="${PYTHON:-python3}"
 WORK="${WORK:-./synthetic_4dct}"
 DATASET="${DATASET:-./datasets/ct_phases_dataset}"
 NAME="${NAME:-synthetic_demo}"
-EPOCHS="${EPOCHS:-40}"
+PATIENTS="${PATIENTS:-16}"
+EPOCHS="${EPOCHS:-20}"
 
 bash scripts/install.sh
-"$PYTHON" scripts/make_synthetic_4dct.py --out "$WORK" --n_patients 8 --size 64 --n_slices 32 \
+"$PYTHON" scripts/make_synthetic_4dct.py --out "$WORK" --n_patients "$PATIENTS" --size 64 --n_slices 32 \
   --seed 0
 "$PYTHON" prepare_dataset.py --avg_root "$WORK/res_avg" --phases_root "$WORK/res_phases" \
   --output "$DATASET"

@@ -62,6 +62,7 @@ logger = logging.getLogger("test")
 
 #: Display windows of the per-patient views: lungs, and soft tissue (diaphragm, liver dome).
 VIEW_WINDOWS = ("lung", "soft_tissue")
+#: Predicted volumes are ``volumes/<safe patient id><VOLUME_SUFFIX>``.
 VOLUME_SUFFIX = "_fake_B.nii.gz"
 #: The per-patient pictures this script writes: ``<stem>_views_<window>.png`` and
 #: ``<stem>_slice<NNN>_<visual>.png``.

@@ -54,7 +54,7 @@ from util.geometry import (
 )
 from util.html import HTMLPage
 from util.metrics import RegionSettings, evaluate_volumes, motion_mask
-from util.names import safe_name
+from util.names import PREDICTION_SUFFIX, prediction_file_name, safe_name
 from util.report import write_and_describe
 from util.visualizer import save_test_images
 
@@ -62,8 +62,6 @@ logger = logging.getLogger("test")
 
 #: Display windows of the per-patient views: lungs, and soft tissue (diaphragm, liver dome).
 VIEW_WINDOWS = ("lung", "soft_tissue")
-#: Predicted volumes are ``volumes/<safe patient id><VOLUME_SUFFIX>``.
-VOLUME_SUFFIX = "_fake_B.nii.gz"
 #: The per-patient pictures this script writes: ``<stem>_views_<window>.png`` and
 #: ``<stem>_slice<NNN>_<visual>.png``.
 _PICTURE_NAME = re.compile(r"^(?P<stem>.+)_(views_[a-z_]+|slice\d{3}_(real_A|fake_B|real_B))\.png$")
@@ -142,7 +140,7 @@ def run_patient(model: BaseModel, p: PatientInputs, opt: argparse.Namespace, out
                          amp_dtype=model.speed.amp_dtype)
     info = p.source.info
     path = save_volume(slices_to_volume(pred, info, opt.hu_min, opt.hu_max), info,
-                       out_dir / "volumes" / f"{safe_name(p.patient_id)}{VOLUME_SUFFIX}")
+                       out_dir / "volumes" / prediction_file_name(p.patient_id))
     saved = load_volume(path).hu  # scored as a user will read it, after on-disk rounding
     if page is not None:
         add_patient_views(page, p, to_slice_stack(saved, info.affine), settings,
@@ -157,8 +155,9 @@ def remove_stale_outputs(out_dir: Path, patient_ids: Iterable[str]) -> list[Path
     split or dataset would otherwise leave another model's predictions beside the new ones).
     Other files are not touched. Returns the deleted paths."""
     stems = {safe_name(pid) for pid in patient_ids}
-    stale = [path for path in sorted((out_dir / "volumes").glob(f"*{VOLUME_SUFFIX}"))
-             if path.name.removesuffix(VOLUME_SUFFIX) not in stems]
+    suffix = f"{PREDICTION_SUFFIX}.nii.gz"  # volumes are prediction_file_name(patient id)
+    stale = [path for path in sorted((out_dir / "volumes").glob(f"*{suffix}"))
+             if path.name.removesuffix(suffix) not in stems]
     for path in sorted((out_dir / "images").glob("*.png")):
         match = _PICTURE_NAME.match(path.name)
         if match is not None and match["stem"] not in stems:

@@ -47,6 +47,7 @@ from data.synthetic_params import ParamRanges
 from util.atomic import atomic_write_json
 from util.geometry import axial_axis
 from util.metrics import REGIONS, RegionSettings, evaluate_volumes
+from util.names import prediction_file_name
 
 ROOT = Path(__file__).resolve().parents[1]
 def cohort_ranges(amplitude_mm: tuple[float, float]) -> tuple[ParamRanges, ParamRanges]:
@@ -185,7 +186,7 @@ def model_scores(cohort: Cohort, volumes: Path) -> dict:
     scores = []
     for pid in cohort.patients:
         truth, avg = _truth_and_avg(cohort, pid)
-        pred = load_volume(volumes / f"{pid}_fake_B.nii.gz").hu
+        pred = load_volume(volumes / prediction_file_name(pid)).hu
         scores.append(_score(pred, truth, avg)["model"])
     return _mean_scores(scores)
 

@@ -26,11 +26,11 @@ from util.cli import run_cli
 from util.errors import DataError
 from util.geometry import axial_axis
 from util.metrics import RegionSettings, evaluate_volumes
+from util.names import PREDICTION_SUFFIX
 from util.report import write_and_describe
 
 #: A volume whose values all lie within this many units of 0 is not in HU (air is -1000 HU).
 NOT_HU_ABS_MAX = 2.0
-PRED_SUFFIX = "_fake_B"
 
 
 def volumes_by_id(folder: Path, strip_suffix: str = "") -> dict[str, Path]:
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def go() -> int:
         settings = region_settings(args)
-        pred = volumes_by_id(args.pred, PRED_SUFFIX)
+        pred = volumes_by_id(args.pred, PREDICTION_SUFFIX)
         truth = volumes_by_id(args.truth)
         avg = volumes_by_id(args.avg) if args.avg is not None else None
         scores = {pid: score(pred[pid], truth[pid], avg[pid] if avg else None, settings)

@@ -21,3 +21,12 @@ def safe_name(text: str) -> str:
     if not name:
         raise DataError(f"{text!r}: nothing usable as a file name")
     return name
+
+
+#: What ``test.py`` appends to a patient's safe name for its predicted volume.
+PREDICTION_SUFFIX = "_fake_B"
+
+
+def prediction_file_name(patient_id: str) -> str:
+    """File name of a patient's predicted phase-0 volume: ``<safe id>_fake_B.nii.gz``."""
+    return f"{safe_name(patient_id)}{PREDICTION_SUFFIX}.nii.gz"

@@ -14,7 +14,7 @@ import json
 import logging
 import platform
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,14 +26,16 @@ import torch
 from data.image_folder import make_dataset
 from data.nifti_io import nifti_stem, read_geometry
 from models.base_model import BaseModel, load_weights
-from util.atomic import atomic_write_json
 from util.errors import DataError
+from util.file_set import FileSet, file_set
 from util.geometry import stack_shape, stack_spacing_mm
 
 logger = logging.getLogger(__name__)
 
 METADATA_VERSION = 1
 Geometry = tuple[tuple[int, int, int], np.ndarray]
+#: Stages more members of a checkpoint set, given {network name: SHA-256 of its weights file}.
+StageExtra = Callable[[FileSet, Mapping[str, str]], None]
 
 
 def summarize_geometry(volumes: Mapping[str, Geometry]) -> dict[str, Any]:
@@ -150,20 +152,27 @@ def build_metadata(model: BaseModel, opt: argparse.Namespace, epoch: str | int,
 
 def save_model_with_metadata(model: BaseModel, opt: argparse.Namespace, epoch: str | int,
                              save_dir: str | Path,
-                             geometry: Mapping[str, Geometry] | None = None,
-                             **progress: Any) -> Path:
-    """Save the model's networks for ``epoch`` and write ``<save_dir>/<epoch>_metadata.json``.
+                             geometry: Mapping[str, Geometry] | None = None, *,
+                             also: StageExtra | None = None, **progress: Any) -> Path:
+    """Save ``<save_dir>/<epoch>_net_<name>.pth`` for every network and
+    ``<save_dir>/<epoch>_metadata.json`` as one checkpoint set (:mod:`util.file_set`): after
+    a crash or a full disk at any moment, ``save_dir`` holds either the whole new set or the
+    whole previous one.
 
     ``geometry`` ({patient: (shape, affine)}) defaults to the headers in
-    ``<dataroot>/<phase>A``; ``progress`` may give ``epoch_number``, ``total_iters`` and
-    ``validation`` (see :func:`build_metadata`).
-    Returns the metadata path. Every file is written atomically.
+    ``<dataroot>/<phase>A``; ``also(stage, digests)`` stages more members of the set (the
+    training state), given the weights' SHA-256 by network name; ``progress`` may give
+    ``epoch_number``, ``total_iters`` and ``validation`` (see :func:`build_metadata`).
+    Returns the metadata path.
     """
-    model.save_networks(epoch)
     if geometry is None:
         geometry = geometry_from_folder(Path(opt.dataroot) / f"{opt.phase}A")
     meta = build_metadata(model, opt, epoch, geometry, **progress)
-    path = atomic_write_json(Path(save_dir) / f"{epoch}_metadata.json", meta)
+    with file_set(save_dir, str(epoch)) as stage:
+        digests = model.stage_networks(stage, epoch)
+        path = stage.stage_json(f"{epoch}_metadata.json", meta)
+        if also is not None:
+            also(stage, digests)
     logger.info("saved checkpoint '%s' with metadata %s", epoch, path)
     return path
 

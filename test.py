@@ -211,7 +211,10 @@ def print_results(volumes: dict[str, Path], scores: dict[str, dict], out_dir: Pa
 def main(argv: list[str] | None = None) -> int:
     """Parse options and test; exit status 0 on success, 1 on a reported error."""
     def go() -> int:
-        test(TestOptions().parse(argv))
+        options = TestOptions()
+        opt = options.parse(argv)
+        test(opt)
+        options.record(opt)
         return 0
 
     return run_cli(go)

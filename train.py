@@ -19,7 +19,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -33,15 +33,18 @@ from data.sampling import EpochSampler, PatientBlockSampler
 from models import create_model
 from models.base_model import BaseModel
 from models.networks import check_slice_size
+from models.run_folder import check_new_training, clear_run, tidy_run_folder
 from models.training_state import (
     Plan,
     Progress,
+    TrainingState,
     load_training_state,
     restore_rng,
-    save_training_state,
+    stage_training_state,
 )
 from models.validation import Validator, selection_score
 from options.base_options import region_settings
+from options.test_options import ARCHITECTURE_OPTIONS
 from options.train_options import TrainOptions
 from save_ct_metadata import Geometry, save_model_with_metadata
 from util.cli import run_cli, seed_everything
@@ -55,6 +58,7 @@ from util.distributed import (
     weights_digest,
 )
 from util.errors import ConfigError
+from util.file_set import FileSet
 from util.visualizer import Visualizer
 
 logger = logging.getLogger("train")
@@ -151,10 +155,18 @@ def make_visualizer(opt: argparse.Namespace, run_dir: Path) -> Visualizer:
                       no_html=opt.no_html, display_winsize=opt.display_winsize)
 
 
-def train(opt: argparse.Namespace) -> Path:
-    """Run the whole training; return the run's checkpoint folder."""
+def train(opt: argparse.Namespace, record_options: Callable[[], None] = lambda: None) -> Path:
+    """Run the whole training; return the run's checkpoint folder.
+
+    Every check (run folder, data, slice sizes, networks, training state, validation data) runs
+    before anything is written to the run folder; then ``record_options()`` is called (it writes
+    ``opt.json``) and training starts.
+    """
     ctx, opt.gpu_ids = init_distributed(opt.gpu_ids)
     check_distributed(opt, ctx)
+    run_dir = Path(opt.checkpoints_dir) / opt.name
+    check_new_training(run_dir, continue_train=opt.continue_train, overwrite=opt.overwrite,
+                       current=vars(opt), architecture_keys=ARCHITECTURE_OPTIONS)
     seed_everything(opt.seed)  # every rank builds the same initial weights
     dataset = create_dataset(opt)
     check_sizes(dataset, opt)
@@ -165,26 +177,35 @@ def train(opt: argparse.Namespace) -> Path:
                 f" in each of {ctx.world_size} processes" if ctx.enabled else "")
     model = create_model(opt)
     model.setup()
-    if ctx.enabled:  # ranks differ from here on in dropout masks and flips
-        seed_everything(opt.seed + ctx.rank)
     plan = training_plan(sampler, opt)
+    state = load_training_state(model, model.load_suffix, plan) if opt.continue_train else None
     validator = make_validator(opt, model.device) if ctx.is_main else None
-    run_dir = Path(opt.checkpoints_dir) / opt.name
+    if ctx.is_main:  # every check passed: from here on the run folder is written
+        if opt.overwrite:
+            clear_run(run_dir)
+        tidy_run_folder(run_dir)
+        record_options()
+    barrier()
     visualizer = make_visualizer(opt, run_dir) if ctx.is_main else None
     geometry = training_geometry(dataset)
     validation: dict | None = None  # the latest validation result, kept in every metadata
 
     def save(tag: str | int, epoch: int, at: Progress) -> None:
-        """Weights and metadata of ``tag`` (rank 0 only); for ``latest`` also the state to
-        resume ``at``."""
+        """Weights and metadata of ``tag`` as one set (rank 0 only); for ``latest`` the set
+        also holds the state to resume ``at``."""
         if not ctx.is_main:
             return
-        save_model_with_metadata(model, opt, tag, run_dir, geometry, epoch_number=epoch,
-                                 total_iters=at.total_iters, validation=validation)
-        if tag == "latest":
-            save_training_state(model, tag, at, plan)
 
-    start = resume_point(model, opt, plan)
+        def stage_state(stage: FileSet, digests: Mapping[str, str]) -> None:
+            stage_training_state(stage, model, tag, at, plan, digests)
+
+        save_model_with_metadata(model, opt, tag, run_dir, geometry, epoch_number=epoch,
+                                 total_iters=at.total_iters, validation=validation,
+                                 also=stage_state if tag == "latest" else None)
+
+    if ctx.enabled:  # ranks differ from here on in dropout masks and flips
+        seed_everything(opt.seed + ctx.rank)
+    start = resume_point(model, opt, state)
     total_iters = start.total_iters
     best = previous_best(run_dir) if opt.continue_train else math.inf
     last_epoch = opt.n_epochs + opt.n_epochs_decay
@@ -224,14 +245,14 @@ def training_plan(sampler: EpochSampler, opt: argparse.Namespace) -> Plan:
                                        "epoch_count": opt.epoch_count}
 
 
-def resume_point(model: BaseModel, opt: argparse.Namespace, plan: Plan) -> Progress:
+def resume_point(model: BaseModel, opt: argparse.Namespace,
+                 state: TrainingState | None) -> Progress:
     """Where training starts: from ``--epoch_count``, or with ``--continue_train`` where the
-    checkpoint's training state says (optimizers, schedulers and random state restored; the
+    loaded training ``state`` says (its optimizers and schedulers are already restored; its
     random state is applied here, so call this just before training)."""
     fresh = Progress(opt.epoch_count, 0, 0)
     if not opt.continue_train:
         return fresh
-    state = load_training_state(model, model.load_suffix, plan)
     if state is None:
         logger.warning("no %s_training_state.pth in %s: resuming from the weights alone; the "
                        "optimizers and the learning-rate schedule start afresh at epoch %d",
@@ -281,8 +302,10 @@ def run_epoch(model: BaseModel, loader: DataLoader, visualizer: Visualizer | Non
 def main(argv: list[str] | None = None) -> int:
     """Parse options and train; exit status 0 on success, 1 on a reported error."""
     def go() -> int:
+        options = TrainOptions()
+        opt = options.parse(argv)
         try:
-            train(TrainOptions().parse(argv))
+            train(opt, lambda: options.record(opt))
         finally:
             cleanup()
         return 0

@@ -197,7 +197,8 @@ def run_variant(name: str, flags: list[str], dataroot: Path, cohorts: list[Cohor
     base = ["--name", name, "--checkpoints_dir", str(work / "checkpoints")]
     half = args.epochs // 2
     seconds = run([sys.executable, "train.py", "--dataroot", str(dataroot), *base, *COMMON,
-                   *flags, "--n_epochs", str(args.epochs - half), "--n_epochs_decay", str(half),
+                   *flags, "--overwrite", "--n_epochs", str(args.epochs - half),
+                   "--n_epochs_decay", str(half),
                    "--save_epoch_freq", str(10 * args.epochs), "--seed", str(args.seed)],
                   work / f"{name}.train.log", args.threads)
     out: dict = {"train_seconds": seconds, "flags": flags}

@@ -4,8 +4,8 @@ does device placement, schedules, checkpoints (atomic, ``weights_only`` loading)
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
-import json
 import logging
 import pickle
 from abc import ABC, abstractmethod
@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.networks import get_scheduler
-from util.atomic import atomic_write_bytes
+from models.networks import describe_network, describe_weights, get_scheduler
 from util.distributed import unwrap, wrap_ddp
 from util.errors import ConfigError, DataError
+from util.file_set import FileSet, file_set, recover
 from util.speed import (
     autocast,
     configure_backends,
@@ -151,18 +151,31 @@ class BaseModel(ABC):
         """``<save_dir>/<epoch>_net_<name>.pth``."""
         return self.save_dir / f"{epoch}_net_{name}.pth"
 
-    def save_networks(self, epoch: str | int) -> list[Path]:
-        """Save every network's weights (CPU tensors) as ``<epoch>_net_<name>.pth``, atomically."""
-        paths = []
+    def stage_networks(self, stage: FileSet, epoch: str | int) -> dict[str, str]:
+        """Stage every network's weights (CPU tensors) as ``<epoch>_net_<name>.pth`` in the
+        checkpoint set ``stage`` (committed with the rest of the set); returns {name: SHA-256
+        of the file's bytes}."""
+        digests = {}
         for name, net in self.networks().items():
             state = {k: v.detach().cpu() for k, v in unwrap(net).state_dict().items()}
-            path = self.checkpoint_path(epoch, name)
-            atomic_write_bytes(path, serialize(state))
-            paths.append(path)
-        return paths
+            data = serialize(state)
+            stage.stage_bytes(self.checkpoint_path(epoch, name).name, data)
+            digests[name] = hashlib.sha256(data).hexdigest()
+        return digests
+
+    def save_networks(self, epoch: str | int) -> list[Path]:
+        """Save every network's weights as ``<epoch>_net_<name>.pth``, as one set: after a
+        crash at any moment the folder holds either all the new files or all the old ones."""
+        with file_set(self.save_dir, str(epoch)) as stage:
+            self.stage_networks(stage, epoch)
+        return [self.checkpoint_path(epoch, name) for name in self.model_names]
 
     def load_networks(self, epoch: str | int) -> None:
-        """Load ``<epoch>_net_<name>.pth`` for every network, refusing anything but weights."""
+        """Load ``<epoch>_net_<name>.pth`` for every network, refusing anything but weights.
+        A save of the folder's checkpoint sets that a crash interrupted after it was complete on
+        disk is finished first (:func:`util.file_set.recover`)."""
+        if self.save_dir.is_dir():
+            recover(self.save_dir)
         for name, net in self.networks().items():
             path = self.checkpoint_path(epoch, name)
             state = load_weights(path, self.device)
@@ -170,8 +183,8 @@ class BaseModel(ABC):
                 unwrap(net).load_state_dict(state)
             except RuntimeError as exc:
                 raise ConfigError(f"{path}: does not fit the network built from the options "
-                                  f"({architecture_hint(self.save_dir, epoch)}): "
-                                  f"{str(exc).splitlines()[0]}") from exc
+                                  f"({describe_network(unwrap(net))}); the file holds "
+                                  f"{describe_weights(state)}") from exc
             logger.info("loaded %s", path)
 
     def log_networks(self) -> None:
@@ -212,14 +225,3 @@ def load_weights(path: Path, device: torch.device) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise DataError(f"{path}: expected a state dict, got {type(state).__name__}")
     return state
-
-
-def architecture_hint(save_dir: Path, epoch: str | int) -> str:
-    """What the checkpoint's metadata says it holds, e.g. 'it holds netG unet_64, norm batch'."""
-    meta_path = save_dir / f"{epoch}_metadata.json"
-    try:
-        arch = json.loads(meta_path.read_text(encoding="utf-8"))["architecture"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return "no metadata file to say what it holds"
-    held = [f"--{k} {arch[k]}" for k in ("netG", "norm", "ngf") if k in arch]
-    return f"it holds {', '.join(held)}" if held else "its metadata names no architecture"

@@ -4,9 +4,10 @@
 schedulers' state dicts, where training stands (:class:`Progress`), the random generators'
 states, the settings that fix the batch order (:data:`Plan`) and the SHA-256 of the weight files
 saved with it. It holds tensors and plain Python values only, so it loads with
-``torch.load(..., weights_only=True)``. It is written after the weights; the digests turn a
-``latest`` whose files come from different saves (a crash between two of them) into an error
-rather than a silent mix.
+``torch.load(..., weights_only=True)``. It is a member of the checkpoint set of its tag
+(:mod:`util.file_set`), committed together with the weights and metadata, so a crash never
+leaves it beside weights of another save; the digests still turn files mixed by hand into an
+error rather than a silent mix.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from typing import Any
 import torch
 
 from models.base_model import BaseModel, load_weights, serialize
-from util.atomic import atomic_write_bytes
 from util.errors import ConfigError, DataError
+from util.file_set import FileSet
 
 logger = logging.getLogger(__name__)
 
@@ -89,15 +90,16 @@ def _weight_files(model: BaseModel, tag: str | int) -> dict[str, Path]:
     return {name: model.checkpoint_path(tag, name) for name in model.model_names}
 
 
-def save_training_state(model: BaseModel, tag: str | int, progress: Progress,
-                        plan: Plan) -> Path:
-    """Write ``<tag>_training_state.pth`` atomically, after ``<tag>_net_*.pth`` were saved."""
+def stage_training_state(stage: FileSet, model: BaseModel, tag: str | int, progress: Progress,
+                         plan: Plan, weights_sha256: Mapping[str, str]) -> Path:
+    """Stage ``<tag>_training_state.pth`` in the checkpoint set ``stage`` that holds the
+    weights whose SHA-256 (by network name) are ``weights_sha256``; returns its path."""
     state = {"format_version": FORMAT_VERSION, "progress": asdict(progress), "plan": dict(plan),
              "optimizers": [o.state_dict() for o in model.optimizers],
              "schedulers": [s.state_dict() for s in model.schedulers],
              "rng": rng_state(),
-             "weights_sha256": {n: file_sha256(p) for n, p in _weight_files(model, tag).items()}}
-    return atomic_write_bytes(state_path(model, tag), serialize(state))
+             "weights_sha256": dict(weights_sha256)}
+    return stage.stage_bytes(state_path(model, tag).name, serialize(state))
 
 
 def _check_plan(path: Path, saved: Plan, current: Plan) -> None:

@@ -131,9 +131,12 @@ class BaseOptions:
         first, _ = parser.parse_known_args(argv)
         return data.get_option_setter(first.dataset_mode)(parser, self.is_train)
 
+    parser: argparse.ArgumentParser | None = None
+
     def parse(self, argv: list[str] | None = None) -> argparse.Namespace:
-        """Parse, resolve and validate the options; save them in the run's checkpoint folder."""
-        parser = self.build_parser(argv)
+        """Parse, resolve and validate the options. Nothing is written: the entry point calls
+        :meth:`record` once its own checks have passed."""
+        parser = self.parser = self.build_parser(argv)
         opt = parser.parse_args(argv)
         opt.isTrain = self.is_train
         self.adjust(opt, explicit_options(parser, argv))
@@ -141,9 +144,15 @@ class BaseOptions:
             opt.name = f"{opt.name}_{opt.suffix.format(**vars(opt))}"
         opt.gpu_ids = resolve_gpu_ids(opt.gpu_ids)
         validate_common(opt)
-        if is_main_process():  # one writer in a torchrun job
-            self.save(opt, parser)
         return opt
+
+    def record(self, opt: argparse.Namespace) -> None:
+        """Write the options of the last :meth:`parse` into the run folder (``<stem>.txt`` and
+        ``<stem>.json``; rank 0 alone in a torchrun job)."""
+        if self.parser is None:
+            raise RuntimeError("record() needs parse() first")
+        if is_main_process():
+            self.save(opt, self.parser)
 
     def adjust(self, opt: argparse.Namespace, explicit: set[str]) -> None:
         """Hook for subclasses: change ``opt`` in place before validation (``explicit``: the

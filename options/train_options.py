@@ -39,6 +39,10 @@ class TrainOptions(BaseOptions):
         g.add_argument("--save_by_iter", action="store_true",
                        help="also keep iter_<N> checkpoints at each latest save")
         g.add_argument("--continue_train", action="store_true", help="resume from --epoch")
+        g.add_argument("--overwrite", action="store_true",
+                       help="start anew in a run folder that holds checkpoints: once every "
+                            "check has passed, its checkpoints, options, logs and page are "
+                            "deleted (without this, such a run is refused)")
         g.add_argument("--epoch_count", type=int, default=1,
                        help="first epoch number (when resuming: the next epoch)")
         g.add_argument("--phase", default="train", help="train, val, test, ...")

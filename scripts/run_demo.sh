@@ -26,6 +26,6 @@ RECIPE=(--input_nc 5 --output_nc 1 --context_slices 2 --residual --hu_min -1024 
         --motion_weight 4 --no_dropout --netG unet_64 --ngf 32 --norm instance --batch_size 8)
 "$PYTHON" train.py "${COMMON[@]}" "${RECIPE[@]}" \
   --n_epochs $((EPOCHS - EPOCHS / 2)) --n_epochs_decay $((EPOCHS / 2)) --save_epoch_freq "$EPOCHS" \
-  --display_freq 400 --print_freq 400
+  --display_freq 400 --print_freq 400 --overwrite
 "$PYTHON" test.py "${COMMON[@]}" --epoch best --eval
 echo "checkpoints and training page: ./checkpoints/$NAME/ (web/index.html)"

@@ -33,9 +33,12 @@ def test_pix2pix_defaults_as_original_users_expect(tmp_path):
 
 
 def test_seed_flags_and_saved_options(tmp_path):
-    opt = TrainOptions().parse(train_argv(tmp_path, *SEED_TRAIN))
+    options = TrainOptions()
+    opt = options.parse(train_argv(tmp_path, *SEED_TRAIN))
     assert (opt.netG, opt.norm, opt.batch_size, opt.axial_slice) == ("unet_64", "instance", 1,
                                                                      True)
+    assert not (tmp_path / "ck").exists()  # parsing writes nothing
+    options.record(opt)
     saved = json.loads((tmp_path / "ck" / "run" / "opt.json").read_text())
     assert saved["netG"] == "unet_64"
     assert saved["max_dataset_size"] is None  # inf stored as null, valid JSON
@@ -74,9 +77,14 @@ def test_test_model_refused_for_training(tmp_path):
 
 
 def test_test_options_take_architecture_from_training_run(tmp_path):
-    TrainOptions().parse(train_argv(tmp_path, *SEED_TRAIN, "--resize_to", "128"))
+    train_options = TrainOptions()
+    train_options.record(train_options.parse(train_argv(tmp_path, *SEED_TRAIN, "--resize_to",
+                                                        "128")))
     argv = train_argv(tmp_path, "--model", "pix2pix", "--axial_slice")
-    opt = TestOptions().parse(argv)
+    test_options = TestOptions()
+    opt = test_options.parse(argv)
+    assert not (tmp_path / "ck" / "run" / "test_opt.json").exists()
+    test_options.record(opt)
     assert (opt.netG, opt.norm, opt.resize_to, opt.isTrain) == ("unet_64", "instance", 128,
                                                                 False)
     assert opt.serial_batches

@@ -120,36 +120,139 @@ def test_state_from_another_save_other_settings_or_with_code_is_refused(dataroot
     assert not marker.exists()
 
 
-def test_full_disk_while_saving_keeps_previous_latest(dataroot, tmp_path, monkeypatch, caplog):
+#: Runs train.py, SIGKILLing itself at event ``argv[1]`` of the saves of ``latest``: events are
+#: the writes of temp files (killed half-way through), the renames, and the journal's deletion,
+#: numbered from 1 in the order they happen. Each event is appended to ``argv[2]``.
+SET_KILLER = f"""
+import os, signal, sys
+from pathlib import Path
+sys.path.insert(0, {str(REPO)!r})
+import train
+
+kill_at, log, events = int(sys.argv[1]), Path(sys.argv[2]), [0]
+real_write, real_replace, real_unlink = Path.write_bytes, os.replace, Path.unlink
+
+def event(kind, name):
+    if "latest" not in name:
+        return False
+    events[0] += 1
+    with log.open("a") as f:
+        f.write(f"{{events[0]}} {{kind}} {{name}}\\n")
+    return events[0] == kill_at
+
+def write_bytes(self, data):
+    if event("write", self.name):
+        real_write(self, data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_write(self, data)
+
+def replace(src, dst, *a, **k):
+    if event("replace", Path(dst).name):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_replace(src, dst, *a, **k)
+
+def unlink(self, *a, **k):
+    if self.name.endswith(".commit.json") and event("unlink", self.name):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_unlink(self, *a, **k)
+
+Path.write_bytes, os.replace, Path.unlink = write_bytes, replace, unlink
+sys.exit(train.main(sys.argv[3:]))
+"""
+
+
+def run_set_killer(tmp_path, kill_at, argv, log):
+    script = tmp_path / "set_killer.py"
+    script.write_text(SET_KILLER)
+    env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(script), str(kill_at), str(log), *argv],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+
+
+def weights(run_dir, net):
+    return load_weights(run_dir / f"latest_net_{net}.pth", torch.device("cpu"))
+
+
+def same_weights(run_a, run_b):
+    return all(torch.equal(weights(run_a, n)[k], weights(run_b, n)[k])
+               for n in ("G", "D") for k in weights(run_a, n))
+
+
+@pytest.mark.slow
+def test_sigkill_at_every_write_of_the_checkpoint_set_resumes_exactly(dataroot, tmp_path):
+    """latest is saved after 5, 10, 15, 20 and 24 slices; each save is 11 events (4 members
+    and the journal written, 5 renames, the journal deleted). Killing at each event of the
+    second save, then resuming, ends with the weights of the uninterrupted run: from the first
+    save until the journal is in place, from the second after."""
+    ck = tmp_path / "ck"
+    log = tmp_path / "events_whole.txt"
+    whole = run_set_killer(tmp_path, 0, train_argv(dataroot, ck, "whole"), log)
+    assert whole.returncode == 0, whole.stderr
+    events = log.read_text().splitlines()
+    assert len(events) == 5 * 11
+    second_save = events[11:22]
+    kinds = [line.split()[1] for line in second_save]
+    assert kinds == ["write"] * 5 + ["replace"] * 5 + ["unlink"]
+    names = {line.split()[2] for line in second_save}
+    assert {"latest_net_G.pth", "latest_net_D.pth", "latest_metadata.json",
+            "latest_training_state.pth", ".latest.commit.json"} <= names
+    for line in second_save:
+        number, kind, _ = line.split()
+        run = f"kill{number}"
+        killed = run_set_killer(tmp_path, int(number), train_argv(dataroot, ck, run),
+                                tmp_path / f"{run}.txt")
+        assert killed.returncode == -signal.SIGKILL, (line, killed.stderr)
+        left = sorted(p.name for p in (ck / run).iterdir() if ".tmp" in p.name)
+        assert bool(left) == (kind != "unlink"), (line, left)
+        resumed = run_train(tmp_path, 0, train_argv(dataroot, ck, run, "--continue_train"))
+        assert resumed.returncode == 0, (line, resumed.stderr)
+        committed = int(number) >= 18  # the journal is in place from event 18 on
+        assert f"epoch 1 after {10 if committed else 5} batches" in resumed.stderr, line
+        assert ("completed the interrupted save of the 'latest'" in resumed.stderr) == committed
+        if not committed:  # the staged files were never part of a complete set
+            assert f"removed {len(left)} temporary files" in resumed.stderr, line
+        assert not [p for p in (ck / run).iterdir() if ".tmp" in p.name or ".commit" in p.name]
+        assert state(ck / run)["progress"] == state(ck / "whole")["progress"], line
+        assert same_weights(ck / "whole", ck / run), line
+
+
+@pytest.mark.parametrize("failing_write", [1, 2, 3, 4, 5])
+def test_full_disk_at_each_write_of_the_set_keeps_the_previous_set_and_resumes(
+        dataroot, tmp_path, monkeypatch, caplog, failing_write):
+    """The disk fills during write ``failing_write`` of the second save of latest (G, D,
+    metadata, training state, journal): the run stops with one line naming the file, the first
+    save is intact, no temp file is left, and --continue_train ends as an uninterrupted run."""
+    torch.set_num_threads(1)
     argv = train_argv(dataroot, tmp_path / "ck", "run", "--n_epochs_decay", "0",
-                      "--max_dataset_size", "4", "--save_latest_freq", "2")
+                      "--save_latest_freq", "4")
+    assert train.main(train_argv(dataroot, tmp_path / "ck", "whole", "--n_epochs_decay", "0",
+                                 "--save_latest_freq", "4")) == 0
     run_dir = tmp_path / "ck" / "run"
-    writes = {"G": 0}
+    writes = []
     real_write_bytes = Path.write_bytes
 
     def write_then_fill_disk(self, data):
-        """The second write of latest_net_G.pth stops half-way: no space left."""
-        if self.name.startswith(".latest_net_G.pth."):
-            writes["G"] += 1
-            if writes["G"] == 2:
+        if "latest" in self.name and ".tmp" in self.name:
+            writes.append(self.name)
+            if len(writes) == 5 + failing_write:
                 real_write_bytes(self, data[: len(data) // 2])
                 raise OSError(errno.ENOSPC, "No space left on device")
         return real_write_bytes(self, data)
 
-    saved = {}
-    real_save_state = train.save_training_state
-
-    def remember(model, tag, at, plan):  # the files as they were after the first save
-        path = real_save_state(model, tag, at, plan)
-        saved.update({p.name: p.read_bytes() for p in run_dir.glob("latest_*")})
-        return path
-
     monkeypatch.setattr(Path, "write_bytes", write_then_fill_disk)
-    monkeypatch.setattr(train, "save_training_state", remember)
     assert train.main(argv) == 1
-    assert f"{run_dir / 'latest_net_G.pth'}: writing failed" in caplog.text
+    monkeypatch.undo()
+    if failing_write < 5:
+        failed = writes[-1].split(".tmp")[0].lstrip(".").rsplit(".", 1)[0]
+        assert f"{run_dir / failed}: writing failed" in caplog.text
+    else:  # the journal
+        assert f"{run_dir}: the 'latest' set could not be saved" in caplog.text
+    assert "the previous 'latest' files, if any, are unchanged" in caplog.text
     assert "No space left on device" in caplog.text
-    assert writes["G"] == 2
-    assert {p.name: p.read_bytes() for p in run_dir.glob("latest_*")} == saved
-    assert json.loads(saved["latest_metadata.json"])["checkpoint"]["total_iters"] == 2
-    assert not [p for p in run_dir.iterdir() if ".tmp" in p.name]
+    assert not [p for p in run_dir.iterdir() if ".tmp" in p.name or ".commit" in p.name]
+    assert state(run_dir)["progress"]["total_iters"] == 4  # the first save, whole
+    assert json.loads((run_dir / "latest_metadata.json").read_text()
+                      )["checkpoint"]["total_iters"] == 4
+    caplog.clear()
+    assert train.main([*argv, "--continue_train"]) == 0, caplog.text
+    assert same_weights(tmp_path / "ck" / "whole", run_dir)

@@ -18,13 +18,26 @@ from typing import Any
 from util.errors import OutputError
 
 
-def _sync(path: Path) -> None:
+def sync_file(path: Path) -> None:
     """Flush ``path``'s bytes to the disk, so a power cut after the rename finds them there."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def new_temp_file(dest: Path, suffix: str = "") -> Path:
+    """Create an empty temp file beside ``dest``, named ``.<dest name>.<8 chars>.tmp<suffix>``
+    (the folder is created if needed); OutputError naming ``dest`` when that fails."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{suffix}",
+                                        dir=dest.parent)
+    except OSError as exc:
+        raise OutputError(f"{dest}: cannot be written ({exc})") from exc
+    os.close(fd)
+    return Path(tmp_name)
 
 
 @contextmanager
@@ -36,17 +49,10 @@ def atomic_path(dest: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
     (e.g. ``.nii.gz``).
     """
     dest = Path(dest)
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{suffix}",
-                                        dir=dest.parent)
-    except OSError as exc:
-        raise OutputError(f"{dest}: cannot be written ({exc})") from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = new_temp_file(dest, suffix)
     try:
         yield tmp
-        _sync(tmp)
+        sync_file(tmp)
         os.replace(tmp, dest)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ code can use ``sorted(GENERATORS)`` as argparse ``choices``. Every unknown name 
 :class:`util.errors.ConfigError` listing the valid ones.
 """
 
+from models.networks.describe import describe_network, describe_weights
 from models.networks.factory import (
     DISCRIMINATORS,
     GENERATORS,
@@ -54,6 +55,8 @@ __all__ = [
     "count_parameters",
     "define_D",
     "define_G",
+    "describe_network",
+    "describe_weights",
     "get_norm_layer",
     "get_scheduler",
     "gradient_penalty",

@@ -16,7 +16,11 @@ def small_opt(tmp_path, *extra, train=True):
     argv = ["--dataroot", str(tmp_path / "d"), "--checkpoints_dir", str(tmp_path / "ck"),
             "--name", "run", "--netG", "unet_64", "--ngf", "8", "--ndf", "8", "--axial_slice",
             "--gpu_ids", "-1", *extra]
-    return (TrainOptions() if train else TestOptions()).parse(argv)
+    options = TrainOptions() if train else TestOptions()
+    opt = options.parse(argv)
+    if train:
+        options.record(opt)  # the run's opt.json, as train.py writes it once its checks pass
+    return opt
 
 
 def batch(n=2, size=64):
@@ -80,7 +84,9 @@ def test_wrong_architecture_names_what_checkpoint_holds(tmp_path):
     other = small_opt(tmp_path, "--netG", "unet_128", "--gpu_ids", "-1")
     other.epoch = "latest"
     other.isTrain = False
-    with pytest.raises(ConfigError, match="it holds --netG unet_64, --norm batch, --ngf 8"):
+    with pytest.raises(ConfigError, match=r"options \(a U-Net of 7 levels \(--netG unet_128\).*"
+                                          r"the file holds a U-Net of 6 levels \(--netG "
+                                          r"unet_64\), --ngf 8, .*batch norm"):
         create_model(other).setup()
 
 

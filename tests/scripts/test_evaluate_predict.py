@@ -103,9 +103,11 @@ def test_prediction_in_network_units_is_refused(tmp_path, evaluate, caplog):
 
 def _trained_run(tmp_path: Path) -> Path:
     ck = tmp_path / "ck"
-    opt = TrainOptions().parse(["--dataroot", str(tmp_path), "--checkpoints_dir", str(ck),
-                                "--name", "run", "--netG", "unet_64", "--ngf", "8",
-                                "--norm", "instance", "--axial_slice", "--gpu_ids", "-1"])
+    options = TrainOptions()
+    opt = options.parse(["--dataroot", str(tmp_path), "--checkpoints_dir", str(ck),
+                         "--name", "run", "--netG", "unet_64", "--ngf", "8",
+                         "--norm", "instance", "--axial_slice", "--gpu_ids", "-1"])
+    options.record(opt)
     create_model(opt).save_networks("latest")
     return ck
 

@@ -13,6 +13,7 @@ with the dropout layers alone switched on, from a given seed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from torch import nn
 
 from data.ct_volumes import SliceStack, context_indices, slices_to_unit, unit_slices_to_hu
 from data.hu_window import hu_to_unit
+from data.nifti_io import VolumeInfo
 from models.networks import SliceSizeRule
 from util.errors import ConfigError
 from util.geometry import from_slice_stack
@@ -192,3 +194,12 @@ def predict_volume(net_g: nn.Module, stack: SliceStack, *, hu_min: float, hu_max
                       batch_size=batch_size, context_slices=context_slices, device=device,
                       amp_dtype=amp_dtype, size_rule=size_rule)
     return np.ascontiguousarray(from_slice_stack(pred.hu, stack.info.affine))
+
+
+def float32_storage(info: VolumeInfo) -> VolumeInfo:
+    """``info`` with float32 on-disk storage and no scaling: for volumes that are not CT values
+    on the source's integer grid, such as a standard deviation in HU. Shape and affine kept."""
+    header = info.header.copy()
+    header.set_data_dtype(np.float32)
+    header.set_slope_inter(1.0, 0.0)
+    return dataclasses.replace(info, header=header)

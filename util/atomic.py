@@ -56,8 +56,9 @@ def make_dirs(folder: str | os.PathLike[str]) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         blocker = _blocking_file(folder)
+        where = f"{exc.filename}: " if exc.filename and Path(exc.filename) != folder else ""
         reason = (f": {blocker} is a file, not a folder" if blocker is not None
-                  else f" ({exc.strerror or exc})")
+                  else f" ({where}{exc.strerror or exc})")
         raise OutputError(f"{folder}: cannot create the folder{reason}") from exc
     return folder
 

@@ -7,14 +7,25 @@
 Reads ``<dataroot>/<phase>A`` (and ``<phase>B`` when present) and writes, under
 ``<results_dir>/<name>/<phase>_<epoch>/``:
 
-- ``volumes/<id>_fake_B.nii.gz``: HU, the source AVG's shape, affine and on-disk type;
+- ``volumes/<id>_fake_B.nii.gz``: HU, the source AVG's shape, affine and on-disk type (``<id>``
+  is the file name made safe: characters other than letters, digits, ``.``, ``_``, ``-`` become
+  ``_``); with ``--samples N`` (N > 1) it is the mean of N passes with dropout on, seeded by
+  ``--seed``, and ``volumes/<id>_fake_B_std.nii.gz`` holds their voxelwise standard deviation
+  (HU, float32, the same geometry);
 - ``index.html`` with per-patient axial and coronal views (AVG, prediction, truth, |error|) in a
   lung and a soft-tissue window, and per-slice pictures;
 - with ground truth, ``metrics.csv`` and ``metrics.json``: MAE, RMSE, bias, PSNR and SSIM in the
   whole volume, the body and the motion region, for the prediction and for the AVG itself (the
   identity baseline), scored on the written files, plus lung volumes in mL.
 
-Volumes and pictures left there by an earlier run for patients not in this one are removed.
+Volumes and pictures left there by an earlier run for patients not in this one are removed,
+and standard deviations from an earlier run when this one does not sample.
+
+The prediction is deterministic (eval mode: no dropout, batch norm running statistics; ``--eval``
+is accepted and changes nothing): the same inputs and checkpoint give the same files. Slices of
+any size are padded with air to what the generator takes and cropped back. Before anything is
+written, two inputs whose safe names coincide (``PT 1`` and ``PT_1``, or names differing only in
+case) are refused, naming both, and the results folder is created and checked to be writable.
 """
 
 from __future__ import annotations
@@ -32,29 +43,33 @@ import torch
 from tqdm import tqdm
 
 from data import create_dataset
-from data.ct_volumes import SliceStack, slice_to_unit, slices_to_volume
+from data.ct_volumes import SliceStack, slice_to_unit
+from data.hu_window import hu_to_unit
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_io import load_volume, save_volume
 from models import create_model
 from models.base_model import BaseModel
-from models.inference import predict_stack
+from models.inference import check_samples, float32_storage, predict_hu
+from models.networks import slice_size_rule
 from options.base_options import region_settings
 from options.test_options import TestOptions
-from train import check_sizes
+from util.atomic import ensure_writable_dir
 from util.cli import run_cli
 from util.ct_views import choose_planes, save_patient_views
 from util.display import get_window
-from util.errors import ConfigError
-from util.geometry import (
-    axial_axis,
-    from_slice_stack,
-    resize_slices,
-    stack_spacing_mm,
-    to_slice_stack,
-)
+from util.errors import ConfigError, OutputError
+from util.file_set import remove_stale_temp_files
+from util.geometry import axial_axis, from_slice_stack, stack_spacing_mm, to_slice_stack
 from util.html import HTMLPage
 from util.metrics import RegionSettings, evaluate_volumes, motion_mask
-from util.names import PREDICTION_SUFFIX, prediction_file_name, safe_name
+from util.names import (
+    PREDICTION_SUFFIX,
+    STD_SUFFIX,
+    prediction_file_name,
+    safe_name,
+    std_file_name,
+    unique_output_names,
+)
 from util.report import write_and_describe
 from util.visualizer import save_test_images
 
@@ -132,55 +147,81 @@ def add_slice_pictures(page: HTMLPage, p: PatientInputs, pred: torch.Tensor,
 
 def run_patient(model: BaseModel, p: PatientInputs, opt: argparse.Namespace, out_dir: Path,
                 page: HTMLPage | None, settings: RegionSettings) -> tuple[Path, dict | None]:
-    """Predict one patient, write its volume (HU, the source's geometry) and pictures, and
-    score the written file. Returns (volume path, scores or None)."""
-    pred = predict_stack(model.netG, p.source.hu, hu_min=opt.hu_min, hu_max=opt.hu_max,
-                         resize_to=opt.resize_to, batch_size=opt.batch_size,
-                         context_slices=opt.context_slices, device=model.device,
-                         amp_dtype=model.speed.amp_dtype)
+    """Predict one patient, write its volume (HU, the source's geometry), its standard
+    deviation with ``--samples`` N > 1, and pictures, and score the written file. Returns
+    (volume path, scores or None)."""
+    pred = predict_hu(model.netG, p.source.hu, samples=opt.samples, seed=opt.seed,
+                      hu_min=opt.hu_min, hu_max=opt.hu_max, resize_to=opt.resize_to,
+                      batch_size=opt.batch_size, context_slices=opt.context_slices,
+                      device=model.device, amp_dtype=model.speed.amp_dtype,
+                      size_rule=slice_size_rule(opt.netG))
     info = p.source.info
-    path = save_volume(slices_to_volume(pred, info, opt.hu_min, opt.hu_max), info,
+    path = save_volume(from_slice_stack(pred.hu, info.affine), info,
                        out_dir / "volumes" / prediction_file_name(p.patient_id))
+    if pred.std_hu is not None:
+        save_volume(from_slice_stack(pred.std_hu, info.affine), float32_storage(info),
+                    out_dir / "volumes" / std_file_name(p.patient_id))
     saved = load_volume(path).hu  # scored as a user will read it, after on-disk rounding
     if page is not None:
         add_patient_views(page, p, to_slice_stack(saved, info.affine), settings,
                           opt.display_winsize * 2)
-        add_slice_pictures(page, p, resize_slices(pred, p.source.hu.shape[1:]), opt)
+        unit = hu_to_unit(torch.from_numpy(pred.hu), opt.hu_min, opt.hu_max)[:, None]
+        add_slice_pictures(page, p, unit, opt)
     return path, score_patient(saved, p, settings)
 
 
-def remove_stale_outputs(out_dir: Path, patient_ids: Iterable[str]) -> list[Path]:
+def remove_stale_outputs(out_dir: Path, patient_ids: Iterable[str],
+                         keep_std: bool = False) -> list[Path]:
     """Delete the volumes and pictures an earlier run wrote into ``out_dir`` for patients that
     are not in ``patient_ids``, so that the folder holds this run's patients only (a changed
-    split or dataset would otherwise leave another model's predictions beside the new ones).
-    Other files are not touched. Returns the deleted paths."""
+    split or dataset would otherwise leave another model's predictions beside the new ones);
+    standard deviations (``--samples``) of every patient too unless ``keep_std`` (this run
+    wrote them). Other files are not touched. Returns the deleted paths; OutputError naming a
+    file that cannot be deleted."""
     stems = {safe_name(pid) for pid in patient_ids}
     suffix = f"{PREDICTION_SUFFIX}.nii.gz"  # volumes are prediction_file_name(patient id)
+    std_suffix = f"{PREDICTION_SUFFIX}{STD_SUFFIX}.nii.gz"  # and std_file_name(patient id)
     stale = [path for path in sorted((out_dir / "volumes").glob(f"*{suffix}"))
              if path.name.removesuffix(suffix) not in stems]
+    stale += [path for path in sorted((out_dir / "volumes").glob(f"*{std_suffix}"))
+              if not keep_std or path.name.removesuffix(std_suffix) not in stems]
     for path in sorted((out_dir / "images").glob("*.png")):
         match = _PICTURE_NAME.match(path.name)
         if match is not None and match["stem"] not in stems:
             stale.append(path)
     for path in stale:
-        path.unlink()
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot remove this output of an earlier run "
+                              f"({exc.strerror or exc})") from exc
     if stale:
-        logger.info("removed %d files of patients not in this run from %s", len(stale), out_dir)
+        logger.info("removed %d files of an earlier run from %s", len(stale), out_dir)
     return stale
 
 
+def output_names(dataset: NiftiAlignedDataset) -> dict[str, str]:
+    """{patient id: volume file name}; DataError naming both input files when two patients
+    would share a file (their pictures share the same safe name)."""
+    sources = {pid: dataset.volume_info(i).path for i, pid in enumerate(dataset.patient_ids)}
+    return unique_output_names(sources, prediction_file_name)
+
+
 def test(opt: argparse.Namespace) -> Path:
-    """Run the test; return the results folder."""
+    """Run the test; return the results folder. Every check comes before the first write."""
     dataset = create_dataset(opt)
     if not isinstance(dataset, NiftiAlignedDataset):
         raise ConfigError("test.py writes volumes from --dataset_mode nifti_aligned only")
-    check_sizes(dataset, opt)
+    output_names(dataset)
     settings = region_settings(opt)
     model = create_model(opt)
     model.setup()
-    if opt.eval:
-        model.eval()
+    check_samples(model.netG, opt.samples, str(Path(opt.checkpoints_dir) / opt.name))
     out_dir = Path(opt.results_dir) / opt.name / f"{opt.phase}_{opt.epoch}"
+    for folder in ("volumes",) if opt.no_pictures else ("volumes", "images"):
+        ensure_writable_dir(out_dir / folder)
+        remove_stale_temp_files(out_dir / folder)  # left by an interrupted earlier run
+    remove_stale_temp_files(out_dir)
     page = None if opt.no_pictures else HTMLPage(
         out_dir, f"{opt.name}: {opt.phase}, epoch {opt.epoch}")
     volumes, scores = {}, {}
@@ -189,21 +230,25 @@ def test(opt: argparse.Namespace) -> Path:
         volumes[p.patient_id], score = run_patient(model, p, opt, out_dir, page, settings)
         if score is not None:
             scores[p.patient_id] = score
-    remove_stale_outputs(out_dir, dataset.patient_ids)
+    remove_stale_outputs(out_dir, dataset.patient_ids, keep_std=opt.samples > 1)
     if page is not None:
         page.save()
-    print_results(volumes, scores, out_dir, page is not None)
+    print_results(volumes, scores, out_dir, page is not None, opt.samples)
     return out_dir
 
 
 def print_results(volumes: dict[str, Path], scores: dict[str, dict], out_dir: Path,
-                  pictures: bool) -> None:
-    """Write the metric files (when there is truth) and print the tables and where things are."""
+                  pictures: bool, samples: int = 1) -> None:
+    """Write the metric files (when there is truth) and print the tables and where things are;
+    the count is that of the distinct volume files written."""
     if scores:
         print(write_and_describe(out_dir, scores))  # noqa: T201 - the command's summary
     else:
         print("no ground truth (<phase>B): volumes written, nothing scored")  # noqa: T201
-    print(f"volumes: {out_dir / 'volumes'} ({len(volumes)} patients)")  # noqa: T201
+    std = (f", each the mean of {samples} dropout passes with its *{PREDICTION_SUFFIX}"
+           f"{STD_SUFFIX}.nii.gz" if samples > 1 else "")
+    count = len(set(volumes.values()))
+    print(f"volumes: {out_dir / 'volumes'} ({count} patients{std})")  # noqa: T201
     if pictures:
         print(f"pictures: {out_dir / 'index.html'}")  # noqa: T201
 

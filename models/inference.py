@@ -1,55 +1,205 @@
 """Running a generator over whole volumes: slice stack in HU -> predicted volume in HU.
 
 One path for ``test.py``, validation during training and ``scripts/predict.py``: slices are
-windowed to [-1, 1] (and resized to ``resize_to``) batch by batch, never all at once, and the
-output is put back at the native size, in the source volume's voxel order.
+windowed to [-1, 1] (and resized to ``resize_to``) batch by batch, never all at once, padded with
+air to a size the generator takes, and the output is cropped and put back at the native size, in
+the source volume's voxel order.
+
+Inference is deterministic: the generator runs in eval mode (no dropout, batch norm running
+statistics), the mode validation scores the ``best`` checkpoint in, whatever mode the caller left
+it in (restored afterwards). :func:`sample_stack` is the one stochastic path, by request: N passes
+with the dropout layers alone switched on, from a given seed.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from data.ct_volumes import SliceStack, context_indices, slices_to_unit, slices_to_volume
+from data.ct_volumes import SliceStack, context_indices, slices_to_unit, unit_slices_to_hu
+from data.hu_window import hu_to_unit
+from data.nifti_io import VolumeInfo
+from models.networks import SliceSizeRule
+from util.errors import ConfigError
+from util.geometry import from_slice_stack
 from util.speed import autocast
 
+#: HU of the margins added around a slice to fit the generator: air.
+PAD_HU = -1024.0
+_DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+                  nn.FeatureAlphaDropout)
 
-def predict_stack(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_max: float,
-                  resize_to: int = 0, batch_size: int = 1, context_slices: int = 0,
-                  device: torch.device | str = "cpu",
-                  amp_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Generator output for every slice of a stack, ``batch_size`` slices per forward pass.
 
-    ``stack_hu``: (S, H, W) HU, axial slices in stack order; each input is the slice with
-    ``context_slices`` neighbours on each side (2.5-D, :func:`data.ct_volumes.context_window`).
-    Returns (S, 1, h, w) float32 in [-1, 1] on the CPU (h = w = ``resize_to`` when > 0, else
-    H, W). The network's mode (train/eval) is left as the caller set it; gradients are off;
-    ``amp_dtype`` (bf16, fp16) runs it under autocast.
-    """
+@dataclass(frozen=True)
+class StackPrediction:
+    """A prediction in the slice-stack frame: ``hu`` (S, H, W) float32 HU at the native slice
+    size; ``std_hu`` the voxelwise standard deviation over the sampled passes (same shape, HU),
+    None for a deterministic prediction."""
+
+    hu: np.ndarray
+    std_hu: np.ndarray | None = None
+
+
+def has_dropout(net: nn.Module) -> bool:
+    """Whether ``net`` holds a dropout layer (False for a generator built with --no_dropout)."""
+    return any(isinstance(m, _DROPOUT_TYPES) for m in net.modules())
+
+
+def check_samples(net: nn.Module, samples: int, run: str) -> None:
+    """ConfigError unless ``samples`` >= 1 and, for more than one, ``net`` has dropout to
+    sample with (``run`` names the checkpoint in the message)."""
+    if samples < 1:
+        raise ConfigError(f"--samples must be at least 1, got {samples}")
+    if samples > 1 and not has_dropout(net):
+        raise ConfigError(f"--samples {samples} draws passes with dropout on, but the generator "
+                          f"of {run} has no dropout (trained with --no_dropout): every pass "
+                          f"would be the same; use --samples 1")
+
+
+@contextmanager
+def inference_modes(net: nn.Module, *, dropout: bool = False) -> Iterator[None]:
+    """Run ``net`` in eval mode, with its dropout layers alone in train mode if ``dropout``;
+    every module's mode is restored on exit."""
+    before = [(m, m.training) for m in net.modules()]
+    net.eval()
+    if dropout:
+        for m in net.modules():
+            if isinstance(m, _DROPOUT_TYPES):
+                m.train()
+    try:
+        yield
+    finally:
+        for m, training in before:
+            m.training = training
+
+
+def _input_batches(stack_hu: np.ndarray, *, hu_min: float, hu_max: float, resize_to: int,
+                   batch_size: int, context_slices: int) -> Iterator[torch.Tensor]:
+    """Network inputs (B, 2K+1, h, w) float32 in [-1, 1], ``batch_size`` slices at a time."""
     if stack_hu.ndim != 3 or stack_hu.shape[0] == 0:
         raise ValueError(f"expected a non-empty (S, H, W) slice stack, got shape {stack_hu.shape}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n_slices = stack_hu.shape[0]
+    for start in range(0, n_slices, batch_size):
+        rows = [context_indices(n_slices, s, context_slices)
+                for s in range(start, min(start + batch_size, n_slices))]
+        yield slices_to_unit(stack_hu[np.stack(rows)], hu_min, hu_max, resize_to)
+
+
+def _padded_forward(net_g: nn.Module, x: torch.Tensor, rule: SliceSizeRule | None,
+                    pad_value: float, device: torch.device) -> torch.Tensor:
+    """``net_g`` on ``x`` (B, C, h, w) padded with ``pad_value`` around the centre to
+    ``rule.fit(h, w)``; returns (B, 1, h, w) float32 on the CPU, the margins cropped off."""
+    height, width = x.shape[-2:]
+    target_h, target_w = rule.fit(height, width) if rule is not None else (height, width)
+    top, left = (target_h - height) // 2, (target_w - width) // 2
+    if (target_h, target_w) != (height, width):
+        x = F.pad(x, (left, target_w - width - left, top, target_h - height - top),
+                  value=pad_value)
+    out = net_g(x.to(device, non_blocking=True))
+    return out[..., top:top + height, left:left + width].float().cpu()
+
+
+def predict_stack(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_max: float,
+                  resize_to: int = 0, batch_size: int = 1, context_slices: int = 0,
+                  device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
+                  size_rule: SliceSizeRule | None = None) -> torch.Tensor:
+    """Generator output for every slice of a stack, ``batch_size`` slices per forward pass.
+
+    ``stack_hu``: (S, H, W) HU, axial slices in stack order; each input is the slice with
+    ``context_slices`` neighbours on each side (2.5-D, :func:`data.ct_volumes.context_window`).
+    Slices of a size ``size_rule`` does not take (see
+    :func:`models.networks.slice_size_rule`) are padded around the centre with air
+    (:data:`PAD_HU`) and the output cropped back. Returns (S, 1, h, w) float32 in [-1, 1] on the
+    CPU (h = w = ``resize_to`` when > 0, else H, W). The network runs in eval mode (restored
+    afterwards), without gradients; ``amp_dtype`` (bf16, fp16) runs it under autocast.
+    """
     device = torch.device(device)
-    outputs = []
-    with torch.inference_mode(), autocast(device, amp_dtype):
-        for start in range(0, n_slices, batch_size):
-            rows = [context_indices(n_slices, s, context_slices)
-                    for s in range(start, min(start + batch_size, n_slices))]
-            batch = slices_to_unit(stack_hu[np.stack(rows)], hu_min, hu_max, resize_to)
-            outputs.append(net_g(batch.to(device, non_blocking=True)).float().cpu())
+    pad_value = float(hu_to_unit(np.float32(PAD_HU), hu_min, hu_max))
+    batches = _input_batches(stack_hu, hu_min=hu_min, hu_max=hu_max, resize_to=resize_to,
+                             batch_size=batch_size, context_slices=context_slices)
+    with inference_modes(net_g), torch.inference_mode(), autocast(device, amp_dtype):
+        outputs = [_padded_forward(net_g, x, size_rule, pad_value, device) for x in batches]
     return torch.cat(outputs)
+
+
+def sample_stack(net_g: nn.Module, stack_hu: np.ndarray, *, samples: int, seed: int,
+                 hu_min: float, hu_max: float, resize_to: int = 0, batch_size: int = 1,
+                 context_slices: int = 0, device: torch.device | str = "cpu",
+                 amp_dtype: torch.dtype | None = None,
+                 size_rule: SliceSizeRule | None = None) -> StackPrediction:
+    """Mean and voxelwise standard deviation of ``samples`` passes with dropout on.
+
+    Only the dropout layers run in train mode (norms use their running statistics). Torch's
+    random generator is seeded with ``seed`` for the call (its state is restored afterwards), and
+    each batch of ``batch_size`` slices runs its ``samples`` passes in turn, so the result is
+    reproducible for the same seed, samples and batch size. Each pass is taken to HU at the
+    native slice size before averaging; the std is the population one (divisor N). Arguments as
+    :func:`predict_stack`; returns (S, H, W) float32 HU arrays.
+    """
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    device = torch.device(device)
+    native = (stack_hu.shape[1], stack_hu.shape[2])
+    pad_value = float(hu_to_unit(np.float32(PAD_HU), hu_min, hu_max))
+    batches = _input_batches(stack_hu, hu_min=hu_min, hu_max=hu_max, resize_to=resize_to,
+                             batch_size=batch_size, context_slices=context_slices)
+    means, stds = [], []
+    forked = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=forked), inference_modes(net_g, dropout=True), \
+            torch.inference_mode(), autocast(device, amp_dtype):
+        torch.manual_seed(seed)
+        for x in batches:
+            passes = np.stack([unit_slices_to_hu(
+                _padded_forward(net_g, x, size_rule, pad_value, device), native, hu_min, hu_max)
+                for _ in range(samples)])
+            means.append(passes.mean(axis=0, dtype=np.float64))
+            stds.append(passes.std(axis=0, dtype=np.float64))
+    return StackPrediction(np.concatenate(means).astype(np.float32),
+                           np.concatenate(stds).astype(np.float32))
+
+
+def predict_hu(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_max: float,
+               samples: int = 1, seed: int = 0, resize_to: int = 0, batch_size: int = 1,
+               context_slices: int = 0, device: torch.device | str = "cpu",
+               amp_dtype: torch.dtype | None = None,
+               size_rule: SliceSizeRule | None = None) -> StackPrediction:
+    """The prediction test.py and predict.py write: one deterministic pass (``samples`` 1, no
+    std), else :func:`sample_stack`'s mean and std. Other arguments as :func:`predict_stack`."""
+    common = {"hu_min": hu_min, "hu_max": hu_max, "resize_to": resize_to,
+              "batch_size": batch_size, "context_slices": context_slices, "device": device,
+              "amp_dtype": amp_dtype, "size_rule": size_rule}
+    if samples > 1:
+        return sample_stack(net_g, stack_hu, samples=samples, seed=seed, **common)
+    unit = predict_stack(net_g, stack_hu, **common)
+    return StackPrediction(unit_slices_to_hu(unit, (stack_hu.shape[1], stack_hu.shape[2]),
+                                             hu_min, hu_max))
 
 
 def predict_volume(net_g: nn.Module, stack: SliceStack, *, hu_min: float, hu_max: float,
                    resize_to: int = 0, batch_size: int = 1, context_slices: int = 0,
-                   device: torch.device | str = "cpu",
-                   amp_dtype: torch.dtype | None = None) -> np.ndarray:
+                   device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
+                   size_rule: SliceSizeRule | None = None) -> np.ndarray:
     """The predicted volume for ``stack``: (I, J, K) float32 HU in the source's voxel order and
     shape (``stack.info``), clipped to [hu_min, hu_max] by the network's output range."""
-    pred = predict_stack(net_g, stack.hu, hu_min=hu_min, hu_max=hu_max, resize_to=resize_to,
-                         batch_size=batch_size, context_slices=context_slices, device=device,
-                         amp_dtype=amp_dtype)
-    return slices_to_volume(pred, stack.info, hu_min, hu_max)
+    pred = predict_hu(net_g, stack.hu, hu_min=hu_min, hu_max=hu_max, resize_to=resize_to,
+                      batch_size=batch_size, context_slices=context_slices, device=device,
+                      amp_dtype=amp_dtype, size_rule=size_rule)
+    return np.ascontiguousarray(from_slice_stack(pred.hu, stack.info.affine))
+
+
+def float32_storage(info: VolumeInfo) -> VolumeInfo:
+    """``info`` with float32 on-disk storage and no scaling: for volumes that are not CT values
+    on the source's integer grid, such as a standard deviation in HU. Shape and affine kept."""
+    header = info.header.copy()
+    header.set_data_dtype(np.float32)
+    header.set_slope_inter(1.0, 0.0)
+    return dataclasses.replace(info, header=header)

@@ -30,7 +30,13 @@ class TestOptions(BaseOptions):
         g.add_argument("--phase", default="test",
                        help="dataset split to run: reads <dataroot>/<phase>A (and <phase>B)")
         g.add_argument("--eval", action="store_true",
-                       help="eval mode (batch norm running statistics, no dropout)")
+                       help="accepted for old command lines; no effect: inference always runs "
+                            "in eval mode (no dropout, batch norm running statistics)")
+        g.add_argument("--samples", type=int, default=1,
+                       help="1: one deterministic pass; N > 1: the mean of N passes with "
+                            "dropout on (seeded by --seed) as the prediction, and their "
+                            "voxelwise standard deviation as volumes/<id>_fake_B_std.nii.gz "
+                            "(HU, float32); needs a generator trained with dropout")
         g.add_argument("--num_test", type=int, default=None,
                        help="run at most this many patients (volumes); default: all")
         g.add_argument("--no_pictures", action="store_true",
@@ -40,6 +46,8 @@ class TestOptions(BaseOptions):
     def adjust(self, opt: argparse.Namespace, explicit: set[str]) -> None:
         """Take the architecture of the training run (its ``opt.json``) unless given."""
         opt.serial_batches, opt.no_flip = True, True
+        if opt.samples < 1:
+            raise ConfigError(f"--samples must be at least 1, got {opt.samples}")
         run_dir = Path(opt.checkpoints_dir) / opt.name
         saved_path = run_dir / "opt.json"
         if not saved_path.is_file() and not any(run_dir.glob("*_net_G*.pth")):

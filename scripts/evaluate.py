@@ -4,7 +4,10 @@
         --truth datasets/ct_phases_dataset/testB --avg datasets/ct_phases_dataset/testA
 
 Volumes are matched by patient id: the file name without ``.nii``/``.nii.gz`` and without a
-trailing ``_fake_B`` (so this project's outputs and plain ``<id>.nii.gz`` files both match). Each
+trailing ``_fake_B`` (so this project's outputs and plain ``<id>.nii.gz`` files both match); a
+truth ``<id>`` without a prediction of that id takes the one of its safe name, as test.py writes
+it (``PT 1`` -> ``PT_1_fake_B.nii.gz``), and two truths matching one prediction are refused.
+``--samples`` standard-deviation volumes (``*_fake_B_std``) are not predictions. Each
 prediction must be on its truth's voxel grid (shape and affine) and in HU; predictions still in
 the network's [-1, 1] (or [0, 1]) are refused. Writes ``metrics.csv`` and ``metrics.json`` to
 ``--out`` (default ``<pred>/evaluation``) and prints the tables. Nothing else is written.
@@ -26,7 +29,7 @@ from util.cli import run_cli
 from util.errors import DataError
 from util.geometry import axial_axis
 from util.metrics import RegionSettings, evaluate_volumes
-from util.names import PREDICTION_SUFFIX
+from util.names import PREDICTION_SUFFIX, STD_SUFFIX, safe_name, unique_output_names
 from util.report import write_and_describe
 
 #: A volume whose values all lie within this many units of 0 is not in HU (air is -1000 HU).
@@ -34,12 +37,18 @@ NOT_HU_ABS_MAX = 2.0
 
 
 def volumes_by_id(folder: Path, strip_suffix: str = "") -> dict[str, Path]:
-    """{patient id: path} of the NIfTI files directly in ``folder``; DataError on duplicates."""
+    """{patient id: path} of the NIfTI files directly in ``folder``; DataError on duplicates.
+
+    With ``strip_suffix`` (a folder of predictions) the suffix is taken off the ids and
+    ``<id><strip_suffix>_std`` files (standard deviations of ``--samples``) are left out.
+    """
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder")
     found: dict[str, Path] = {}
     for path in sorted(p for p in folder.iterdir() if p.is_file() and is_nifti_file(p)):
         pid = nifti_stem(path)
+        if strip_suffix and pid.endswith(f"{strip_suffix}{STD_SUFFIX}"):
+            continue
         pid = pid.removesuffix(strip_suffix) if strip_suffix else pid
         if pid in found:
             raise DataError(f"{folder}: two files for patient {pid!r}: {found[pid].name} and "
@@ -61,17 +70,33 @@ def check_hu(vol: Volume) -> None:
                         f"({DEFAULT_HU_MIN:g})")
 
 
+def prediction_id(pid: str, pred: dict[str, Path]) -> str | None:
+    """The key of ``pred`` holding patient ``pid``'s prediction: ``pid`` itself, else its safe
+    name (test.py's file name for it), else None."""
+    if pid in pred:
+        return pid
+    try:
+        safe = safe_name(pid)
+    except DataError:
+        return None
+    return safe if safe in pred else None
+
+
 def match(pred: dict[str, Path], truth: dict[str, Path],
-          avg: dict[str, Path] | None) -> list[str]:
-    """Patient ids to score (those with a truth); DataError listing every missing partner."""
+          avg: dict[str, Path] | None) -> dict[str, Path]:
+    """{truth id: its prediction} for every truth; DataError listing every missing partner, or
+    naming both truths that would be scored against one prediction."""
     missing = [f"{pid}: no prediction in {next(iter(pred.values())).parent}"
-               for pid in truth if pid not in pred]
+               for pid in truth if prediction_id(pid, pred) is None]
     if avg is not None:
         missing += [f"{pid}: no AVG in {next(iter(avg.values())).parent}"
                     for pid in truth if pid not in avg]
     if missing:
         raise DataError("cannot pair every truth volume:\n  " + "\n  ".join(missing))
-    return list(truth)
+    paths = {pid: pred[str(prediction_id(pid, pred))] for pid in truth}
+    unique_output_names(truth, lambda pid: str(paths[pid]), "would both be scored against",
+                        fold_case=False)  # existing files: the disk tells them apart
+    return paths
 
 
 def score(pred_path: Path, truth_path: Path, avg_path: Path | None,
@@ -118,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         pred = volumes_by_id(args.pred, PREDICTION_SUFFIX)
         truth = volumes_by_id(args.truth)
         avg = volumes_by_id(args.avg) if args.avg is not None else None
-        scores = {pid: score(pred[pid], truth[pid], avg[pid] if avg else None, settings)
-                  for pid in match(pred, truth, avg)}
+        scores = {pid: score(path, truth[pid], avg[pid] if avg else None, settings)
+                  for pid, path in match(pred, truth, avg).items()}
         print(write_and_describe(args.out or args.pred / "evaluation", scores))  # noqa: T201
         return 0
 

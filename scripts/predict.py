@@ -3,8 +3,14 @@
     python scripts/predict.py --name ct_phase0_generator --input avg.nii.gz --output phase0.nii.gz
 
 The architecture, HU window and ``--resize_to`` come from ``checkpoints/<name>/opt.json``; the
-output has the input's shape, affine, on-disk type and scaling. The input is only read, and an
-output path equal to the input is refused.
+output has the input's shape, affine, on-disk type and scaling. Slices of any size are taken:
+those the generator cannot take as they are are padded with air (-1024 HU) and cropped back.
+The prediction is deterministic (eval mode: no dropout, batch norm running statistics): the same
+input and checkpoint give the same file. ``--samples N`` (N > 1) instead averages N passes with
+dropout on, seeded by ``--seed``, and also writes their voxelwise standard deviation in HU
+(float32, the input's geometry) to ``--std_output``, by default ``<output stem>_std.nii.gz``
+beside ``--output``. The input is only read; an output path equal to the input, or two outputs
+on one path, are refused before anything is written.
 """
 
 from __future__ import annotations
@@ -17,13 +23,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.ct_volumes import load_slice_stack
-from data.nifti_io import is_nifti_file, save_volume
+from data.nifti_io import NIFTI_EXTENSIONS, is_nifti_file, save_volume
 from models import create_model
-from models.inference import predict_volume
-from models.networks import check_slice_size
+from models.inference import check_samples, float32_storage, predict_hu
+from models.networks import slice_size_rule
 from options.test_options import TestOptions
+from util.atomic import ensure_writable_dir
 from util.cli import run_cli
 from util.errors import ConfigError
+from util.geometry import from_slice_stack
+from util.names import STD_SUFFIX
 from util.speed import AMP_DTYPES
 
 logger = logging.getLogger("predict")
@@ -42,44 +51,81 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--amp", default="off", choices=sorted(AMP_DTYPES),
                         help="mixed precision (bf16 on CPU or CUDA, fp16 on CUDA)")
     parser.add_argument("--eval", action="store_true",
-                        help="eval mode (no dropout; batch norm running statistics)")
+                        help="accepted for old command lines; no effect: the prediction always "
+                             "runs in eval mode (no dropout, batch norm running statistics)")
+    parser.add_argument("--samples", type=int, default=1,
+                        help="1: one deterministic pass; N > 1: the mean of N passes with "
+                             "dropout on (seeded by --seed), plus their standard deviation in "
+                             "--std_output; needs a generator trained with dropout")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --samples passes")
+    parser.add_argument("--std_output", type=Path,
+                        help="--samples N > 1: where the voxelwise standard deviation (HU, "
+                             "float32) goes; default <output stem>_std.nii.gz beside --output")
     return parser
 
 
-def check_paths(source: Path, output: Path) -> None:
-    """ConfigError unless ``source`` is a NIfTI file and ``output`` a different NIfTI path."""
+def default_std_path(output: Path) -> Path:
+    """``<output stem>_std`` with the output's extension, beside it: ``p0.nii.gz`` ->
+    ``p0_std.nii.gz``."""
+    ext = next((e for e in NIFTI_EXTENSIONS if output.name.lower().endswith(e)), "")
+    stem = output.name[:len(output.name) - len(ext)]
+    return output.with_name(f"{stem}{STD_SUFFIX}{output.name[len(stem):]}")
+
+
+def check_paths(source: Path, output: Path, std_output: Path | None) -> None:
+    """ConfigError unless ``source`` is a NIfTI file and ``output`` (and ``std_output`` when
+    given) NIfTI paths that are neither the source, nor a folder, nor each other."""
     if not source.is_file():
         raise ConfigError(f"--input {source}: no such file")
-    if not is_nifti_file(output):
-        raise ConfigError(f"--output {output}: must end in .nii or .nii.gz")
-    if output.resolve() == source.resolve():
-        raise ConfigError(f"--output {output} is the input: the source is never overwritten")
+    named = [("--output", output)] + ([("--std_output", std_output)] if std_output else [])
+    for option, path in named:
+        if not is_nifti_file(path):
+            raise ConfigError(f"{option} {path}: must end in .nii or .nii.gz")
+        if path.resolve() == source.resolve():
+            raise ConfigError(f"{option} {path} is the input: the source is never overwritten")
+        if path.is_dir():
+            raise ConfigError(f"{option} {path} is a folder; give a file name (.nii.gz)")
+    if std_output is not None and std_output.resolve() == output.resolve():
+        raise ConfigError(f"--std_output {std_output} is also --output: the standard deviation "
+                          f"would overwrite the prediction")
 
 
 def predict(args: argparse.Namespace) -> Path:
-    """Load the run's generator, predict every slice of ``--input``, write ``--output``."""
-    check_paths(args.input, args.output)
+    """Load the run's generator, predict every slice of ``--input``, write ``--output`` (and
+    the standard deviation with ``--samples`` N > 1). Every check runs before the first write."""
+    std_output = (args.std_output or default_std_path(args.output)) if args.samples > 1 \
+        else None
+    check_paths(args.input, args.output, std_output)
+    if args.std_output is not None and std_output is None:
+        logger.warning("--std_output %s is not written: it needs --samples N > 1",
+                       args.std_output)
+    if args.samples < 1:
+        raise ConfigError(f"--samples must be at least 1, got {args.samples}")
     stack = load_slice_stack(args.input)
     opt = TestOptions().parse([
         "--dataroot", str(args.input.parent), "--name", args.name,
         "--checkpoints_dir", args.checkpoints_dir, "--model", "pix2pix",
         "--dataset_mode", "nifti_aligned", "--axial_slice", "--epoch", args.epoch,
-        "--gpu_ids", args.gpu_ids, "--batch_size", str(args.batch_size), "--amp", args.amp]
-        + (["--eval"] if args.eval else []))
-    size = (opt.resize_to, opt.resize_to) if opt.resize_to else stack.hu.shape[1:]
-    check_slice_size(opt.netG, *size)
+        "--gpu_ids", args.gpu_ids, "--batch_size", str(args.batch_size), "--amp", args.amp])
     model = create_model(opt)
     model.setup()
-    if opt.eval:
-        model.eval()
-    hu = predict_volume(model.netG, stack, hu_min=opt.hu_min, hu_max=opt.hu_max,
-                        resize_to=opt.resize_to, batch_size=opt.batch_size,
-                        context_slices=opt.context_slices, device=model.device,
-                        amp_dtype=model.speed.amp_dtype)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    path = save_volume(hu, stack.info, args.output)
+    check_samples(model.netG, args.samples, str(Path(opt.checkpoints_dir) / opt.name))
+    for folder in {args.output.parent, *([std_output.parent] if std_output else [])}:
+        ensure_writable_dir(folder)
+    pred = predict_hu(model.netG, stack.hu, samples=args.samples, seed=args.seed,
+                      hu_min=opt.hu_min, hu_max=opt.hu_max, resize_to=opt.resize_to,
+                      batch_size=opt.batch_size, context_slices=opt.context_slices,
+                      device=model.device, amp_dtype=model.speed.amp_dtype,
+                      size_rule=slice_size_rule(opt.netG))
+    affine = stack.info.affine
+    path = save_volume(from_slice_stack(pred.hu, affine), stack.info, args.output)
     logger.info("wrote %s: %d axial slices, HU, the geometry of %s", path, stack.hu.shape[0],
                 args.input)
+    if std_output is not None and pred.std_hu is not None:
+        save_volume(from_slice_stack(pred.std_hu, affine), float32_storage(stack.info),
+                    std_output)
+        logger.info("wrote %s: voxelwise standard deviation of %d passes with dropout "
+                    "(seed %d), HU, float32", std_output, args.samples, args.seed)
     return path
 
 

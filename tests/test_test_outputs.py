@@ -1,20 +1,23 @@
-"""test.py's results folder holds the patients of the latest run only."""
+"""test.py's results: the patients of the latest run only, one file per patient, the same
+files for the same inputs, sampling on request, any slice size, one-line output errors."""
 
-import importlib.util
-import sys
+import errno
+import logging
+import os
 from pathlib import Path
 from types import ModuleType
 
-REPO = Path(__file__).resolve().parents[1]
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tests.conftest import OBLIQUE_AFFINE, RAS_AFFINE, ct_like, write_nifti, write_pair_tree
+from tests.tiny_runs import load_script, tiny_run
 
 
 def _test_script() -> ModuleType:
     """test.py as a module (the name ``test`` is taken by Python's own test package)."""
-    spec = importlib.util.spec_from_file_location("ct_test_script", REPO / "test.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("test.py", "ct_test_script")
 
 
 def _touch(folder: Path, names: list[str]) -> None:
@@ -50,3 +53,121 @@ def test_patient_ids_are_matched_by_their_safe_file_names(tmp_path: Path) -> Non
     assert script.remove_stale_outputs(tmp_path / "missing", ["patient 7"]) == []
     assert [p.name for p in script.remove_stale_outputs(tmp_path, [])] == [
         "patient_7_fake_B.nii.gz"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """checkpoints/run (dropout) and checkpoints/plain (--no_dropout)."""
+    ck = tmp_path_factory.mktemp("ck")
+    tiny_run(ck)
+    return tiny_run(ck, "--no_dropout", name="plain")
+
+
+def _argv(root: Path, runs: Path, results: Path, *extra: str, name: str = "run") -> list[str]:
+    return ["--dataroot", str(root), "--checkpoints_dir", str(runs), "--name", name,
+            "--model", "pix2pix", "--dataset_mode", "nifti_aligned", "--axial_slice",
+            "--gpu_ids", "-1", "--results_dir", str(results), *extra]
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_inputs_with_one_safe_name_are_refused_before_anything_is_written(tmp_path, runs,
+                                                                          caplog):
+    root = tmp_path / "data"
+    write_pair_tree(root, "test", {"PT 1": (64, 64, 3), "PT_1": (64, 64, 3), "PT2": (64, 64, 3)})
+    with caplog.at_level(logging.ERROR):
+        assert _test_script().main(_argv(root, runs, tmp_path / "res")) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "\n" not in errors[0]
+    assert f"{root / 'testA' / 'PT 1.nii.gz'} and {root / 'testA' / 'PT_1.nii.gz'}" in errors[0]
+    assert "PT_1_fake_B.nii.gz" in errors[0]
+    assert not (tmp_path / "res").exists()
+
+
+def test_two_runs_write_the_same_volumes_and_the_count_is_that_of_the_files(tmp_path, runs,
+                                                                             capsys):
+    root = tmp_path / "data"
+    write_pair_tree(root, "test", {"PT 1": (64, 64, 3), "PT2": (64, 64, 3)}, with_b=False)
+    script = _test_script()
+    volumes = {}
+    for results in ("first", "second"):
+        assert script.main(_argv(root, runs, tmp_path / results, "--no_pictures")) == 0
+        folder = tmp_path / results / "run" / "test_latest" / "volumes"
+        volumes[results] = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert sorted(volumes["first"]) == ["PT2_fake_B.nii.gz", "PT_1_fake_B.nii.gz"]
+    assert volumes["first"] == volumes["second"]  # no --eval, and still no dropout noise
+    assert "test_latest/volumes (2 patients)" in capsys.readouterr().out
+
+
+def test_samples_write_std_volumes_that_a_single_pass_run_removes(tmp_path, runs):
+    root = tmp_path / "data"
+    write_pair_tree(root, "test", {"p1": (64, 64, 3)}, affine=OBLIQUE_AFFINE)
+    script = _test_script()
+    out = tmp_path / "res" / "run" / "test_latest"
+    assert script.main(_argv(root, runs, tmp_path / "res", "--samples", "3", "--seed", "4",
+                             "--no_pictures")) == 0
+    std = nib.load(out / "volumes" / "p1_fake_B_std.nii.gz")
+    assert std.get_data_dtype() == np.float32
+    assert std.shape == (64, 64, 3)
+    np.testing.assert_allclose(std.affine, OBLIQUE_AFFINE, atol=1e-6)
+    assert std.get_fdata().max() > 1.0
+    first = (out / "volumes" / "p1_fake_B.nii.gz").read_bytes()
+    assert script.main(_argv(root, runs, tmp_path / "res", "--samples", "3", "--seed", "4",
+                             "--no_pictures")) == 0
+    assert (out / "volumes" / "p1_fake_B.nii.gz").read_bytes() == first
+    assert script.main(_argv(root, runs, tmp_path / "res", "--no_pictures")) == 0
+    assert sorted(p.name for p in (out / "volumes").iterdir()) == ["p1_fake_B.nii.gz"]
+
+
+def test_samples_are_refused_for_a_generator_without_dropout(tmp_path, runs, caplog):
+    root = tmp_path / "data"
+    write_pair_tree(root, "test", {"p1": (64, 64, 3)})
+    with caplog.at_level(logging.ERROR):
+        assert _test_script().main(_argv(root, runs, tmp_path / "res", "--samples", "2",
+                                         name="plain")) == 1
+    assert "no dropout (trained with --no_dropout)" in caplog.text
+    assert not (tmp_path / "res").exists()
+
+
+def test_results_under_a_file_or_read_only_are_one_line_and_nothing_is_written(
+        tmp_path, runs, caplog, monkeypatch):
+    root = tmp_path / "data"
+    write_pair_tree(root, "test", {"p1": (64, 64, 3)})
+    blocker = tmp_path / "results_file"
+    blocker.write_text("a file")
+    script = _test_script()
+    with caplog.at_level(logging.ERROR):
+        assert script.main(_argv(root, runs, blocker)) == 1
+    assert f"{blocker} is a file, not a folder" in caplog.text
+    assert blocker.read_text() == "a file"
+    real_mkdir = os.mkdir
+
+    def read_only(path, *args, **kwargs):  # as Linux answers: ENOENT below, EROFS at the top
+        if Path(path) == tmp_path / "read_only":
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", read_only)
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        assert script.main(_argv(root, runs, tmp_path / "read_only")) == 1
+    assert (f"{tmp_path / 'read_only' / 'run' / 'test_latest' / 'volumes'}: cannot create the "
+            f"folder ({tmp_path / 'read_only'}: Read-only file system)") in caplog.text
+    assert not (tmp_path / "read_only").exists()
+
+
+def test_odd_and_small_slices_are_predicted_with_their_geometry(tmp_path, runs):
+    root = tmp_path / "data"
+    write_nifti(root / "testA" / "odd.nii.gz", ct_like((61, 75, 3)), OBLIQUE_AFFINE)
+    write_nifti(root / "testA" / "thin.nii.gz", ct_like((12, 64, 5)), RAS_AFFINE)
+    assert _test_script().main(_argv(root, runs, tmp_path / "res")) == 0
+    out = tmp_path / "res" / "run" / "test_latest"
+    for pid, shape, affine in (("odd", (61, 75, 3), OBLIQUE_AFFINE),
+                               ("thin", (12, 64, 5), RAS_AFFINE)):
+        img = nib.load(out / "volumes" / f"{pid}_fake_B.nii.gz")
+        assert img.shape == shape
+        np.testing.assert_allclose(img.affine, affine, atol=1e-6)
+    assert (out / "images" / "odd_views_lung.png").is_file()

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import dominate
 from dominate import tags
 
-from util.atomic import atomic_write_text
+from util.atomic import atomic_write_text, make_dirs
 
 logger = logging.getLogger(__name__)
 
@@ -18,14 +18,15 @@ logger = logging.getLogger(__name__)
 class HTMLPage:
     """A page built up row by row and written with :meth:`save`.
 
-    ``page_dir`` holds ``index.html`` and an ``images/`` folder (created here). ``refresh_s > 0``
-    makes browsers reload the page every that many seconds (for pages of a running training).
+    ``page_dir`` holds ``index.html`` and an ``images/`` folder (created here; OutputError naming
+    it when that fails). ``refresh_s > 0`` makes browsers reload the page every that many
+    seconds (for pages of a running training).
     """
 
     def __init__(self, page_dir: str | os.PathLike[str], title: str, *, refresh_s: int = 0) -> None:
         self.page_dir = Path(page_dir)
         self.image_dir = self.page_dir / "images"
-        self.image_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.image_dir)
         self.title = title
         self._doc = dominate.document(title=title)
         if refresh_s > 0:

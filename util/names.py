@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable, Mapping
 
 from util.errors import DataError
 
@@ -25,8 +27,43 @@ def safe_name(text: str) -> str:
 
 #: What ``test.py`` appends to a patient's safe name for its predicted volume.
 PREDICTION_SUFFIX = "_fake_B"
+#: What is appended to a prediction's name for its voxelwise standard deviation (``--samples``).
+STD_SUFFIX = "_std"
 
 
 def prediction_file_name(patient_id: str) -> str:
     """File name of a patient's predicted phase-0 volume: ``<safe id>_fake_B.nii.gz``."""
     return f"{safe_name(patient_id)}{PREDICTION_SUFFIX}.nii.gz"
+
+
+def std_file_name(patient_id: str) -> str:
+    """File name of a patient's standard-deviation volume: ``<safe id>_fake_B_std.nii.gz``."""
+    return f"{safe_name(patient_id)}{PREDICTION_SUFFIX}{STD_SUFFIX}.nii.gz"
+
+
+def unique_output_names(sources: Mapping[str, str | os.PathLike[str]],
+                        name_of: Callable[[str], str],
+                        relation: str = "would both be written as",
+                        fold_case: bool = True) -> dict[str, str]:
+    """``{id: name_of(id)}`` for every id of ``sources``, refusing two ids with one name.
+
+    ``sources``: {id: the input it comes from (a path), named in the message}. Names to be
+    created are compared case-insensitively (``fold_case``): on macOS and Windows disks two
+    names that differ only in case are one file; names of existing files need not be. Raises
+    :class:`DataError` in one line listing every collision, each naming both inputs,
+    ``relation`` and the name they share, so a command can refuse before it writes.
+    """
+    names = {pid: name_of(pid) for pid in sources}
+    owner: dict[str, str] = {}
+    clashes = []
+    for pid, name in names.items():
+        first = owner.setdefault(name.casefold() if fold_case else name, pid)
+        if first != pid:
+            clashes.append(f"{os.fspath(sources[first])} and {os.fspath(sources[pid])} "
+                           f"{relation} {names[first]}")
+    if clashes:
+        count = (f"{len(clashes)} output name collisions: " if len(clashes) > 1
+                 else "output name collision: ")
+        raise DataError(f"{count}{'; '.join(clashes)}; rename the inputs so that their safe "
+                        f"names (letters, digits, '.', '_', '-') differ, in more than case")
+    return names

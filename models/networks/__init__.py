@@ -15,10 +15,12 @@ from models.networks.factory import (
     RESNET_MULTIPLE,
     DiscriminatorSpec,
     GeneratorSpec,
+    SliceSizeRule,
     check_slice_size,
     count_parameters,
     define_D,
     define_G,
+    slice_size_rule,
     unet_num_downs,
 )
 from models.networks.losses import GAN_MODES, GANLoss, gradient_penalty
@@ -49,6 +51,7 @@ __all__ = [
     "ResnetBlock",
     "ResnetGenerator",
     "Schedule",
+    "SliceSizeRule",
     "UnetGenerator",
     "check_slice_size",
     "conv_bias",
@@ -63,5 +66,6 @@ __all__ = [
     "init_weights",
     "norm_has_bias",
     "patch_receptive_field",
+    "slice_size_rule",
     "unet_num_downs",
 ]

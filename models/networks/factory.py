@@ -125,18 +125,45 @@ def _nearest_multiple(size: int, multiple: int) -> int:
     return max(multiple, multiple * round(size / multiple))
 
 
-def _side_rule(spec: GeneratorSpec) -> tuple[int, int]:
-    """(multiple, least side) in pixels of the slices a generator takes."""
+@dataclass(frozen=True)
+class SliceSizeRule:
+    """The slices a generator takes: sides (pixels) that are multiples of ``multiple`` and at
+    least ``least``. The default takes any size."""
+
+    multiple: int = 1
+    least: int = 1
+
+    def takes(self, height: int, width: int) -> bool:
+        """Whether (height, width) slices fit as they are."""
+        return (height % self.multiple == 0 and width % self.multiple == 0
+                and min(height, width) >= self.least)
+
+    def fit(self, height: int, width: int) -> tuple[int, int]:
+        """The smallest (H', W') >= (height, width) that fits: each side rounded up to a
+        multiple of ``multiple``, and to at least ``least``."""
+        def up(side: int) -> int:
+            side = max(side, self.least)
+            return -(-side // self.multiple) * self.multiple
+        return up(height), up(width)
+
+
+def _side_rule(spec: GeneratorSpec) -> SliceSizeRule:
+    """The slice sizes a generator takes."""
     if spec.family == "unet":
         multiple = unet_min_multiple(spec.depth)
-        return multiple, multiple
-    return RESNET_MULTIPLE, RESNET_MIN_SIZE
+        return SliceSizeRule(multiple, multiple)
+    return SliceSizeRule(RESNET_MULTIPLE, RESNET_MIN_SIZE)
+
+
+def slice_size_rule(netG: str) -> SliceSizeRule:
+    """The slice sizes ``netG`` takes (ConfigError listing the valid names if unknown);
+    inference pads slices to ``rule.fit(H, W)``."""
+    return _side_rule(lookup(GENERATORS, netG, "--netG"))
 
 
 def _takes(spec: GeneratorSpec, height: int, width: int) -> bool:
     """Whether a generator takes (height, width) slices."""
-    multiple, least = _side_rule(spec)
-    return height % multiple == 0 and width % multiple == 0 and min(height, width) >= least
+    return _side_rule(spec).takes(height, width)
 
 
 def check_slice_size(netG: str, height: int, width: int) -> None:
@@ -153,7 +180,8 @@ def check_slice_size(netG: str, height: int, width: int) -> None:
         raise ConfigError(f"slice size {height}x{width} is empty; sides must be positive")
     if _takes(spec, height, width):
         return
-    multiple, least = _side_rule(spec)
+    rule = _side_rule(spec)
+    multiple, least = rule.multiple, rule.least
     need = f"multiples of {multiple}" + (f", at least {least}" if least > multiple else "")
     resize = f"--resize_to {max(least, _nearest_multiple(max(height, width), multiple))}"
     fitting = [name for name, other in GENERATORS.items() if _takes(other, height, width)]

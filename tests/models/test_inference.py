@@ -9,6 +9,7 @@ from torch import nn
 
 from data.ct_volumes import SliceStack, load_slice_stack, slice_to_unit, slices_to_unit
 from models.inference import predict_stack, predict_volume
+from models.networks import GENERATORS, SliceSizeRule, define_G, slice_size_rule
 from models.validation import Validator, selection_score
 from tests.conftest import LPS_AFFINE, ct_like, write_nifti
 from util.metrics import RegionSettings
@@ -152,3 +153,71 @@ def test_batched_windowing_equals_slice_by_slice():
     assert batched.shape == (3, 1, 16, 16)
     for s in range(3):
         torch.testing.assert_close(batched[s], slice_to_unit(stack[s], -1024, 3071, 16))
+
+
+class FitChecking(nn.Module):
+    """Identity that refuses a size its rule does not take (as a U-Net would) and keeps the
+    last input it saw."""
+
+    def __init__(self, rule: SliceSizeRule) -> None:
+        super().__init__()
+        self.rule = rule
+        self.seen: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.rule.takes(*x.shape[-2:]), f"fed {tuple(x.shape)}"
+        self.seen = x.clone()
+        return x[:, x.shape[1] // 2:x.shape[1] // 2 + 1]
+
+
+@pytest.mark.parametrize(("height", "width", "padded", "corner"), [
+    (61, 75, (64, 128), (1, 26)), (12, 75, (64, 128), (26, 26)), (64, 64, (64, 64), (0, 0))])
+def test_slices_are_padded_with_air_around_the_centre_and_cropped_back_exactly(
+        height, width, padded, corner):
+    net = FitChecking(SliceSizeRule(64, 64))
+    stack = ct_like((3, height, width))
+    out = predict_stack(net, stack, hu_min=-1024, hu_max=3071, batch_size=2,
+                        size_rule=net.rule)
+    unit = slices_to_unit(stack, -1024, 3071)
+    torch.testing.assert_close(out, unit, rtol=0, atol=0)  # the crop is exact
+    assert tuple(net.seen.shape[-2:]) == padded
+    top, left = corner
+    inside = torch.zeros(padded, dtype=torch.bool)
+    inside[top:top + height, left:left + width] = True
+    torch.testing.assert_close(net.seen[0, 0][inside], unit[2, 0].flatten(), rtol=0, atol=0)
+    assert bool((net.seen[..., ~inside] == -1.0).all())  # air, -1024 HU, is -1 in this window
+
+
+def test_padding_is_minus_1024_hu_in_any_window_and_respects_context_and_resize():
+    net = FitChecking(SliceSizeRule(4, 8))
+    stack = ct_like((4, 5, 7))
+    out = predict_stack(net, stack, hu_min=-2048, hu_max=2047, context_slices=1,
+                        size_rule=net.rule, batch_size=4)
+    torch.testing.assert_close(out, slices_to_unit(stack, -2048, 2047), rtol=0, atol=0)
+    assert net.seen.shape == (4, 3, 8, 8)
+    assert float(net.seen[0, 0, 0, 0]) == pytest.approx(1024 * 2 / 4095 - 1)  # -1024 HU
+    resized = predict_stack(net, stack, hu_min=-1024, hu_max=3071, resize_to=6,
+                            size_rule=net.rule)
+    assert resized.shape == (4, 1, 6, 6)
+    assert net.seen.shape == (1, 1, 8, 8)
+
+
+@pytest.mark.parametrize("netG", sorted(GENERATORS))
+@pytest.mark.parametrize("size", [(61, 75), (12, 75)])
+def test_every_generator_takes_any_slice_size_at_inference(netG, size):
+    torch.manual_seed(0)
+    net = define_G(3, 1, 2, netG, norm="instance", residual=True)
+    stack = ct_like((2, *size))
+    out = predict_stack(net, stack, hu_min=-1024, hu_max=3071, context_slices=1, batch_size=2,
+                        size_rule=slice_size_rule(netG))
+    assert out.shape == (2, 1, *size)
+    assert bool(torch.isfinite(out).all())
+
+
+def test_validator_pads_slices_its_generator_does_not_take(tmp_path):
+    avg = ct_like((13, 11, 4))
+    stack = load_slice_stack(write_nifti(tmp_path / "a.nii.gz", avg))
+    net = FitChecking(SliceSizeRule(8, 8))
+    validator = Validator([("p1", stack, stack)], RegionSettings(), size_rule=net.rule)
+    assert validator(net)["val_body_mae_hu"] == pytest.approx(0.0, abs=0.05)
+    assert tuple(net.seen.shape[-2:]) == (16, 16)

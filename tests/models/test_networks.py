@@ -25,6 +25,7 @@ from models.networks import (
     init_weights,
     norm_has_bias,
     patch_receptive_field,
+    slice_size_rule,
     unet_num_downs,
 )
 from util.errors import ConfigError
@@ -366,3 +367,18 @@ def test_define_g_returns_an_initialised_cpu_network() -> None:
     assert all(p.device.type == "cpu" for p in net.parameters())
     first_conv = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
     assert first_conv.weight.std().item() == pytest.approx(0.02, rel=0.3)
+
+
+@pytest.mark.parametrize(("netG", "height", "width", "fitted"), [
+    ("unet_64", 61, 75, (64, 128)), ("unet_64", 12, 64, (64, 64)),
+    ("unet_128", 128, 129, (128, 256)), ("unet_512", 1, 512, (512, 512)),
+    ("resnet_6blocks", 12, 75, (12, 76)), ("resnet_9blocks", 5, 7, (8, 8)),
+    ("resnet_9blocks", 64, 64, (64, 64))])
+def test_slice_size_rule_fits_the_least_size_the_generator_takes(netG: str, height: int,
+                                                                 width: int,
+                                                                 fitted: tuple[int, int]) -> None:
+    rule = slice_size_rule(netG)
+    assert rule.fit(height, width) == fitted
+    assert rule.takes(*fitted)
+    check_slice_size(netG, *fitted)  # the same fact as the training-time check
+    assert rule.takes(height, width) == ((height, width) == fitted)

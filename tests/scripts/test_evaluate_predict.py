@@ -139,3 +139,24 @@ def test_predict_refuses_to_overwrite_its_input(tmp_path, caplog):
         assert predict.main(["--name", "run", "--input", str(src), "--output", str(src)]) == 1
     assert "is the input" in caplog.text
     assert src.read_bytes() == before
+
+
+def test_test_py_outputs_match_truths_whose_ids_have_unsafe_characters(tmp_path, evaluate):
+    make_case(tmp_path, pids=("PT 1", "PT2"))
+    (tmp_path / "pred" / "PT 1_fake_B.nii.gz").rename(tmp_path / "pred" / "PT_1_fake_B.nii.gz")
+    write_nifti(tmp_path / "pred" / "PT2_fake_B_std.nii.gz", np.zeros((16, 16, 8)),
+                dtype=np.float32)  # a --samples std volume is not a prediction
+    assert evaluate.main(argv(tmp_path)) == 0
+    data = json.loads((tmp_path / "pred" / "evaluation" / "metrics.json").read_text())
+    assert set(data["patients"]) == {"PT 1", "PT2"}
+
+
+def test_two_truths_matching_one_prediction_are_refused_naming_both(tmp_path, evaluate, caplog):
+    make_case(tmp_path, pids=("PT 1", "PT_1"))
+    (tmp_path / "pred" / "PT 1_fake_B.nii.gz").unlink()
+    with caplog.at_level(logging.ERROR):
+        assert evaluate.main(argv(tmp_path)) == 1
+    assert f"{tmp_path / 'truth' / 'PT 1.nii.gz'} and {tmp_path / 'truth' / 'PT_1.nii.gz'}" \
+        in caplog.text
+    assert "PT_1_fake_B.nii.gz" in caplog.text
+    assert not (tmp_path / "pred" / "evaluation").exists()

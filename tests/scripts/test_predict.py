@@ -1,0 +1,130 @@
+"""scripts/predict.py: the same file for the same input, sampling on request, any slice size,
+and one-line refusals that write nothing."""
+
+import errno
+import logging
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tests.conftest import LPS_AFFINE, OBLIQUE_AFFINE, ct_like, write_nifti
+from tests.tiny_runs import load_script, tiny_run
+
+
+@pytest.fixture(scope="module")
+def predict():
+    return load_script("scripts/predict.py", "ct_predict_script")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """checkpoints/run (dropout) and checkpoints/plain (--no_dropout)."""
+    ck = tmp_path_factory.mktemp("ck")
+    tiny_run(ck)
+    return tiny_run(ck, "--no_dropout", name="plain")
+
+
+def argv(runs: Path, src: Path, out: Path, *extra: str, name: str = "run") -> list[str]:
+    return ["--name", name, "--checkpoints_dir", str(runs), "--input", str(src), "--output",
+            str(out), "--gpu_ids", "-1", *extra]
+
+
+def avg(tmp_path: Path, shape=(64, 64, 4), affine=LPS_AFFINE, name="avg.nii.gz") -> Path:
+    return write_nifti(tmp_path / "in" / name, ct_like(shape), affine, np.float32)
+
+
+def test_two_runs_write_bit_identical_files(tmp_path, predict, runs):
+    src = avg(tmp_path)
+    for out in ("one.nii.gz", "two.nii.gz"):
+        assert predict.main(argv(runs, src, tmp_path / out)) == 0  # no --eval
+    assert (tmp_path / "one.nii.gz").read_bytes() == (tmp_path / "two.nii.gz").read_bytes()
+    assert predict.main(argv(runs, src, tmp_path / "eval.nii.gz", "--eval")) == 0
+    assert (tmp_path / "eval.nii.gz").read_bytes() == (tmp_path / "one.nii.gz").read_bytes()
+
+
+def test_samples_write_a_reproducible_mean_and_std_with_the_avg_geometry(tmp_path, predict,
+                                                                          runs):
+    src = avg(tmp_path, affine=OBLIQUE_AFFINE)
+    out = tmp_path / "out" / "phase0.nii.gz"
+    assert predict.main(argv(runs, src, out, "--samples", "3", "--seed", "5")) == 0
+    std_path = tmp_path / "out" / "phase0_std.nii.gz"
+    mean, std = nib.load(out).get_fdata(), nib.load(std_path)
+    assert std.get_data_dtype() == np.float32
+    assert std.shape == mean.shape == (64, 64, 4)
+    np.testing.assert_allclose(std.affine, OBLIQUE_AFFINE, atol=1e-6)
+    assert std.get_fdata().min() >= 0
+    assert std.get_fdata().max() > 1.0  # dropout passes differ by HU
+    other = tmp_path / "again.nii.gz"
+    assert predict.main(argv(runs, src, other, "--samples", "3", "--seed", "5", "--std_output",
+                             str(tmp_path / "s.nii"))) == 0
+    assert other.read_bytes() == out.read_bytes()
+    np.testing.assert_array_equal(nib.load(tmp_path / "s.nii").get_fdata(), std.get_fdata())
+    assert predict.main(argv(runs, src, other, "--samples", "3", "--seed", "6")) == 0
+    assert not np.array_equal(nib.load(other).get_fdata(), mean)
+    deterministic = tmp_path / "one.nii.gz"
+    assert predict.main(argv(runs, src, deterministic)) == 0
+    assert not (tmp_path / "one_std.nii.gz").exists()
+
+
+def test_samples_are_refused_for_a_generator_without_dropout(tmp_path, predict, runs, caplog):
+    out = tmp_path / "out" / "p.nii.gz"
+    with caplog.at_level(logging.ERROR):
+        assert predict.main(argv(runs, avg(tmp_path), out, "--samples", "4",
+                                 name="plain")) == 1
+    assert "--samples 4" in caplog.text
+    assert "no dropout (trained with --no_dropout)" in caplog.text
+    assert not out.parent.exists() or not list(out.parent.iterdir())
+
+
+def test_std_output_may_overwrite_neither_the_input_nor_the_output(tmp_path, predict, runs,
+                                                                   caplog):
+    src = avg(tmp_path, name="x_std.nii.gz")
+    before = src.read_bytes()
+    with caplog.at_level(logging.ERROR):
+        assert predict.main(argv(runs, src, tmp_path / "in" / "x.nii.gz", "--samples",
+                                 "2")) == 1
+        assert predict.main(argv(runs, src, tmp_path / "y.nii.gz", "--samples", "2",
+                                 "--std_output", str(tmp_path / "y.nii.gz"))) == 1
+    assert f"--std_output {src} is the input" in caplog.text
+    assert "is also --output" in caplog.text
+    assert src.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["x_std.nii.gz"]
+
+
+def test_an_output_under_a_file_is_one_line_naming_it(tmp_path, predict, runs, caplog):
+    blocker = tmp_path / "existing"
+    blocker.write_text("a file")
+    with caplog.at_level(logging.ERROR):
+        assert predict.main(argv(runs, avg(tmp_path), blocker / "y.nii.gz")) == 1
+    assert f"{blocker} is a file, not a folder" in caplog.text
+    assert blocker.read_text() == "a file"
+
+
+def test_a_read_only_output_folder_is_one_line_and_nothing_is_written(tmp_path, predict, runs,
+                                                                      caplog, monkeypatch):
+    real_mkdir = os.mkdir
+
+    def read_only(path, *args, **kwargs):
+        if "results" in str(path):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", read_only)
+    with caplog.at_level(logging.ERROR):
+        assert predict.main(argv(runs, avg(tmp_path), tmp_path / "results" / "y.nii.gz")) == 1
+    assert f"{tmp_path / 'results'}: cannot create the folder (Read-only" in caplog.text
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("shape", [(61, 12, 9), (61, 75, 12)])
+def test_any_slice_size_is_predicted_with_the_avg_geometry(tmp_path, predict, runs, shape):
+    src = avg(tmp_path, shape=shape, affine=OBLIQUE_AFFINE)
+    out = tmp_path / "p.nii.gz"
+    assert predict.main(argv(runs, src, out)) == 0
+    img = nib.load(out)
+    assert img.shape == shape
+    np.testing.assert_allclose(img.affine, OBLIQUE_AFFINE, atol=1e-6)
+    assert -1024 <= img.get_fdata().min() <= img.get_fdata().max() <= 3071

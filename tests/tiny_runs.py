@@ -1,0 +1,38 @@
+"""Tiny trained runs and script loaders shared by the tests of test.py and scripts/."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from models import create_model
+from options.base_options import options_to_json
+from options.train_options import TrainOptions
+from util.atomic import atomic_write_json
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(path: str, module_name: str) -> ModuleType:
+    """The file ``REPO/path`` as a module called ``module_name`` (registered in sys.modules,
+    where its dataclasses look their module up)."""
+    spec = importlib.util.spec_from_file_location(module_name, REPO / path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_run(checkpoints: Path, *extra: str, name: str = "run") -> Path:
+    """An untrained unet_64 (ngf 8, instance norm, dropout unless ``--no_dropout`` is in
+    ``extra``) saved as ``checkpoints/<name>/latest_net_G.pth`` with its ``opt.json``;
+    returns ``checkpoints``."""
+    opt = TrainOptions().parse(["--dataroot", str(checkpoints), "--checkpoints_dir",
+                                str(checkpoints), "--name", name, "--netG", "unet_64", "--ngf",
+                                "8", "--norm", "instance", "--axial_slice", "--gpu_ids", "-1",
+                                *extra])
+    create_model(opt).save_networks("latest")
+    atomic_write_json(checkpoints / name / "opt.json", options_to_json(opt))
+    return checkpoints

@@ -93,6 +93,11 @@ def test_two_runs_write_the_same_volumes_and_the_count_is_that_of_the_files(tmp_
     write_pair_tree(root, "test", {"PT 1": (64, 64, 3), "PT2": (64, 64, 3)}, with_b=False)
     script = _test_script()
     volumes = {}
+    # what a run killed while writing leaves: removed at the next start
+    left = (tmp_path / "second" / "run" / "test_latest" / "volumes"
+            / ".PT2_fake_B.nii.gz.x1y2z3_w.tmp.nii.gz")
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"half a volume")
     for results in ("first", "second"):
         assert script.main(_argv(root, runs, tmp_path / results, "--no_pictures")) == 0
         folder = tmp_path / results / "run" / "test_latest" / "volumes"
@@ -100,6 +105,7 @@ def test_two_runs_write_the_same_volumes_and_the_count_is_that_of_the_files(tmp_
     assert sorted(volumes["first"]) == ["PT2_fake_B.nii.gz", "PT_1_fake_B.nii.gz"]
     assert volumes["first"] == volumes["second"]  # no --eval, and still no dropout noise
     assert "test_latest/volumes (2 patients)" in capsys.readouterr().out
+    assert not left.exists()
 
 
 def test_samples_write_std_volumes_that_a_single_pass_run_removes(tmp_path, runs):

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 
 import prepare_dataset as pdm
+from data import split_folders
 from data.nifti_io import load_volume
 from data.pairing import SPLITS, assign_splits, safe_patient_id, split_counts
+from data.split_folders import SIDES
 from util.errors import ConfigError
 
 SHAPE = (16, 16, 8)
@@ -59,7 +61,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[str, int]]:
 def _split_files(out: Path) -> dict[str, list[str]]:
     """{split folder: sorted file names} for the six split folders."""
     return {f"{s}{side}": sorted(p.name for p in (out / f"{s}{side}").iterdir())
-            for s in SPLITS for side in pdm.SIDES}
+            for s in SPLITS for side in SIDES}
 
 
 def _good_tree(root: Path, n: int) -> list[str]:
@@ -353,13 +355,13 @@ def test_interrupted_run_is_finished_by_a_rerun(tmp_path: Path,
             raise KeyboardInterrupt
         real_copy(src, dest)
 
-    monkeypatch.setattr(pdm.shutil, "copyfile", copy_then_interrupt)
+    monkeypatch.setattr(split_folders.shutil, "copyfile", copy_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         pdm.prepare_dataset(opts, progress=False)
     assert len(list(out.glob("*/*.nii.gz"))) == 2
     assert not list(out.rglob(".*"))  # no partial file left behind
     assert not (out / "manifest.json").exists()
-    monkeypatch.setattr(pdm.shutil, "copyfile", real_copy)
+    monkeypatch.setattr(split_folders.shutil, "copyfile", real_copy)
     result = pdm.prepare_dataset(opts, progress=False)
     assert (result.copied, result.skipped) == (6, 2)
     manifest = json.loads((out / "manifest.json").read_text())

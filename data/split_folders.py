@@ -1,0 +1,146 @@
+"""The split folders ``output/{train,val,test}{A,B}/<safe id>.nii.gz``, kept in step
+with the paired patients.
+
+Sources are copied byte for byte (``.nii.gz``) or gzip-compressed (``.nii``); a destination that
+already holds those bytes is left alone, NIfTI files no patient owns are removed, and temp files
+an interrupted run left behind are cleaned. Every write is atomic (:mod:`util.atomic`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import re
+import shutil
+import zlib
+from pathlib import Path
+
+from tqdm import tqdm
+
+from data.nifti_io import is_nifti_file
+from data.pairing import SPLITS, PairedPatient
+from util.atomic import atomic_write_with
+from util.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+SIDES = ("A", "B")  # A: AVG (input), B: phase 0 (target)
+REPORT_FILES = ("manifest.json", "unpaired.json", "unpaired.txt")
+# util.atomic temp names: ".<dest name>.<8 mkstemp chars>.tmp<suffix>"
+_SPLIT_TEMP = re.compile(r"^\..+\.nii\.gz\.[A-Za-z0-9_]{8}\.tmp\.nii\.gz$")
+_REPORT_TEMP = re.compile(rf"^\.(?:{'|'.join(map(re.escape, REPORT_FILES))})\.[A-Za-z0-9_]{{8}}"
+                          r"\.tmp$")
+_CHUNK_BYTES = 1 << 20
+
+
+def _sha256(path: Path, gunzip: bool = False) -> str:
+    """Hex SHA-256 of a file's bytes, or of its decompressed bytes when ``gunzip``."""
+    digest = hashlib.sha256()
+    with (gzip.open(path, "rb") if gunzip else path.open("rb")) as stream:
+        while chunk := stream.read(_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _is_gzipped_name(path: Path) -> bool:
+    return path.name.lower().endswith(".gz")
+
+
+def _is_up_to_date(src: Path, src_sha256: str, dest: Path) -> bool:
+    """True when ``dest`` already holds what copying ``src`` would write (same NIfTI bytes)."""
+    if dest.is_symlink() or not dest.is_file():
+        return False
+    if _is_gzipped_name(src):
+        return dest.stat().st_size == src.stat().st_size and _sha256(dest) == src_sha256
+    try:
+        return _sha256(dest, gunzip=True) == src_sha256
+    except (OSError, EOFError, zlib.error):
+        return False
+
+
+def _gzip_into(src: Path, tmp: Path) -> None:
+    """gzip ``src`` into ``tmp`` with a fixed header (no name, mtime 0), so output repeats."""
+    with src.open("rb") as fin, tmp.open("wb") as raw, \
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+        shutil.copyfileobj(fin, gz, _CHUNK_BYTES)
+
+
+def _copy_source(src: Path, dest: Path) -> None:
+    """Atomically place ``src`` at ``dest`` (.nii.gz): byte copy, or gzip of a ``.nii``."""
+    if _is_gzipped_name(src):
+        atomic_write_with(dest, lambda tmp: shutil.copyfile(src, tmp), suffix=".nii.gz")
+    else:
+        atomic_write_with(dest, lambda tmp: _gzip_into(src, tmp), suffix=".nii.gz")
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """True when ``path`` (its folder resolved, links followed) lies inside resolved ``root``."""
+    return (path.parent.resolve() / path.name).is_relative_to(root)
+
+
+def _split_folders(output: Path) -> list[Path]:
+    """The six split folders, created, each checked to resolve inside ``output``."""
+    folders = [output / f"{split}{side}" for split in SPLITS for side in SIDES]
+    for folder in folders:
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()) \
+                or not folder.resolve().is_relative_to(output):
+            raise DataError(f"{folder}: expected a plain folder inside {output}; "
+                            f"move it away and run again")
+        folder.mkdir(parents=True, exist_ok=True)
+    return folders
+
+
+def clean_temp_files(output: Path, folders: list[Path]) -> int:
+    """Delete temp files an interrupted run left in ``output`` and the split folders."""
+    removed = 0
+    for folder, pattern in [(output, _REPORT_TEMP)] + [(f, _SPLIT_TEMP) for f in folders]:
+        for path in folder.iterdir():
+            if pattern.match(path.name) and (path.is_file() or path.is_symlink()):
+                path.unlink()
+                removed += 1
+    if removed:
+        logger.info("removed %d temp files left by an interrupted run", removed)
+    return removed
+
+
+def sync_split_folders(paired: list[PairedPatient], splits: dict[str, str], output: Path,
+                       progress: bool = True) -> tuple[list[dict], int, int, int]:
+    """Make the six split folders hold exactly the paired patients' files.
+
+    Returns (manifest entries, files copied, files already identical, stale files removed).
+    """
+    folders = _split_folders(output)
+    clean_temp_files(output, folders)
+    entries, expected, copied, skipped = [], set(), 0, 0
+    for pair in tqdm(paired, desc="copying", unit="patient", disable=not progress):
+        split, files, digests = splits[pair.patient], {}, {}
+        for side, src in zip(SIDES, (pair.avg_path, pair.phase0_path), strict=True):
+            dest = output / f"{split}{side}" / f"{pair.safe_id}.nii.gz"
+            if not _inside(dest, output):
+                raise DataError(f"{dest}: destination for patient {pair.patient!r} resolves "
+                                f"outside {output}")
+            digests[side] = _sha256(src)
+            if _is_up_to_date(src, digests[side], dest):
+                skipped += 1
+            else:
+                _copy_source(src, dest)
+                copied += 1
+            expected.add(dest)
+            files[side] = dest.relative_to(output).as_posix()
+        entries.append({"patient": pair.patient, "safe_id": pair.safe_id, "split": split,
+                        "avg": str(pair.avg_path.absolute()),
+                        "phase0": str(pair.phase0_path.absolute()),
+                        "avg_sha256": digests["A"], "phase0_sha256": digests["B"],
+                        "shape": list(pair.shape), "spacing_mm": [round(s, 6) for s in
+                                                                  pair.spacing_mm],
+                        "files": files})
+    removed = 0
+    for folder in folders:
+        for path in sorted(folder.iterdir()):
+            if is_nifti_file(path) and path not in expected and (path.is_file()
+                                                                  or path.is_symlink()):
+                logger.info("removing stale %s", path)
+                path.unlink()
+                removed += 1
+    return entries, copied, skipped, removed

@@ -137,6 +137,9 @@ def prepare_dataset(opts: PrepareOptions, progress: bool = True) -> PrepareResul
     """
     _check_options(opts)
     paired, unpaired = pair_patients(opts.layout, progress, opts.geometry_atol_mm)
+    n_unpaired = len({u.patient for u in unpaired})
+    logger.info("%d patients: %d paired, %d unpaired (folder names under --avg_root and "
+                "--phases_root)", len(paired) + n_unpaired, len(paired), n_unpaired)
     if not paired:
         details = "\n".join(f"  {u.patient}: {u.reason}" for u in unpaired) or "  (no folders)"
         raise DataError(f"no patient could be paired between {opts.avg_root} and "

@@ -140,20 +140,47 @@ def check_patient(patient: str, layout: ExportLayout, atol_mm: float = AFFINE_AT
                          avg.spacing_mm), []
 
 
+def _quoted_list(names: list[str]) -> str:
+    """``'a' and 'b'`` or ``'a', 'b' and 'c'``."""
+    quoted = [repr(n) for n in names]
+    return " and ".join([", ".join(quoted[:-1]), quoted[-1]]) if len(quoted) > 1 else quoted[0]
+
+
+def file_name_collisions(patients: Iterable[str]) -> dict[str, str]:
+    """Patient -> reason, for every patient whose file name (:func:`safe_patient_id`, compared
+    case-insensitively, as on a macOS or Windows disk) is also another patient's.
+
+    All patients of a collision are left out, not just the later ones: which folder would be
+    kept must not depend on how the names sort.
+    """
+    groups: dict[str, list[str]] = {}
+    for patient in patients:
+        groups.setdefault(safe_patient_id(patient).casefold(), []).append(patient)
+    reasons = {}
+    for names in (sorted(g) for g in groups.values() if len(g) > 1):
+        files = sorted({safe_patient_id(n) for n in names})
+        both = "both" if len(names) == 2 else "all"
+        target = (f"the file name {files[0]!r}" if len(files) == 1 else
+                  f"the file names {_quoted_list(files)}, one name on a case-insensitive disk")
+        reason = (f"file name collision: {_quoted_list(names)} {both} become {target}; rename "
+                  f"one of the folders")
+        reasons.update(dict.fromkeys(names, reason))
+    return reasons
+
+
 def pair_patients(layout: ExportLayout, progress: bool = True,
                   atol_mm: float = AFFINE_ATOL_MM) -> tuple[list[PairedPatient],
                                                             list[UnpairedPatient]]:
-    """Check every patient folder; return the paired patients and every problem found."""
+    """Check every patient folder; return the paired patients and every problem found.
+
+    Every patient found under either root ends up in exactly one of the two lists.
+    """
     paired, unpaired = [], []
-    owner: dict[str, str] = {}  # case-folded safe id -> first patient (case-insensitive disks)
-    for patient in tqdm(list_patients(layout.avg_root, layout.phases_root), desc="pairing",
-                        unit="patient", disable=not progress):
+    patients = list_patients(layout.avg_root, layout.phases_root)
+    collisions = file_name_collisions(patients)
+    for patient in tqdm(patients, desc="pairing", unit="patient", disable=not progress):
         pair, problems = check_patient(patient, layout, atol_mm)
-        safe = safe_patient_id(patient)
-        first = owner.setdefault(safe.casefold(), patient)
-        if first != patient:
-            problems.append(f"safe id collision: {patient!r} and {first!r} both map to the "
-                            f"file name {safe!r}; rename one of the folders")
+        problems += [collisions[patient]] if patient in collisions else []
         unpaired += [UnpairedPatient(patient, reason) for reason in problems]
         if pair is not None and not problems:
             paired.append(pair)

@@ -17,7 +17,13 @@ import pytest
 import prepare_dataset as pdm
 from data import split_folders
 from data.nifti_io import load_volume
-from data.pairing import SPLITS, assign_splits, safe_patient_id, split_counts
+from data.pairing import (
+    SPLITS,
+    assign_splits,
+    file_name_collisions,
+    safe_patient_id,
+    split_counts,
+)
 from data.split_folders import SIDES
 from util.errors import ConfigError
 
@@ -122,7 +128,7 @@ def broken_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dic
     (root / "res_avg" / "many").mkdir()
     _write(root / "res_phases" / "many" / "second Gated 0.0A.nii.gz", 8)
     _add_patient(root, "a b")
-    _add_patient(root, "a_b")  # same safe id as "a b", which sorts first
+    _add_patient(root, "a_b")  # same file name as "a b": both are left out
     out = root / "ds"
     assert pdm.main(_args(root, out)) == 0
     return root, json.loads((out / "unpaired.json").read_text())
@@ -145,7 +151,8 @@ def broken_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dic
                r"differ by up to 1\.5 mm"),
     ("many", r"no AVG file: nothing in .*res_avg/many"),
     ("many", r"ambiguous phase-0: 2 files in .*res_phases/many"),
-    ("a_b", r"safe id collision: 'a_b' and 'a b' both map to the file name 'a_b'"),
+    ("a_b", r"file name collision: 'a b' and 'a_b' both become the file name 'a_b'"),
+    ("a b", r"file name collision: 'a b' and 'a_b' both become the file name 'a_b'"),
 ])
 def test_every_unpaired_reason_is_reported(broken_run: tuple[Path, list[dict]], patient: str,
                                            pattern: str) -> None:
@@ -157,11 +164,11 @@ def test_every_unpaired_reason_is_reported(broken_run: tuple[Path, list[dict]], 
 def test_broken_tree_keeps_only_good_patients(broken_run: tuple[Path, list[dict]]) -> None:
     root, unpaired = broken_run
     manifest = json.loads((root / "ds" / "manifest.json").read_text())
-    assert sorted(e["patient"] for e in manifest["patients"]) == ["P00", "P01", "a b"]
-    assert len(unpaired) == 12  # one reason per broken patient, two for "many"
+    assert sorted(e["patient"] for e in manifest["patients"]) == ["P00", "P01"]
+    assert len(unpaired) == 13  # one reason per broken patient, two for "many"
     text = (root / "ds" / "unpaired.txt").read_text()
     assert "truncated: unreadable file" in text
-    assert sum(len(v) for v in _split_files(root / "ds").values()) == 6
+    assert sum(len(v) for v in _split_files(root / "ds").values()) == 4
 
 
 @pytest.mark.parametrize(("n", "val", "test", "expected"), [
@@ -385,3 +392,33 @@ def test_grid_tolerance_option_is_used_and_recorded(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["options"]["geometry_atol_mm"] == 0.05
     assert len(manifest["patients"]) == 2
+
+
+def test_two_folders_with_one_file_name_are_both_left_out(tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    src = tmp_path / "src"
+    for k, pid in enumerate(["PT 1", "PT_1", "P3", "P4"]):
+        _add_patient(src, pid, seed=10 * k)
+    out = tmp_path / "ds"
+    with caplog.at_level(logging.INFO):
+        assert pdm.main(_args(src, out)) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(e["patient"] for e in manifest["patients"]) == ["P3", "P4"]
+    assert manifest["unpaired_patients"] == ["PT 1", "PT_1"]
+    reasons = {u["patient"]: u["reason"] for u in json.loads((out / "unpaired.json").read_text())}
+    for patient in ("PT 1", "PT_1"):
+        assert reasons[patient] == ("file name collision: 'PT 1' and 'PT_1' both become the "
+                                    "file name 'PT_1'; rename one of the folders")
+    assert not list(out.glob("*/PT_1.nii.gz"))
+    assert "4 patients: 2 paired, 2 unpaired" in caplog.text
+
+
+def test_file_name_collisions_case_insensitive_and_three_way() -> None:
+    reasons = file_name_collisions(["pt_1", "PT_1", "x y", "x_y", "x-y", "x.y", "ok"])
+    assert sorted(reasons) == ["PT_1", "pt_1", "x y", "x_y"]
+    assert reasons["pt_1"] == ("file name collision: 'PT_1' and 'pt_1' both become the file "
+                               "names 'PT_1' and 'pt_1', one name on a case-insensitive disk; "
+                               "rename one of the folders")
+    three = file_name_collisions(["a b", "a_b", "a*b"])
+    assert set(three.values()) == {"file name collision: 'a b', 'a*b' and 'a_b' all become the "
+                                   "file name 'a_b'; rename one of the folders"}

@@ -4,6 +4,11 @@ An export is two trees, ``avg_root/<patient>/`` and ``phases_root/<patient>/``, 
 name. A patient pairs when each folder holds exactly one matching NIfTI file, both read in full,
 on the same voxel grid (shape and affine). Every reason a patient does not pair is collected, so
 one run reports all problems at once.
+
+Every entry directly under either root is a patient: it ends up paired or reported, including a
+broken symbolic link, a link loop or a stray file where a folder should be. Only hidden plain
+files (``.DS_Store``) are skipped, and logged. Two folder names that become one file name
+(``PT 1`` and ``PT_1``) are both left out.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import fnmatch
 import hashlib
 import logging
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +29,7 @@ from data.ct_volumes import AFFINE_ATOL_MM, check_same_geometry, load_ct_volume
 from data.nifti_io import VolumeInfo, is_nifti_file
 from util.errors import DataError
 from util.names import safe_name
+from util.paths import folder_problem, is_hidden_file
 
 logger = logging.getLogger(__name__)
 
@@ -72,13 +79,20 @@ def safe_patient_id(name: str) -> str:
 
 
 def list_patients(avg_root: Path, phases_root: Path) -> list[str]:
-    """Sorted names of the patient folders found under either root."""
+    """Sorted names of every entry under either root: patient folders, and anything else
+    (a stray file, a broken link), which :func:`check_patient` then reports. Hidden plain files
+    (``.DS_Store``, ``._PT1``) are the only entries skipped; they are logged."""
     names = set()
     for root in (avg_root, phases_root):
         try:
-            names.update(p.name for p in root.iterdir() if p.is_dir())
+            entries = sorted(root.iterdir())
         except OSError as exc:
             raise DataError(f"{root}: cannot list the patient folders ({exc})") from exc
+        hidden = [p.name for p in entries if is_hidden_file(p)]
+        if hidden:
+            logger.info("%s: ignoring hidden file%s %s", root, "s" if len(hidden) > 1 else "",
+                        ", ".join(hidden))
+        names.update(p.name for p in entries if p.name not in hidden)
     return sorted(names)
 
 
@@ -91,10 +105,13 @@ def matching_files(folder: Path, pattern: str) -> list[Path]:
 def _find_one(folder: Path, pattern: str, label: str,
               other_root: Path) -> tuple[Path | None, list[str]]:
     """The single file of ``label`` in ``folder`` matching ``pattern``, or the problem with it."""
-    if not folder.is_dir():
+    if not os.path.lexists(folder):
         kind = "AVG" if label == "AVG" else "phases"
         return None, [f"no {kind} folder: {folder} does not exist (patient only in "
                       f"{other_root})"]
+    problem = folder_problem(folder)
+    if problem is not None:
+        return None, [f"not a patient folder: {folder} {problem}"]
     try:
         found = matching_files(folder, pattern)
     except OSError as exc:

@@ -422,3 +422,41 @@ def test_file_name_collisions_case_insensitive_and_three_way() -> None:
     three = file_name_collisions(["a b", "a_b", "a*b"])
     assert set(three.values()) == {"file name collision: 'a b', 'a*b' and 'a_b' all become the "
                                    "file name 'a_b'; rename one of the folders"}
+
+
+def test_every_entry_of_both_trees_is_paired_or_reported(tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    src = tmp_path / "src"
+    avg, phases = src / "res_avg", src / "res_phases"
+    _good_tree(src, 2)
+    _add_patient(src, "real")
+    (avg / "linked").symlink_to(avg / "real", target_is_directory=True)  # a folder: usable
+    _add_patient(src, "linked", avg=False)
+    (avg / "PT9").symlink_to(tmp_path / "gone")  # broken, and nothing in phases_root
+    (phases / "loop").symlink_to(phases / "loop")
+    _add_patient(src, "PT7", phases=False)
+    (phases / "PT7").write_text("a stray file where a folder should be")
+    (avg / "notes.txt").write_text("a stray file at patient level")
+    (avg / ".DS_Store").write_bytes(b"\0")  # hidden file: ignored
+    out = tmp_path / "ds"
+    with caplog.at_level(logging.INFO):
+        assert pdm.main(_args(src, out)) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    paired = sorted(e["patient"] for e in manifest["patients"])
+    assert paired == ["P00", "P01", "linked", "real"]
+    entries = {p.name for root in (avg, phases) for p in root.iterdir()} - {".DS_Store"}
+    assert set(paired) | set(manifest["unpaired_patients"]) == entries
+    assert not set(paired) & set(manifest["unpaired_patients"])
+    reasons: dict[str, list[str]] = {}
+    for u in json.loads((out / "unpaired.json").read_text()):
+        reasons.setdefault(u["patient"], []).append(u["reason"])
+    assert reasons["PT9"] == [f"not a patient folder: {avg / 'PT9'} is a broken symbolic link "
+                              f"(to {tmp_path / 'gone'})",
+                              f"no phases folder: {phases / 'PT9'} does not exist (patient only "
+                              f"in {avg})"]
+    assert f"not a patient folder: {phases / 'loop'} is a symbolic link loop" in reasons["loop"]
+    assert reasons["PT7"] == [f"not a patient folder: {phases / 'PT7'} is a file, not a folder"]
+    assert f"not a patient folder: {avg / 'notes.txt'} is a file, not a folder" \
+        in reasons["notes.txt"]
+    assert "8 patients: 4 paired, 4 unpaired" in caplog.text
+    assert f"{avg}: ignoring hidden file .DS_Store" in caplog.text

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +33,11 @@ from data.pairing import (
     assign_splits,
     pair_patients,
 )
-from data.split_folders import sync_split_folders
+from data.split_folders import make_folder, sync_split_folders
 from util.atomic import atomic_write_text
 from util.cli import printable, run_cli
 from util.errors import ConfigError, DataError
+from util.paths import folder_problem
 
 logger = logging.getLogger("prepare_dataset")
 
@@ -110,6 +112,26 @@ def write_reports(output: Path, opts: PrepareOptions, entries: list[dict],
     _write_if_changed(output / "unpaired.txt", unpaired_text(unpaired, opts, n_paired))
 
 
+def _check_output(output: Path) -> None:
+    """ConfigError unless ``output`` is a writable folder or can be created as one; creates
+    nothing."""
+    problem = folder_problem(output)
+    if problem is None:
+        if not os.access(output, os.W_OK | os.X_OK):
+            raise ConfigError(f"--output {output}: is not writable")
+        return
+    if problem != "does not exist":
+        raise ConfigError(f"--output {output}: {problem}")
+    ancestor = output.absolute().parent
+    while folder_problem(ancestor) == "does not exist" and ancestor.parent != ancestor:
+        ancestor = ancestor.parent
+    problem = folder_problem(ancestor)
+    if problem is None and not os.access(ancestor, os.W_OK | os.X_OK):
+        problem = "is not writable"
+    if problem is not None:
+        raise ConfigError(f"--output {output}: cannot be created: {ancestor} {problem}")
+
+
 def _check_options(opts: PrepareOptions) -> None:
     """Raise ConfigError/DataError for impossible options or missing roots."""
     if not (0 <= opts.val_fraction < 1 and 0 <= opts.test_fraction < 1
@@ -121,6 +143,7 @@ def _check_options(opts: PrepareOptions) -> None:
     if not 0 <= opts.geometry_atol_mm < float("inf"):
         raise ConfigError(f"--geometry_atol_mm must be a finite distance >= 0 mm, got "
                           f"{opts.geometry_atol_mm}")
+    _check_output(opts.output)
     for flag, root in (("--avg_root", opts.avg_root), ("--phases_root", opts.phases_root)):
         if not root.is_dir():
             raise DataError(f"{flag} {root}: no such folder")
@@ -150,7 +173,7 @@ def prepare_dataset(opts: PrepareOptions, progress: bool = True) -> PrepareResul
     splits = assign_splits([p.patient for p in paired], opts.val_fraction, opts.test_fraction,
                            opts.seed)
     output = opts.output.resolve()
-    output.mkdir(parents=True, exist_ok=True)
+    make_folder(output)
     entries, copied, skipped, removed = sync_split_folders(paired, splits, output, progress)
     write_reports(output, opts, entries, unpaired, len(paired))
     logger.info("%d files copied, %d already up to date, %d stale files removed", copied,

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from data.nifti_io import is_nifti_file
 from data.pairing import SPLITS, PairedPatient
 from util.atomic import atomic_write_with
-from util.errors import DataError
+from util.errors import DataError, OutputError
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,38 @@ _SPLIT_TEMP = re.compile(r"^\..+\.nii\.gz\.[A-Za-z0-9_]{8}\.tmp\.nii\.gz$")
 _REPORT_TEMP = re.compile(rf"^\.(?:{'|'.join(map(re.escape, REPORT_FILES))})\.[A-Za-z0-9_]{{8}}"
                           r"\.tmp$")
 _CHUNK_BYTES = 1 << 20
+
+
+def make_folder(path: Path) -> None:
+    """Create the folder ``path`` and missing parents; OutputError naming it if that fails."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create the folder ({exc.strerror or exc})") from exc
+
+
+def _listing(folder: Path) -> list[Path]:
+    """The entries of an output folder, sorted; OutputError naming it if it cannot be read."""
+    try:
+        return sorted(folder.iterdir())
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot list the folder ({exc.strerror or exc})") from exc
+
+
+def _remove(path: Path) -> None:
+    """Delete the file ``path``; OutputError naming it if that fails."""
+    try:
+        path.unlink()
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot remove the file ({exc.strerror or exc})") from exc
+
+
+def _source_sha256(path: Path) -> str:
+    """:func:`_sha256` of a source file, DataError naming it if it can no longer be read."""
+    try:
+        return _sha256(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
 
 
 def _sha256(path: Path, gunzip: bool = False) -> str:
@@ -51,9 +83,9 @@ def _is_up_to_date(src: Path, src_sha256: str, dest: Path) -> bool:
     """True when ``dest`` already holds what copying ``src`` would write (same NIfTI bytes)."""
     if dest.is_symlink() or not dest.is_file():
         return False
-    if _is_gzipped_name(src):
-        return dest.stat().st_size == src.stat().st_size and _sha256(dest) == src_sha256
     try:
+        if _is_gzipped_name(src):
+            return dest.stat().st_size == src.stat().st_size and _sha256(dest) == src_sha256
         return _sha256(dest, gunzip=True) == src_sha256
     except (OSError, EOFError, zlib.error):
         return False
@@ -87,7 +119,7 @@ def _split_folders(output: Path) -> list[Path]:
                 or not folder.resolve().is_relative_to(output):
             raise DataError(f"{folder}: expected a plain folder inside {output}; "
                             f"move it away and run again")
-        folder.mkdir(parents=True, exist_ok=True)
+        make_folder(folder)
     return folders
 
 
@@ -95,9 +127,9 @@ def clean_temp_files(output: Path, folders: list[Path]) -> int:
     """Delete temp files an interrupted run left in ``output`` and the split folders."""
     removed = 0
     for folder, pattern in [(output, _REPORT_TEMP)] + [(f, _SPLIT_TEMP) for f in folders]:
-        for path in folder.iterdir():
+        for path in _listing(folder):
             if pattern.match(path.name) and (path.is_file() or path.is_symlink()):
-                path.unlink()
+                _remove(path)
                 removed += 1
     if removed:
         logger.info("removed %d temp files left by an interrupted run", removed)
@@ -120,7 +152,7 @@ def sync_split_folders(paired: list[PairedPatient], splits: dict[str, str], outp
             if not _inside(dest, output):
                 raise DataError(f"{dest}: destination for patient {pair.patient!r} resolves "
                                 f"outside {output}")
-            digests[side] = _sha256(src)
+            digests[side] = _source_sha256(src)
             if _is_up_to_date(src, digests[side], dest):
                 skipped += 1
             else:
@@ -137,10 +169,10 @@ def sync_split_folders(paired: list[PairedPatient], splits: dict[str, str], outp
                         "files": files})
     removed = 0
     for folder in folders:
-        for path in sorted(folder.iterdir()):
+        for path in _listing(folder):
             if is_nifti_file(path) and path not in expected and (path.is_file()
                                                                   or path.is_symlink()):
                 logger.info("removing stale %s", path)
-                path.unlink()
+                _remove(path)
                 removed += 1
     return entries, copied, skipped, removed

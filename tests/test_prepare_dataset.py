@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
@@ -460,3 +461,68 @@ def test_every_entry_of_both_trees_is_paired_or_reported(tmp_path: Path,
         in reasons["notes.txt"]
     assert "8 patients: 4 paired, 4 unpaired" in caplog.text
     assert f"{avg}: ignoring hidden file .DS_Store" in caplog.text
+
+
+def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def _all_files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else b""
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize(("where", "problem"), [
+    ("taken", "is a file, not a folder"),
+    ("taken/ds", "cannot be created: {tmp}/taken is a file, not a folder"),
+    ("taken/deeper/ds", "cannot be created: {tmp}/taken is a file, not a folder"),
+])
+def test_output_that_cannot_be_a_folder_is_one_error_line(tmp_path: Path, where: str,
+                                                          problem: str,
+                                                          caplog: pytest.LogCaptureFixture
+                                                          ) -> None:
+    _good_tree(tmp_path / "src", 3)
+    (tmp_path / "taken").write_text("my notes")
+    before = _all_files(tmp_path)
+    assert pdm.main(_args(tmp_path / "src", tmp_path / where)) == 1
+    assert _errors(caplog) == [f"--output {tmp_path / where}: "
+                               f"{problem.format(tmp=tmp_path)}"]
+    assert _all_files(tmp_path) == before  # nothing written, the file untouched
+
+
+def test_read_only_output_location_is_one_error_line(tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    _good_tree(tmp_path / "src", 3)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("this user (root?) can write into a 0555 folder")
+        assert pdm.main(_args(tmp_path / "src", locked / "ds")) == 1
+    finally:
+        locked.chmod(0o755)
+    assert _errors(caplog) == [f"--output {locked / 'ds'}: cannot be created: {locked} is not "
+                               f"writable"]
+    assert not list(locked.iterdir())
+
+
+@pytest.mark.parametrize("refused", ["ds", "trainA"])
+def test_folder_creation_refused_by_the_system_is_one_error_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        refused: str) -> None:
+    """As root a 0555 folder is writable, so a read-only disk is simulated at mkdir."""
+    _good_tree(tmp_path / "src", 3)
+    out = tmp_path / "ds"
+    real_mkdir = Path.mkdir
+
+    def read_only_mkdir(self: Path, *args: object, **kwargs: object) -> None:
+        if self.name == refused:
+            raise OSError(30, "Read-only file system", str(self))
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only_mkdir)
+    assert pdm.main(_args(tmp_path / "src", out)) == 1
+    path = out if refused == "ds" else out / "trainA"
+    assert _errors(caplog) == [f"{path}: cannot create the folder (Read-only file system)"]
+    assert not list(out.rglob("*.nii.gz")) if out.exists() else True

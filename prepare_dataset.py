@@ -4,14 +4,20 @@
         --output ./datasets/ct_phases_dataset --val_fraction 0.1 --test_fraction 0.2 --seed 0
 
 ``avg_root/<patient>/`` and ``phases_root/<patient>/`` are paired by folder name. Each patient needs
-exactly one AVG file and one phase-0 file, both readable and not constant, with the same shape
-and affine (within ``--geometry_atol_mm``); every patient that fails is reported with all its
-reasons (``unpaired.json``, ``unpaired.txt``). Paired patients are split by patient (never by
-slice) and written as ``output/{train,val,test}{A,B}/<safe id>.nii.gz``: ``.nii.gz`` sources
-byte for byte, ``.nii`` sources gzip-compressed (same header and voxels). ``manifest.json``
-records every patient, its split, sources, shape and spacing. The source trees are only read.
-Re-running is safe: identical destinations are kept, NIfTI files that no longer belong in a split
-folder are removed, and temp files left by an interrupted run are cleaned.
+exactly one AVG file and one phase-0 file, both readable and not constant, on the same world grid:
+the same shape and affine (within ``--geometry_atol_mm``) once phase 0 is in the AVG's voxel order.
+Every entry of both trees is accounted for: paired, or reported with all its reasons
+(``unpaired.json``, ``unpaired.txt``), including broken links, link loops, stray files and two
+folders that would share one file name; only hidden files (``.DS_Store``) are skipped. Paired
+patients are split by patient (never by slice) and written as
+``output/{train,val,test}{A,B}/<safe id>.nii.gz``: ``.nii.gz`` sources byte for byte, ``.nii``
+sources gzip-compressed (same header and voxels), and a phase 0 stored in another voxel order
+than its AVG (RAS vs LPS) reordered into the AVG's order with its raw values, type and scaling
+unchanged. ``manifest.json`` records every patient, its split, sources (with SHA-256), shape,
+spacing and any reordering. The source trees are only read; an ``--output`` that cannot be
+written is refused before anything is. Re-running is safe: identical destinations are kept, NIfTI
+files that no longer belong in a split folder are removed, and temp files left by an interrupted
+run are cleaned.
 """
 
 from __future__ import annotations
@@ -178,6 +184,10 @@ def prepare_dataset(opts: PrepareOptions, progress: bool = True) -> PrepareResul
     write_reports(output, opts, entries, unpaired, len(paired))
     logger.info("%d files copied, %d already up to date, %d stale files removed", copied,
                 skipped, removed)
+    reordered = sum(p.phase0_reorder is not None for p in paired)
+    if reordered:
+        logger.info("%d phase-0 files are stored reordered into their AVG's voxel order (see "
+                    "phase0_reoriented in manifest.json)", reordered)
     return PrepareResult(tuple(paired), tuple(unpaired), splits, copied, skipped, removed)
 
 
@@ -211,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seed of the patient shuffle that decides the splits")
     parser.add_argument("--geometry_atol_mm", type=float, default=defaults.geometry_atol_mm,
                         help="largest difference (mm) between the affine entries of a patient's "
-                             "AVG and phase 0 for them to count as one voxel grid")
+                             "AVG and phase 0 (in the AVG's voxel order) for them to count as one "
+                             "voxel grid")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
     return parser
 

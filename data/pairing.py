@@ -2,8 +2,9 @@
 
 An export is two trees, ``avg_root/<patient>/`` and ``phases_root/<patient>/``, matched by folder
 name. A patient pairs when each folder holds exactly one matching NIfTI file, both read in full,
-on the same voxel grid (shape and affine). Every reason a patient does not pair is collected, so
-one run reports all problems at once.
+on the same world grid (shape and affine once phase 0 is in the AVG's voxel order: an LPS AVG
+pairs with an RAS phase 0 of the same voxel centres). Every reason a patient does not pair is
+collected, so one run reports all problems at once.
 
 Every entry directly under either root is a patient: it ends up paired or reported, including a
 broken symbolic link, a link loop or a stray file where a folder should be. Only hidden plain
@@ -25,8 +26,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.ct_volumes import AFFINE_ATOL_MM, check_same_geometry, load_ct_volume
+from data.ct_volumes import AFFINE_ATOL_MM, load_ct_volume
 from data.nifti_io import VolumeInfo, is_nifti_file
+from data.reorient import has_world_geometry
+from data.voxel_grid import compare_grids, mismatch_text
 from util.errors import DataError
 from util.names import safe_name
 from util.paths import folder_problem, is_hidden_file
@@ -48,7 +51,10 @@ class ExportLayout:
 
 @dataclass(frozen=True)
 class PairedPatient:
-    """A patient whose AVG and phase-0 files agree; ``spacing_mm`` along the voxel axes."""
+    """A patient whose AVG and phase-0 files lie on one world grid; ``shape`` and ``spacing_mm``
+    (along the voxel axes) are the AVG's. ``phase0_reorder``: (phase 0's, AVG's) voxel order as
+    axis codes, e.g. ``("RAS", "LPS")``, when phase 0 stores its voxels in another order and
+    must be reordered (:mod:`data.reorient`); None when both are stored alike."""
 
     patient: str
     safe_id: str
@@ -56,6 +62,7 @@ class PairedPatient:
     phase0_path: Path
     shape: tuple[int, int, int]
     spacing_mm: tuple[float, float, float]
+    phase0_reorder: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -149,12 +156,19 @@ def check_patient(patient: str, layout: ExportLayout, atol_mm: float = AFFINE_AT
     if problems:
         return None, problems
     avg, phase0 = infos
-    try:
-        check_same_geometry(avg, phase0, atol_mm)
-    except DataError as exc:
-        return None, [f"different voxel grids: {exc}"]
+    match = compare_grids(avg, phase0, atol_mm)
+    if match.differences:
+        return None, [f"different voxel grids: {avg.path} and {phase0.path}: "
+                      f"{mismatch_text(match, atol_mm)}"]
+    reorder = (match.from_axcodes, match.to_axcodes) if match.reordered else None
+    if reorder is not None:
+        if not has_world_geometry(phase0.header):
+            return None, [f"cannot reorder {phase0.path} ({reorder[0]}) into the voxel order of "
+                          f"{avg.path} ({reorder[1]}): it has neither a qform nor an sform"]
+        logger.info("%s: phase 0 stores its voxels %s, the AVG %s; same world grid, phase 0 "
+                    "will be reordered", patient, *reorder)
     return PairedPatient(patient, safe_patient_id(patient), avg_path, phase0_path, avg.shape,
-                         avg.spacing_mm), []
+                         avg.spacing_mm, reorder), []
 
 
 def _quoted_list(names: list[str]) -> str:

@@ -1,8 +1,10 @@
 """The split folders ``output/{train,val,test}{A,B}/<safe id>.nii.gz``, kept in step
 with the paired patients.
 
-Sources are copied byte for byte (``.nii.gz``) or gzip-compressed (``.nii``); a destination that
-already holds those bytes is left alone, NIfTI files no patient owns are removed, and temp files
+Sources are copied byte for byte (``.nii.gz``) or gzip-compressed (``.nii``); a phase 0 that stores
+its voxels in another order than its AVG is written reordered into the AVG's voxel order
+(:mod:`data.reorient`, same raw values and world positions). A destination that already holds
+those bytes is left alone, NIfTI files no patient owns are removed, and temp files
 an interrupted run left behind are cleaned. Every write is atomic (:mod:`util.atomic`).
 """
 
@@ -10,16 +12,19 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import logging
 import re
 import shutil
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 from tqdm import tqdm
 
 from data.nifti_io import is_nifti_file
 from data.pairing import SPLITS, PairedPatient
+from data.reorient import reoriented_bytes
 from util.atomic import atomic_write_with
 from util.errors import DataError, OutputError
 
@@ -81,21 +86,36 @@ def _is_gzipped_name(path: Path) -> bool:
 
 def _is_up_to_date(src: Path, src_sha256: str, dest: Path) -> bool:
     """True when ``dest`` already holds what copying ``src`` would write (same NIfTI bytes)."""
+    if _is_gzipped_name(src):
+        try:
+            return dest.is_file() and not dest.is_symlink() and \
+                dest.stat().st_size == src.stat().st_size and _sha256(dest) == src_sha256
+        except OSError:
+            return False
+    return _holds_nifti(dest, src_sha256)
+
+
+def _holds_nifti(dest: Path, nii_sha256: str) -> bool:
+    """True when ``dest`` is a plain gzip file whose decompressed bytes have ``nii_sha256``."""
     if dest.is_symlink() or not dest.is_file():
         return False
     try:
-        if _is_gzipped_name(src):
-            return dest.stat().st_size == src.stat().st_size and _sha256(dest) == src_sha256
-        return _sha256(dest, gunzip=True) == src_sha256
+        return _sha256(dest, gunzip=True) == nii_sha256
     except (OSError, EOFError, zlib.error):
         return False
 
 
-def _gzip_into(src: Path, tmp: Path) -> None:
-    """gzip ``src`` into ``tmp`` with a fixed header (no name, mtime 0), so output repeats."""
-    with src.open("rb") as fin, tmp.open("wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+def _gzip_into(fin: BinaryIO, tmp: Path) -> None:
+    """gzip the stream ``fin`` into ``tmp`` with a fixed header (no name, mtime 0), so the same
+    bytes always give the same file."""
+    with tmp.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
         shutil.copyfileobj(fin, gz, _CHUNK_BYTES)
+
+
+def _gzip_file_into(src: Path, tmp: Path) -> None:
+    """:func:`_gzip_into` of the file ``src``."""
+    with src.open("rb") as fin:
+        _gzip_into(fin, tmp)
 
 
 def _copy_source(src: Path, dest: Path) -> None:
@@ -103,7 +123,24 @@ def _copy_source(src: Path, dest: Path) -> None:
     if _is_gzipped_name(src):
         atomic_write_with(dest, lambda tmp: shutil.copyfile(src, tmp), suffix=".nii.gz")
     else:
-        atomic_write_with(dest, lambda tmp: _gzip_into(src, tmp), suffix=".nii.gz")
+        atomic_write_with(dest, lambda tmp: _gzip_file_into(src, tmp), suffix=".nii.gz")
+
+
+def place_source(src: Path, src_sha256: str, dest: Path,
+                 reorder: tuple[str, str] | None = None) -> bool:
+    """Make ``dest`` (.nii.gz) hold ``src``: copied, or with its voxels reordered from
+    ``reorder[0]`` to ``reorder[1]`` axis codes. Returns False when ``dest`` already held it
+    (a reordered copy is checked against the bytes it would get, so it follows its source)."""
+    if reorder is None:
+        if _is_up_to_date(src, src_sha256, dest):
+            return False
+        _copy_source(src, dest)
+        return True
+    nii = reoriented_bytes(src, *reorder)
+    if _holds_nifti(dest, hashlib.sha256(nii).hexdigest()):
+        return False
+    atomic_write_with(dest, lambda tmp: _gzip_into(io.BytesIO(nii), tmp), suffix=".nii.gz")
+    return True
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -153,17 +190,19 @@ def sync_split_folders(paired: list[PairedPatient], splits: dict[str, str], outp
                 raise DataError(f"{dest}: destination for patient {pair.patient!r} resolves "
                                 f"outside {output}")
             digests[side] = _source_sha256(src)
-            if _is_up_to_date(src, digests[side], dest):
-                skipped += 1
-            else:
-                _copy_source(src, dest)
+            if place_source(src, digests[side], dest, pair.phase0_reorder if side == "B"
+                            else None):
                 copied += 1
+            else:
+                skipped += 1
             expected.add(dest)
             files[side] = dest.relative_to(output).as_posix()
         entries.append({"patient": pair.patient, "safe_id": pair.safe_id, "split": split,
                         "avg": str(pair.avg_path.absolute()),
                         "phase0": str(pair.phase0_path.absolute()),
                         "avg_sha256": digests["A"], "phase0_sha256": digests["B"],
+                        "phase0_reoriented": None if pair.phase0_reorder is None else
+                        dict(zip(("from", "to"), pair.phase0_reorder, strict=True)),
                         "shape": list(pair.shape), "spacing_mm": [round(s, 6) for s in
                                                                   pair.spacing_mm],
                         "files": files})

@@ -17,6 +17,7 @@ import pytest
 
 import prepare_dataset as pdm
 from data import split_folders
+from data.ct_volumes import check_same_geometry
 from data.nifti_io import load_volume
 from data.pairing import (
     SPLITS,
@@ -148,8 +149,8 @@ def broken_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dic
                   r"not be read"),
     ("shape", r"different voxel grids: .*shape_AVG\.nii\.gz and .*shape_4DCT.*: shapes differ, "
               r"\(16, 16, 8\) vs \(16, 16, 9\)"),
-    ("affine", r"different voxel grids: .*affine_AVG\.nii\.gz and .*affine_4DCT.*: affines "
-               r"differ by up to 1\.5 mm"),
+    ("affine", r"different voxel grids: .*affine_AVG\.nii\.gz and .*affine_4DCT.*: origin "
+               r"differs by 1\.5 mm \(tolerance 0\.001 mm\)$"),
     ("many", r"no AVG file: nothing in .*res_avg/many"),
     ("many", r"ambiguous phase-0: 2 files in .*res_phases/many"),
     ("a_b", r"file name collision: 'a b' and 'a_b' both become the file name 'a_b'"),
@@ -526,3 +527,119 @@ def test_folder_creation_refused_by_the_system_is_one_error_line(
     path = out if refused == "ds" else out / "trainA"
     assert _errors(caplog) == [f"{path}: cannot create the folder (Read-only file system)"]
     assert not list(out.rglob("*.nii.gz")) if out.exists() else True
+
+
+def _store_reordered(path: Path, hu_lps: np.ndarray, affine_lps: np.ndarray, codes: str,
+                     dtype: type, slope: float, inter: float) -> Path:
+    """Write ``hu_lps`` (HU, voxel order of ``affine_lps``) with its voxels in ``codes`` order:
+    the same world grid, another voxel order; ``dtype`` raw values with slope/inter."""
+    ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(affine_lps),
+                                           nib.orientations.axcodes2ornt(tuple(codes)))
+    hu = nib.orientations.apply_orientation(hu_lps, ornt)
+    affine = affine_lps @ nib.orientations.inv_ornt_aff(ornt, hu_lps.shape)
+    raw = np.rint((hu - inter) / slope).astype(dtype)
+    img = nib.Nifti1Image(raw, affine)
+    img.header.set_slope_inter(slope, inter)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, path)
+    return path
+
+
+LPS_GRID = np.array([[-0.9, 0.0, 0.0, 120.0], [0.0, -0.9, 0.0, 95.0], [0.0, 0.0, 3.0, -310.0],
+                     [0.0, 0.0, 0.0, 1.0]])
+
+
+def _reordered_patient(src: Path, pid: str, codes: str, phase0_seed: int = 1
+                       ) -> tuple[Path, Path, np.ndarray]:
+    """AVG stored LPS (uint16, scl_inter -1024, 7 slices); phase 0 on the same world grid stored
+    in ``codes`` voxel order (int16, slope 2, inter -1000). Returns (avg, phase 0, phase-0 HU in
+    the AVG's voxel order)."""
+    shape = (12, 10, 7)
+    avg_hu = np.random.default_rng(0).integers(-1000, 1500, size=shape).astype(np.float32)
+    avg = _store_reordered(src / "res_avg" / pid / f"{pid}_AVG.nii.gz", avg_hu, LPS_GRID, "LPS",
+                           np.uint16, 1.0, -1024.0)
+    rng = np.random.default_rng(phase0_seed)
+    p0_hu = (rng.integers(-500, 700, size=shape) * 2).astype(np.float32)
+    p0 = _store_reordered(src / "res_phases" / pid / PHASE0.format(pid=pid), p0_hu, LPS_GRID,
+                          codes, np.int16, 2.0, -1000.0)
+    return avg, p0, p0_hu
+
+
+@pytest.mark.parametrize("codes", ["RAS", "SLA"])
+def test_phase0_in_another_voxel_order_is_reordered_losslessly(tmp_path: Path,
+                                                               codes: str) -> None:
+    src, out = tmp_path / "src", tmp_path / "ds"
+    _good_tree(src, 2)
+    avg, p0, p0_hu = _reordered_patient(src, "flip", codes)
+    assert pdm.main(_args(src, out, "--val_fraction", "0", "--test_fraction", "0")) == 0
+    entry = next(e for e in json.loads((out / "manifest.json").read_text())["patients"]
+                 if e["patient"] == "flip")
+    assert entry["phase0_reoriented"] == {"from": codes, "to": "LPS"}
+    assert entry["phase0_sha256"] == hashlib.sha256(p0.read_bytes()).hexdigest()
+    assert (out / "trainA" / "flip.nii.gz").read_bytes() == avg.read_bytes()
+    dest = out / "trainB" / "flip.nii.gz"
+    img, source = nib.load(dest), nib.load(p0)
+    assert img.get_data_dtype() == np.dtype(np.int16)
+    assert (img.dataobj.slope, img.dataobj.inter) == (2.0, -1000.0)
+    np.testing.assert_allclose(img.affine, LPS_GRID, atol=1e-5)
+    vol, orig = load_volume(dest), load_volume(p0)
+    np.testing.assert_array_equal(vol.hu, p0_hu)  # HU identical, in the AVG's voxel order
+    for ijk in [(0, 0, 0), (11, 9, 6), (3, 7, 5)]:  # a voxel keeps its world position and HU
+        world = vol.affine @ [*ijk, 1]
+        src_ijk = tuple(int(v) for v in np.rint(np.linalg.solve(orig.affine, world)[:3]))
+        assert vol.hu[ijk] == orig.hu[src_ijk]
+    assert sorted(np.unique(np.asarray(img.dataobj.get_unscaled()))) == \
+        sorted(np.unique(np.asarray(source.dataobj.get_unscaled())))  # raw values kept
+    assert not json.loads((out / "unpaired.json").read_text())
+    check_same_geometry(load_volume(out / "trainA" / "flip.nii.gz").info, vol.info)  # as train
+
+
+def test_reordered_phase0_rerun_is_idempotent_and_follows_the_source(tmp_path: Path) -> None:
+    src, out = tmp_path / "src", tmp_path / "ds"
+    _good_tree(src, 2)
+    _, p0, _ = _reordered_patient(src, "flip", "RAS")
+    opts = pdm.PrepareOptions(avg_root=src / "res_avg", phases_root=src / "res_phases",
+                              output=out, val_fraction=0.0, test_fraction=0.0)
+    assert pdm.prepare_dataset(opts, progress=False).copied == 6
+    before = _snapshot(out)
+    second = pdm.prepare_dataset(opts, progress=False)
+    assert (second.copied, second.skipped, second.removed) == (0, 6, 0)
+    assert _snapshot(out) == before  # same bytes, not even rewritten
+    _, p0, p0_hu = _reordered_patient(src, "flip", "RAS", phase0_seed=5)  # new phase 0 only
+    third = pdm.prepare_dataset(opts, progress=False)
+    assert (third.copied, third.skipped) == (1, 5)
+    np.testing.assert_array_equal(load_volume(out / "trainB" / "flip.nii.gz").hu, p0_hu)
+    entry = next(e for e in json.loads((out / "manifest.json").read_text())["patients"]
+                 if e["patient"] == "flip")
+    assert entry["phase0_sha256"] == hashlib.sha256(p0.read_bytes()).hexdigest()
+    (out / "trainB" / "flip.nii.gz").write_bytes(b"damaged")
+    assert pdm.prepare_dataset(opts, progress=False).copied == 1
+    np.testing.assert_array_equal(load_volume(out / "trainB" / "flip.nii.gz").hu, p0_hu)
+
+
+@pytest.mark.parametrize(("change", "codes", "message"), [
+    ({"spacing": 1.0}, "LPS", "voxel spacing 0.9 x 0.9 x 3.0 mm vs 1.0 x 1.0 x 3.0 mm"),
+    ({"spacing": 1.0}, "RAS", "voxel spacing 0.9 x 0.9 x 3.0 mm vs 1.0 x 1.0 x 3.0 mm"),
+    ({"shift": 12.0}, "LPS", "origin differs by 12.0 mm"),
+    ({"shift": 12.0}, "RAS", "origin differs by 12.0 mm"),
+    ({"slices": 6}, "LPS", "shapes differ, (12, 10, 7) vs (12, 10, 6)"),
+    ({"slices": 6}, "SLA", "shapes differ, (12, 10, 7) vs (12, 10, 6)"),
+])
+def test_real_grid_mismatch_is_refused_saying_what_differs(tmp_path: Path, change: dict,
+                                                           codes: str, message: str) -> None:
+    src, out = tmp_path / "src", tmp_path / "ds"
+    _good_tree(src, 2)
+    avg, _, _ = _reordered_patient(src, "bad", "LPS")
+    affine, shape = LPS_GRID.copy(), (12, 10, change.get("slices", 7))
+    affine[:2, :2] *= change.get("spacing", 0.9) / 0.9
+    affine[2, 3] += change.get("shift", 0.0)
+    hu = np.random.default_rng(1).integers(-1000, 1500, size=shape).astype(np.float32)
+    p0 = _store_reordered(src / "res_phases" / "bad" / PHASE0.format(pid="bad"), hu, affine,
+                          codes, np.int16, 1.0, 0.0)
+    assert pdm.main(_args(src, out)) == 0
+    reasons = [u["reason"] for u in json.loads((out / "unpaired.json").read_text())]
+    assert len(reasons) == 1
+    assert reasons[0].startswith(f"different voxel grids: {avg} and {p0}: {message}")
+    assert "affines differ" not in reasons[0]
+    if codes != "LPS":
+        assert f"compared in the first file's voxel order ({codes} -> LPS)" in reasons[0]

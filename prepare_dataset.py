@@ -4,34 +4,33 @@
         --output ./datasets/ct_phases_dataset --val_fraction 0.1 --test_fraction 0.2 --seed 0
 
 ``avg_root/<patient>/`` and ``phases_root/<patient>/`` are paired by folder name. Each patient needs
-exactly one AVG file and one phase-0 file, both readable and not constant, with the same shape
-and affine (within ``--geometry_atol_mm``); every patient that fails is reported with all its
-reasons (``unpaired.json``, ``unpaired.txt``). Paired patients are split by patient (never by
-slice) and written as ``output/{train,val,test}{A,B}/<safe id>.nii.gz``: ``.nii.gz`` sources
-byte for byte, ``.nii`` sources gzip-compressed (same header and voxels). ``manifest.json``
-records every patient, its split, sources, shape and spacing. The source trees are only read.
-Re-running is safe: identical destinations are kept, NIfTI files that no longer belong in a split
-folder are removed, and temp files left by an interrupted run are cleaned.
+exactly one AVG file and one phase-0 file, both readable and not constant, on the same world grid:
+the same shape and affine (within ``--geometry_atol_mm``) once phase 0 is in the AVG's voxel order.
+Every entry of both trees is accounted for: paired, or reported with all its reasons
+(``unpaired.json``, ``unpaired.txt``), including broken links, link loops, stray files and two
+folders that would share one file name; only hidden files (``.DS_Store``) are skipped. Paired
+patients are split by patient (never by slice) and written as
+``output/{train,val,test}{A,B}/<safe id>.nii.gz``: ``.nii.gz`` sources byte for byte, ``.nii``
+sources gzip-compressed (same header and voxels), and a phase 0 stored in another voxel order
+than its AVG (RAS vs LPS) reordered into the AVG's order with its raw values, type and scaling
+unchanged. ``manifest.json`` records every patient, its split, sources (with SHA-256), shape,
+spacing and any reordering. The source trees are only read; an ``--output`` that cannot be
+written is refused before anything is. Re-running is safe: identical destinations are kept, NIfTI
+files that no longer belong in a split folder are removed, and temp files left by an interrupted
+run are cleaned.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
-import hashlib
 import json
 import logging
-import re
-import shutil
+import os
 import sys
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from data.ct_volumes import AFFINE_ATOL_MM
-from data.nifti_io import is_nifti_file
 from data.pairing import (
     SPLITS,
     ExportLayout,
@@ -40,20 +39,13 @@ from data.pairing import (
     assign_splits,
     pair_patients,
 )
-from util.atomic import atomic_write_text, atomic_write_with
+from data.split_folders import make_folder, sync_split_folders
+from util.atomic import atomic_write_text
 from util.cli import printable, run_cli
 from util.errors import ConfigError, DataError
+from util.paths import folder_problem
 
 logger = logging.getLogger("prepare_dataset")
-
-SIDES = ("A", "B")  # A: AVG (input), B: phase 0 (target)
-REPORT_FILES = ("manifest.json", "unpaired.json", "unpaired.txt")
-# util.atomic temp names: ".<dest name>.<8 mkstemp chars>.tmp<suffix>"
-_SPLIT_TEMP = re.compile(r"^\..+\.nii\.gz\.[A-Za-z0-9_]{8}\.tmp\.nii\.gz$")
-_REPORT_TEMP = re.compile(rf"^\.(?:{'|'.join(map(re.escape, REPORT_FILES))})\.[A-Za-z0-9_]{{8}}"
-                          r"\.tmp$")
-_CHUNK_BYTES = 1 << 20
-
 
 @dataclass(frozen=True)
 class PrepareOptions:
@@ -86,118 +78,6 @@ class PrepareResult:
     copied: int
     skipped: int
     removed: int
-
-
-def _sha256(path: Path, gunzip: bool = False) -> str:
-    """Hex SHA-256 of a file's bytes, or of its decompressed bytes when ``gunzip``."""
-    digest = hashlib.sha256()
-    with (gzip.open(path, "rb") if gunzip else path.open("rb")) as stream:
-        while chunk := stream.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _is_gzipped_name(path: Path) -> bool:
-    return path.name.lower().endswith(".gz")
-
-
-def _is_up_to_date(src: Path, src_sha256: str, dest: Path) -> bool:
-    """True when ``dest`` already holds what copying ``src`` would write (same NIfTI bytes)."""
-    if dest.is_symlink() or not dest.is_file():
-        return False
-    if _is_gzipped_name(src):
-        return dest.stat().st_size == src.stat().st_size and _sha256(dest) == src_sha256
-    try:
-        return _sha256(dest, gunzip=True) == src_sha256
-    except (OSError, EOFError, zlib.error):
-        return False
-
-
-def _gzip_into(src: Path, tmp: Path) -> None:
-    """gzip ``src`` into ``tmp`` with a fixed header (no name, mtime 0), so output repeats."""
-    with src.open("rb") as fin, tmp.open("wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-        shutil.copyfileobj(fin, gz, _CHUNK_BYTES)
-
-
-def _copy_source(src: Path, dest: Path) -> None:
-    """Atomically place ``src`` at ``dest`` (.nii.gz): byte copy, or gzip of a ``.nii``."""
-    if _is_gzipped_name(src):
-        atomic_write_with(dest, lambda tmp: shutil.copyfile(src, tmp), suffix=".nii.gz")
-    else:
-        atomic_write_with(dest, lambda tmp: _gzip_into(src, tmp), suffix=".nii.gz")
-
-
-def _inside(path: Path, root: Path) -> bool:
-    """True when ``path`` (its folder resolved, links followed) lies inside resolved ``root``."""
-    return (path.parent.resolve() / path.name).is_relative_to(root)
-
-
-def _split_folders(output: Path) -> list[Path]:
-    """The six split folders, created, each checked to resolve inside ``output``."""
-    folders = [output / f"{split}{side}" for split in SPLITS for side in SIDES]
-    for folder in folders:
-        if folder.is_symlink() or (folder.exists() and not folder.is_dir()) \
-                or not folder.resolve().is_relative_to(output):
-            raise DataError(f"{folder}: expected a plain folder inside {output}; "
-                            f"move it away and run again")
-        folder.mkdir(parents=True, exist_ok=True)
-    return folders
-
-
-def clean_temp_files(output: Path, folders: list[Path]) -> int:
-    """Delete temp files an interrupted run left in ``output`` and the split folders."""
-    removed = 0
-    for folder, pattern in [(output, _REPORT_TEMP)] + [(f, _SPLIT_TEMP) for f in folders]:
-        for path in folder.iterdir():
-            if pattern.match(path.name) and (path.is_file() or path.is_symlink()):
-                path.unlink()
-                removed += 1
-    if removed:
-        logger.info("removed %d temp files left by an interrupted run", removed)
-    return removed
-
-
-def sync_split_folders(paired: list[PairedPatient], splits: dict[str, str], output: Path,
-                       progress: bool = True) -> tuple[list[dict], int, int, int]:
-    """Make the six split folders hold exactly the paired patients' files.
-
-    Returns (manifest entries, files copied, files already identical, stale files removed).
-    """
-    folders = _split_folders(output)
-    clean_temp_files(output, folders)
-    entries, expected, copied, skipped = [], set(), 0, 0
-    for pair in tqdm(paired, desc="copying", unit="patient", disable=not progress):
-        split, files, digests = splits[pair.patient], {}, {}
-        for side, src in zip(SIDES, (pair.avg_path, pair.phase0_path), strict=True):
-            dest = output / f"{split}{side}" / f"{pair.safe_id}.nii.gz"
-            if not _inside(dest, output):
-                raise DataError(f"{dest}: destination for patient {pair.patient!r} resolves "
-                                f"outside {output}")
-            digests[side] = _sha256(src)
-            if _is_up_to_date(src, digests[side], dest):
-                skipped += 1
-            else:
-                _copy_source(src, dest)
-                copied += 1
-            expected.add(dest)
-            files[side] = dest.relative_to(output).as_posix()
-        entries.append({"patient": pair.patient, "safe_id": pair.safe_id, "split": split,
-                        "avg": str(pair.avg_path.absolute()),
-                        "phase0": str(pair.phase0_path.absolute()),
-                        "avg_sha256": digests["A"], "phase0_sha256": digests["B"],
-                        "shape": list(pair.shape), "spacing_mm": [round(s, 6) for s in
-                                                                  pair.spacing_mm],
-                        "files": files})
-    removed = 0
-    for folder in folders:
-        for path in sorted(folder.iterdir()):
-            if is_nifti_file(path) and path not in expected and (path.is_file()
-                                                                  or path.is_symlink()):
-                logger.info("removing stale %s", path)
-                path.unlink()
-                removed += 1
-    return entries, copied, skipped, removed
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -238,6 +118,26 @@ def write_reports(output: Path, opts: PrepareOptions, entries: list[dict],
     _write_if_changed(output / "unpaired.txt", unpaired_text(unpaired, opts, n_paired))
 
 
+def _check_output(output: Path) -> None:
+    """ConfigError unless ``output`` is a writable folder or can be created as one; creates
+    nothing."""
+    problem = folder_problem(output)
+    if problem is None:
+        if not os.access(output, os.W_OK | os.X_OK):
+            raise ConfigError(f"--output {output}: is not writable")
+        return
+    if problem != "does not exist":
+        raise ConfigError(f"--output {output}: {problem}")
+    ancestor = output.absolute().parent
+    while folder_problem(ancestor) == "does not exist" and ancestor.parent != ancestor:
+        ancestor = ancestor.parent
+    problem = folder_problem(ancestor)
+    if problem is None and not os.access(ancestor, os.W_OK | os.X_OK):
+        problem = "is not writable"
+    if problem is not None:
+        raise ConfigError(f"--output {output}: cannot be created: {ancestor} {problem}")
+
+
 def _check_options(opts: PrepareOptions) -> None:
     """Raise ConfigError/DataError for impossible options or missing roots."""
     if not (0 <= opts.val_fraction < 1 and 0 <= opts.test_fraction < 1
@@ -249,6 +149,7 @@ def _check_options(opts: PrepareOptions) -> None:
     if not 0 <= opts.geometry_atol_mm < float("inf"):
         raise ConfigError(f"--geometry_atol_mm must be a finite distance >= 0 mm, got "
                           f"{opts.geometry_atol_mm}")
+    _check_output(opts.output)
     for flag, root in (("--avg_root", opts.avg_root), ("--phases_root", opts.phases_root)):
         if not root.is_dir():
             raise DataError(f"{flag} {root}: no such folder")
@@ -265,6 +166,9 @@ def prepare_dataset(opts: PrepareOptions, progress: bool = True) -> PrepareResul
     """
     _check_options(opts)
     paired, unpaired = pair_patients(opts.layout, progress, opts.geometry_atol_mm)
+    n_unpaired = len({u.patient for u in unpaired})
+    logger.info("%d patients: %d paired, %d unpaired (folder names under --avg_root and "
+                "--phases_root)", len(paired) + n_unpaired, len(paired), n_unpaired)
     if not paired:
         details = "\n".join(f"  {u.patient}: {u.reason}" for u in unpaired) or "  (no folders)"
         raise DataError(f"no patient could be paired between {opts.avg_root} and "
@@ -275,11 +179,15 @@ def prepare_dataset(opts: PrepareOptions, progress: bool = True) -> PrepareResul
     splits = assign_splits([p.patient for p in paired], opts.val_fraction, opts.test_fraction,
                            opts.seed)
     output = opts.output.resolve()
-    output.mkdir(parents=True, exist_ok=True)
+    make_folder(output)
     entries, copied, skipped, removed = sync_split_folders(paired, splits, output, progress)
     write_reports(output, opts, entries, unpaired, len(paired))
     logger.info("%d files copied, %d already up to date, %d stale files removed", copied,
                 skipped, removed)
+    reordered = sum(p.phase0_reorder is not None for p in paired)
+    if reordered:
+        logger.info("%d phase-0 files are stored reordered into their AVG's voxel order (see "
+                    "phase0_reoriented in manifest.json)", reordered)
     return PrepareResult(tuple(paired), tuple(unpaired), splits, copied, skipped, removed)
 
 
@@ -313,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seed of the patient shuffle that decides the splits")
     parser.add_argument("--geometry_atol_mm", type=float, default=defaults.geometry_atol_mm,
                         help="largest difference (mm) between the affine entries of a patient's "
-                             "AVG and phase 0 for them to count as one voxel grid")
+                             "AVG and phase 0 (in the AVG's voxel order) for them to count as one "
+                             "voxel grid")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
     return parser
 

@@ -15,6 +15,7 @@ import torch
 
 from data.hu_window import hu_to_unit, unit_to_hu
 from data.nifti_io import Volume, VolumeInfo, load_volume
+from data.voxel_grid import compare_grids, mismatch_text
 from util.errors import DataError
 from util.geometry import (
     axial_axis,
@@ -83,12 +84,15 @@ def load_slice_stack(path: str | os.PathLike[str]) -> SliceStack:
 
 
 def check_same_geometry(a: VolumeInfo, b: VolumeInfo, atol_mm: float = AFFINE_ATOL_MM) -> None:
-    """Raise DataError naming both files unless they have the same shape and affine."""
-    if a.shape != b.shape:
-        raise DataError(f"{a.path} and {b.path}: shapes differ, {a.shape} vs {b.shape}")
-    if not np.allclose(a.affine, b.affine, atol=atol_mm, rtol=0):
-        raise DataError(f"{a.path} and {b.path}: affines differ by up to "
-                        f"{np.abs(a.affine - b.affine).max():.4g} mm (tolerance {atol_mm} mm)")
+    """Raise DataError naming both files unless they have the same shape and affine (entries
+    within ``atol_mm``), saying what differs: shape, voxel spacing, axis directions, origin, or
+    only the order in which the same world grid's voxels are stored (:mod:`data.voxel_grid`)."""
+    match = compare_grids(a, b, atol_mm)
+    if match.differences:
+        raise DataError(f"{a.path} and {b.path}: {mismatch_text(match, atol_mm)}")
+    if match.reordered:
+        raise DataError(f"{a.path} and {b.path}: same world grid, but the voxels are stored in "
+                        f"another order ({match.to_axcodes} vs {match.from_axcodes})")
 
 
 def context_indices(n_slices: int, index: int, context_slices: int) -> np.ndarray:

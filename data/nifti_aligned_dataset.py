@@ -176,7 +176,7 @@ def _load_pairs(pairs: list[tuple[str, Path, Path | None]], atol_mm: float
             a = load_slice_stack(path_a)
             b = load_slice_stack(path_b) if path_b is not None else None
             if b is not None:
-                check_same_geometry(a.info, b.info, atol_mm)
+                _check_pair_geometry(a.info, b.info, atol_mm)
         except DataError as exc:
             problems.append(str(exc))
             continue
@@ -195,8 +195,18 @@ def _lazy_pairs(pairs: list[tuple[str, Path, Path | None]], capacity: int, atol_
     stacks_a = LazyStacks([a for _, a, _ in pairs], capacity)
     stacks_b = LazyStacks([b for _, _, b in pairs if b is not None], capacity)
     for a, b in zip(stacks_a.infos, stacks_b.infos, strict=False):
-        check_same_geometry(a, b, atol_mm)
+        _check_pair_geometry(a, b, atol_mm)
     return stacks_a, stacks_b
+
+
+def _check_pair_geometry(a: VolumeInfo, b: VolumeInfo, atol_mm: float) -> None:
+    """:func:`check_same_geometry` of an A/B pair, pointing a hand-made folder's user to
+    prepare_dataset.py when it fails."""
+    try:
+        check_same_geometry(a, b, atol_mm)
+    except DataError as exc:
+        raise DataError(f"{exc}; prepare_dataset.py checks each pair's world grid and writes "
+                        f"phase 0 in its AVG's voxel order") from exc
 
 
 def _largest_pairs_mib(stacks: LazyStacks, count: int) -> float:

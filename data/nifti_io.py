@@ -29,7 +29,7 @@ NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 MAX_VOXELS = 2**30
 #: What nibabel and numpy raise on damaged files: headers that contradict themselves, data
 #: types it cannot decode, sizes that overflow, data that ends early.
-_READ_ERRORS = (ImageFileError, HeaderDataError, OSError, EOFError, zlib.error, struct.error,
+READ_ERRORS = (ImageFileError, HeaderDataError, OSError, EOFError, zlib.error, struct.error,
                 ValueError, TypeError, IndexError, ArithmeticError, MemoryError)
 
 
@@ -105,7 +105,7 @@ def _open_image(path: Path) -> nib.Nifti1Image:
         raise DataError(f"{path}: file is not readable (permission denied)")
     try:
         img = nib.load(path)
-    except _READ_ERRORS as exc:
+    except READ_ERRORS as exc:
         raise DataError(f"{path}: not a readable NIfTI file ({exc})") from exc
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise DataError(f"{path}: expected a NIfTI image, got {type(img).__name__}")
@@ -172,7 +172,7 @@ def load_volume(path: str | os.PathLike[str]) -> Volume:
     affine = _checked_affine(path, img)
     try:
         hu = np.asarray(img.get_fdata(dtype=np.float32)).reshape(shape)
-    except _READ_ERRORS as exc:
+    except READ_ERRORS as exc:
         raise DataError(f"{path}: voxel data could not be read, the file may be truncated "
                         f"or corrupt ({exc})") from exc
     if not np.isfinite(hu).all():

@@ -2,8 +2,14 @@
 
 An export is two trees, ``avg_root/<patient>/`` and ``phases_root/<patient>/``, matched by folder
 name. A patient pairs when each folder holds exactly one matching NIfTI file, both read in full,
-on the same voxel grid (shape and affine). Every reason a patient does not pair is collected, so
-one run reports all problems at once.
+on the same world grid (shape and affine once phase 0 is in the AVG's voxel order: an LPS AVG
+pairs with an RAS phase 0 of the same voxel centres). Every reason a patient does not pair is
+collected, so one run reports all problems at once.
+
+Every entry directly under either root is a patient: it ends up paired or reported, including a
+broken symbolic link, a link loop or a stray file where a folder should be. Only hidden plain
+files (``.DS_Store``) are skipped, and logged. Two folder names that become one file name
+(``PT 1`` and ``PT_1``) are both left out.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import fnmatch
 import hashlib
 import logging
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +26,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.ct_volumes import AFFINE_ATOL_MM, check_same_geometry, load_ct_volume
+from data.ct_volumes import AFFINE_ATOL_MM, load_ct_volume
 from data.nifti_io import VolumeInfo, is_nifti_file
+from data.reorient import has_world_geometry
+from data.voxel_grid import compare_grids, mismatch_text
 from util.errors import DataError
 from util.names import safe_name
+from util.paths import folder_problem, is_hidden_file
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +51,10 @@ class ExportLayout:
 
 @dataclass(frozen=True)
 class PairedPatient:
-    """A patient whose AVG and phase-0 files agree; ``spacing_mm`` along the voxel axes."""
+    """A patient whose AVG and phase-0 files lie on one world grid; ``shape`` and ``spacing_mm``
+    (along the voxel axes) are the AVG's. ``phase0_reorder``: (phase 0's, AVG's) voxel order as
+    axis codes, e.g. ``("RAS", "LPS")``, when phase 0 stores its voxels in another order and
+    must be reordered (:mod:`data.reorient`); None when both are stored alike."""
 
     patient: str
     safe_id: str
@@ -49,6 +62,7 @@ class PairedPatient:
     phase0_path: Path
     shape: tuple[int, int, int]
     spacing_mm: tuple[float, float, float]
+    phase0_reorder: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -72,13 +86,20 @@ def safe_patient_id(name: str) -> str:
 
 
 def list_patients(avg_root: Path, phases_root: Path) -> list[str]:
-    """Sorted names of the patient folders found under either root."""
+    """Sorted names of every entry under either root: patient folders, and anything else
+    (a stray file, a broken link), which :func:`check_patient` then reports. Hidden plain files
+    (``.DS_Store``, ``._PT1``) are the only entries skipped; they are logged."""
     names = set()
     for root in (avg_root, phases_root):
         try:
-            names.update(p.name for p in root.iterdir() if p.is_dir())
+            entries = sorted(root.iterdir())
         except OSError as exc:
             raise DataError(f"{root}: cannot list the patient folders ({exc})") from exc
+        hidden = [p.name for p in entries if is_hidden_file(p)]
+        if hidden:
+            logger.info("%s: ignoring hidden file%s %s", root, "s" if len(hidden) > 1 else "",
+                        ", ".join(hidden))
+        names.update(p.name for p in entries if p.name not in hidden)
     return sorted(names)
 
 
@@ -91,10 +112,13 @@ def matching_files(folder: Path, pattern: str) -> list[Path]:
 def _find_one(folder: Path, pattern: str, label: str,
               other_root: Path) -> tuple[Path | None, list[str]]:
     """The single file of ``label`` in ``folder`` matching ``pattern``, or the problem with it."""
-    if not folder.is_dir():
+    if not os.path.lexists(folder):
         kind = "AVG" if label == "AVG" else "phases"
         return None, [f"no {kind} folder: {folder} does not exist (patient only in "
                       f"{other_root})"]
+    problem = folder_problem(folder)
+    if problem is not None:
+        return None, [f"not a patient folder: {folder} {problem}"]
     try:
         found = matching_files(folder, pattern)
     except OSError as exc:
@@ -132,28 +156,62 @@ def check_patient(patient: str, layout: ExportLayout, atol_mm: float = AFFINE_AT
     if problems:
         return None, problems
     avg, phase0 = infos
-    try:
-        check_same_geometry(avg, phase0, atol_mm)
-    except DataError as exc:
-        return None, [f"different voxel grids: {exc}"]
+    match = compare_grids(avg, phase0, atol_mm)
+    if match.differences:
+        return None, [f"different voxel grids: {avg.path} and {phase0.path}: "
+                      f"{mismatch_text(match, atol_mm)}"]
+    reorder = (match.from_axcodes, match.to_axcodes) if match.reordered else None
+    if reorder is not None:
+        if not has_world_geometry(phase0.header):
+            return None, [f"cannot reorder {phase0.path} ({reorder[0]}) into the voxel order of "
+                          f"{avg.path} ({reorder[1]}): it has neither a qform nor an sform"]
+        logger.info("%s: phase 0 stores its voxels %s, the AVG %s; same world grid, phase 0 "
+                    "will be reordered", patient, *reorder)
     return PairedPatient(patient, safe_patient_id(patient), avg_path, phase0_path, avg.shape,
-                         avg.spacing_mm), []
+                         avg.spacing_mm, reorder), []
+
+
+def _quoted_list(names: list[str]) -> str:
+    """``'a' and 'b'`` or ``'a', 'b' and 'c'``."""
+    quoted = [repr(n) for n in names]
+    return " and ".join([", ".join(quoted[:-1]), quoted[-1]]) if len(quoted) > 1 else quoted[0]
+
+
+def file_name_collisions(patients: Iterable[str]) -> dict[str, str]:
+    """Patient -> reason, for every patient whose file name (:func:`safe_patient_id`, compared
+    case-insensitively, as on a macOS or Windows disk) is also another patient's.
+
+    All patients of a collision are left out, not just the later ones: which folder would be
+    kept must not depend on how the names sort.
+    """
+    groups: dict[str, list[str]] = {}
+    for patient in patients:
+        groups.setdefault(safe_patient_id(patient).casefold(), []).append(patient)
+    reasons = {}
+    for names in (sorted(g) for g in groups.values() if len(g) > 1):
+        files = sorted({safe_patient_id(n) for n in names})
+        both = "both" if len(names) == 2 else "all"
+        target = (f"the file name {files[0]!r}" if len(files) == 1 else
+                  f"the file names {_quoted_list(files)}, one name on a case-insensitive disk")
+        reason = (f"file name collision: {_quoted_list(names)} {both} become {target}; rename "
+                  f"one of the folders")
+        reasons.update(dict.fromkeys(names, reason))
+    return reasons
 
 
 def pair_patients(layout: ExportLayout, progress: bool = True,
                   atol_mm: float = AFFINE_ATOL_MM) -> tuple[list[PairedPatient],
                                                             list[UnpairedPatient]]:
-    """Check every patient folder; return the paired patients and every problem found."""
+    """Check every patient folder; return the paired patients and every problem found.
+
+    Every patient found under either root ends up in exactly one of the two lists.
+    """
     paired, unpaired = [], []
-    owner: dict[str, str] = {}  # case-folded safe id -> first patient (case-insensitive disks)
-    for patient in tqdm(list_patients(layout.avg_root, layout.phases_root), desc="pairing",
-                        unit="patient", disable=not progress):
+    patients = list_patients(layout.avg_root, layout.phases_root)
+    collisions = file_name_collisions(patients)
+    for patient in tqdm(patients, desc="pairing", unit="patient", disable=not progress):
         pair, problems = check_patient(patient, layout, atol_mm)
-        safe = safe_patient_id(patient)
-        first = owner.setdefault(safe.casefold(), patient)
-        if first != patient:
-            problems.append(f"safe id collision: {patient!r} and {first!r} both map to the "
-                            f"file name {safe!r}; rename one of the folders")
+        problems += [collisions[patient]] if patient in collisions else []
         unpaired += [UnpairedPatient(patient, reason) for reason in problems]
         if pair is not None and not problems:
             paired.append(pair)

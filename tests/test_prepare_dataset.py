@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
@@ -15,8 +16,17 @@ import numpy as np
 import pytest
 
 import prepare_dataset as pdm
+from data import split_folders
+from data.ct_volumes import check_same_geometry
 from data.nifti_io import load_volume
-from data.pairing import SPLITS, assign_splits, safe_patient_id, split_counts
+from data.pairing import (
+    SPLITS,
+    assign_splits,
+    file_name_collisions,
+    safe_patient_id,
+    split_counts,
+)
+from data.split_folders import SIDES
 from util.errors import ConfigError
 
 SHAPE = (16, 16, 8)
@@ -59,7 +69,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[str, int]]:
 def _split_files(out: Path) -> dict[str, list[str]]:
     """{split folder: sorted file names} for the six split folders."""
     return {f"{s}{side}": sorted(p.name for p in (out / f"{s}{side}").iterdir())
-            for s in SPLITS for side in pdm.SIDES}
+            for s in SPLITS for side in SIDES}
 
 
 def _good_tree(root: Path, n: int) -> list[str]:
@@ -120,7 +130,7 @@ def broken_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dic
     (root / "res_avg" / "many").mkdir()
     _write(root / "res_phases" / "many" / "second Gated 0.0A.nii.gz", 8)
     _add_patient(root, "a b")
-    _add_patient(root, "a_b")  # same safe id as "a b", which sorts first
+    _add_patient(root, "a_b")  # same file name as "a b": both are left out
     out = root / "ds"
     assert pdm.main(_args(root, out)) == 0
     return root, json.loads((out / "unpaired.json").read_text())
@@ -139,11 +149,12 @@ def broken_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dic
                   r"not be read"),
     ("shape", r"different voxel grids: .*shape_AVG\.nii\.gz and .*shape_4DCT.*: shapes differ, "
               r"\(16, 16, 8\) vs \(16, 16, 9\)"),
-    ("affine", r"different voxel grids: .*affine_AVG\.nii\.gz and .*affine_4DCT.*: affines "
-               r"differ by up to 1\.5 mm"),
+    ("affine", r"different voxel grids: .*affine_AVG\.nii\.gz and .*affine_4DCT.*: origin "
+               r"differs by 1\.5 mm \(tolerance 0\.001 mm\)$"),
     ("many", r"no AVG file: nothing in .*res_avg/many"),
     ("many", r"ambiguous phase-0: 2 files in .*res_phases/many"),
-    ("a_b", r"safe id collision: 'a_b' and 'a b' both map to the file name 'a_b'"),
+    ("a_b", r"file name collision: 'a b' and 'a_b' both become the file name 'a_b'"),
+    ("a b", r"file name collision: 'a b' and 'a_b' both become the file name 'a_b'"),
 ])
 def test_every_unpaired_reason_is_reported(broken_run: tuple[Path, list[dict]], patient: str,
                                            pattern: str) -> None:
@@ -155,11 +166,11 @@ def test_every_unpaired_reason_is_reported(broken_run: tuple[Path, list[dict]], 
 def test_broken_tree_keeps_only_good_patients(broken_run: tuple[Path, list[dict]]) -> None:
     root, unpaired = broken_run
     manifest = json.loads((root / "ds" / "manifest.json").read_text())
-    assert sorted(e["patient"] for e in manifest["patients"]) == ["P00", "P01", "a b"]
-    assert len(unpaired) == 12  # one reason per broken patient, two for "many"
+    assert sorted(e["patient"] for e in manifest["patients"]) == ["P00", "P01"]
+    assert len(unpaired) == 13  # one reason per broken patient, two for "many"
     text = (root / "ds" / "unpaired.txt").read_text()
     assert "truncated: unreadable file" in text
-    assert sum(len(v) for v in _split_files(root / "ds").values()) == 6
+    assert sum(len(v) for v in _split_files(root / "ds").values()) == 4
 
 
 @pytest.mark.parametrize(("n", "val", "test", "expected"), [
@@ -353,13 +364,13 @@ def test_interrupted_run_is_finished_by_a_rerun(tmp_path: Path,
             raise KeyboardInterrupt
         real_copy(src, dest)
 
-    monkeypatch.setattr(pdm.shutil, "copyfile", copy_then_interrupt)
+    monkeypatch.setattr(split_folders.shutil, "copyfile", copy_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         pdm.prepare_dataset(opts, progress=False)
     assert len(list(out.glob("*/*.nii.gz"))) == 2
     assert not list(out.rglob(".*"))  # no partial file left behind
     assert not (out / "manifest.json").exists()
-    monkeypatch.setattr(pdm.shutil, "copyfile", real_copy)
+    monkeypatch.setattr(split_folders.shutil, "copyfile", real_copy)
     result = pdm.prepare_dataset(opts, progress=False)
     assert (result.copied, result.skipped) == (6, 2)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -383,3 +394,252 @@ def test_grid_tolerance_option_is_used_and_recorded(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["options"]["geometry_atol_mm"] == 0.05
     assert len(manifest["patients"]) == 2
+
+
+def test_two_folders_with_one_file_name_are_both_left_out(tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    src = tmp_path / "src"
+    for k, pid in enumerate(["PT 1", "PT_1", "P3", "P4"]):
+        _add_patient(src, pid, seed=10 * k)
+    out = tmp_path / "ds"
+    with caplog.at_level(logging.INFO):
+        assert pdm.main(_args(src, out)) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(e["patient"] for e in manifest["patients"]) == ["P3", "P4"]
+    assert manifest["unpaired_patients"] == ["PT 1", "PT_1"]
+    reasons = {u["patient"]: u["reason"] for u in json.loads((out / "unpaired.json").read_text())}
+    for patient in ("PT 1", "PT_1"):
+        assert reasons[patient] == ("file name collision: 'PT 1' and 'PT_1' both become the "
+                                    "file name 'PT_1'; rename one of the folders")
+    assert not list(out.glob("*/PT_1.nii.gz"))
+    assert "4 patients: 2 paired, 2 unpaired" in caplog.text
+
+
+def test_file_name_collisions_case_insensitive_and_three_way() -> None:
+    reasons = file_name_collisions(["pt_1", "PT_1", "x y", "x_y", "x-y", "x.y", "ok"])
+    assert sorted(reasons) == ["PT_1", "pt_1", "x y", "x_y"]
+    assert reasons["pt_1"] == ("file name collision: 'PT_1' and 'pt_1' both become the file "
+                               "names 'PT_1' and 'pt_1', one name on a case-insensitive disk; "
+                               "rename one of the folders")
+    three = file_name_collisions(["a b", "a_b", "a*b"])
+    assert set(three.values()) == {"file name collision: 'a b', 'a*b' and 'a_b' all become the "
+                                   "file name 'a_b'; rename one of the folders"}
+
+
+def test_every_entry_of_both_trees_is_paired_or_reported(tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    src = tmp_path / "src"
+    avg, phases = src / "res_avg", src / "res_phases"
+    _good_tree(src, 2)
+    _add_patient(src, "real")
+    (avg / "linked").symlink_to(avg / "real", target_is_directory=True)  # a folder: usable
+    _add_patient(src, "linked", avg=False)
+    (avg / "PT9").symlink_to(tmp_path / "gone")  # broken, and nothing in phases_root
+    (phases / "loop").symlink_to(phases / "loop")
+    _add_patient(src, "PT7", phases=False)
+    (phases / "PT7").write_text("a stray file where a folder should be")
+    (avg / "notes.txt").write_text("a stray file at patient level")
+    (avg / ".DS_Store").write_bytes(b"\0")  # hidden file: ignored
+    out = tmp_path / "ds"
+    with caplog.at_level(logging.INFO):
+        assert pdm.main(_args(src, out)) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    paired = sorted(e["patient"] for e in manifest["patients"])
+    assert paired == ["P00", "P01", "linked", "real"]
+    entries = {p.name for root in (avg, phases) for p in root.iterdir()} - {".DS_Store"}
+    assert set(paired) | set(manifest["unpaired_patients"]) == entries
+    assert not set(paired) & set(manifest["unpaired_patients"])
+    reasons: dict[str, list[str]] = {}
+    for u in json.loads((out / "unpaired.json").read_text()):
+        reasons.setdefault(u["patient"], []).append(u["reason"])
+    assert reasons["PT9"] == [f"not a patient folder: {avg / 'PT9'} is a broken symbolic link "
+                              f"(to {tmp_path / 'gone'})",
+                              f"no phases folder: {phases / 'PT9'} does not exist (patient only "
+                              f"in {avg})"]
+    assert f"not a patient folder: {phases / 'loop'} is a symbolic link loop" in reasons["loop"]
+    assert reasons["PT7"] == [f"not a patient folder: {phases / 'PT7'} is a file, not a folder"]
+    assert f"not a patient folder: {avg / 'notes.txt'} is a file, not a folder" \
+        in reasons["notes.txt"]
+    assert "8 patients: 4 paired, 4 unpaired" in caplog.text
+    assert f"{avg}: ignoring hidden file .DS_Store" in caplog.text
+
+
+def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def _all_files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else b""
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize(("where", "problem"), [
+    ("taken", "is a file, not a folder"),
+    ("taken/ds", "cannot be created: {tmp}/taken is a file, not a folder"),
+    ("taken/deeper/ds", "cannot be created: {tmp}/taken is a file, not a folder"),
+])
+def test_output_that_cannot_be_a_folder_is_one_error_line(tmp_path: Path, where: str,
+                                                          problem: str,
+                                                          caplog: pytest.LogCaptureFixture
+                                                          ) -> None:
+    _good_tree(tmp_path / "src", 3)
+    (tmp_path / "taken").write_text("my notes")
+    before = _all_files(tmp_path)
+    assert pdm.main(_args(tmp_path / "src", tmp_path / where)) == 1
+    assert _errors(caplog) == [f"--output {tmp_path / where}: "
+                               f"{problem.format(tmp=tmp_path)}"]
+    assert _all_files(tmp_path) == before  # nothing written, the file untouched
+
+
+def test_read_only_output_location_is_one_error_line(tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    _good_tree(tmp_path / "src", 3)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("this user (root?) can write into a 0555 folder")
+        assert pdm.main(_args(tmp_path / "src", locked / "ds")) == 1
+    finally:
+        locked.chmod(0o755)
+    assert _errors(caplog) == [f"--output {locked / 'ds'}: cannot be created: {locked} is not "
+                               f"writable"]
+    assert not list(locked.iterdir())
+
+
+@pytest.mark.parametrize("refused", ["ds", "trainA"])
+def test_folder_creation_refused_by_the_system_is_one_error_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        refused: str) -> None:
+    """As root a 0555 folder is writable, so a read-only disk is simulated at mkdir."""
+    _good_tree(tmp_path / "src", 3)
+    out = tmp_path / "ds"
+    real_mkdir = Path.mkdir
+
+    def read_only_mkdir(self: Path, *args: object, **kwargs: object) -> None:
+        if self.name == refused:
+            raise OSError(30, "Read-only file system", str(self))
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only_mkdir)
+    assert pdm.main(_args(tmp_path / "src", out)) == 1
+    path = out if refused == "ds" else out / "trainA"
+    assert _errors(caplog) == [f"{path}: cannot create the folder (Read-only file system)"]
+    assert not list(out.rglob("*.nii.gz")) if out.exists() else True
+
+
+def _store_reordered(path: Path, hu_lps: np.ndarray, affine_lps: np.ndarray, codes: str,
+                     dtype: type, slope: float, inter: float) -> Path:
+    """Write ``hu_lps`` (HU, voxel order of ``affine_lps``) with its voxels in ``codes`` order:
+    the same world grid, another voxel order; ``dtype`` raw values with slope/inter."""
+    ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(affine_lps),
+                                           nib.orientations.axcodes2ornt(tuple(codes)))
+    hu = nib.orientations.apply_orientation(hu_lps, ornt)
+    affine = affine_lps @ nib.orientations.inv_ornt_aff(ornt, hu_lps.shape)
+    raw = np.rint((hu - inter) / slope).astype(dtype)
+    img = nib.Nifti1Image(raw, affine)
+    img.header.set_slope_inter(slope, inter)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, path)
+    return path
+
+
+LPS_GRID = np.array([[-0.9, 0.0, 0.0, 120.0], [0.0, -0.9, 0.0, 95.0], [0.0, 0.0, 3.0, -310.0],
+                     [0.0, 0.0, 0.0, 1.0]])
+
+
+def _reordered_patient(src: Path, pid: str, codes: str, phase0_seed: int = 1
+                       ) -> tuple[Path, Path, np.ndarray]:
+    """AVG stored LPS (uint16, scl_inter -1024, 7 slices); phase 0 on the same world grid stored
+    in ``codes`` voxel order (int16, slope 2, inter -1000). Returns (avg, phase 0, phase-0 HU in
+    the AVG's voxel order)."""
+    shape = (12, 10, 7)
+    avg_hu = np.random.default_rng(0).integers(-1000, 1500, size=shape).astype(np.float32)
+    avg = _store_reordered(src / "res_avg" / pid / f"{pid}_AVG.nii.gz", avg_hu, LPS_GRID, "LPS",
+                           np.uint16, 1.0, -1024.0)
+    rng = np.random.default_rng(phase0_seed)
+    p0_hu = (rng.integers(-500, 700, size=shape) * 2).astype(np.float32)
+    p0 = _store_reordered(src / "res_phases" / pid / PHASE0.format(pid=pid), p0_hu, LPS_GRID,
+                          codes, np.int16, 2.0, -1000.0)
+    return avg, p0, p0_hu
+
+
+@pytest.mark.parametrize("codes", ["RAS", "SLA"])
+def test_phase0_in_another_voxel_order_is_reordered_losslessly(tmp_path: Path,
+                                                               codes: str) -> None:
+    src, out = tmp_path / "src", tmp_path / "ds"
+    _good_tree(src, 2)
+    avg, p0, p0_hu = _reordered_patient(src, "flip", codes)
+    assert pdm.main(_args(src, out, "--val_fraction", "0", "--test_fraction", "0")) == 0
+    entry = next(e for e in json.loads((out / "manifest.json").read_text())["patients"]
+                 if e["patient"] == "flip")
+    assert entry["phase0_reoriented"] == {"from": codes, "to": "LPS"}
+    assert entry["phase0_sha256"] == hashlib.sha256(p0.read_bytes()).hexdigest()
+    assert (out / "trainA" / "flip.nii.gz").read_bytes() == avg.read_bytes()
+    dest = out / "trainB" / "flip.nii.gz"
+    img, source = nib.load(dest), nib.load(p0)
+    assert img.get_data_dtype() == np.dtype(np.int16)
+    assert (img.dataobj.slope, img.dataobj.inter) == (2.0, -1000.0)
+    np.testing.assert_allclose(img.affine, LPS_GRID, atol=1e-5)
+    vol, orig = load_volume(dest), load_volume(p0)
+    np.testing.assert_array_equal(vol.hu, p0_hu)  # HU identical, in the AVG's voxel order
+    for ijk in [(0, 0, 0), (11, 9, 6), (3, 7, 5)]:  # a voxel keeps its world position and HU
+        world = vol.affine @ [*ijk, 1]
+        src_ijk = tuple(int(v) for v in np.rint(np.linalg.solve(orig.affine, world)[:3]))
+        assert vol.hu[ijk] == orig.hu[src_ijk]
+    assert sorted(np.unique(np.asarray(img.dataobj.get_unscaled()))) == \
+        sorted(np.unique(np.asarray(source.dataobj.get_unscaled())))  # raw values kept
+    assert not json.loads((out / "unpaired.json").read_text())
+    check_same_geometry(load_volume(out / "trainA" / "flip.nii.gz").info, vol.info)  # as train
+
+
+def test_reordered_phase0_rerun_is_idempotent_and_follows_the_source(tmp_path: Path) -> None:
+    src, out = tmp_path / "src", tmp_path / "ds"
+    _good_tree(src, 2)
+    _, p0, _ = _reordered_patient(src, "flip", "RAS")
+    opts = pdm.PrepareOptions(avg_root=src / "res_avg", phases_root=src / "res_phases",
+                              output=out, val_fraction=0.0, test_fraction=0.0)
+    assert pdm.prepare_dataset(opts, progress=False).copied == 6
+    before = _snapshot(out)
+    second = pdm.prepare_dataset(opts, progress=False)
+    assert (second.copied, second.skipped, second.removed) == (0, 6, 0)
+    assert _snapshot(out) == before  # same bytes, not even rewritten
+    _, p0, p0_hu = _reordered_patient(src, "flip", "RAS", phase0_seed=5)  # new phase 0 only
+    third = pdm.prepare_dataset(opts, progress=False)
+    assert (third.copied, third.skipped) == (1, 5)
+    np.testing.assert_array_equal(load_volume(out / "trainB" / "flip.nii.gz").hu, p0_hu)
+    entry = next(e for e in json.loads((out / "manifest.json").read_text())["patients"]
+                 if e["patient"] == "flip")
+    assert entry["phase0_sha256"] == hashlib.sha256(p0.read_bytes()).hexdigest()
+    (out / "trainB" / "flip.nii.gz").write_bytes(b"damaged")
+    assert pdm.prepare_dataset(opts, progress=False).copied == 1
+    np.testing.assert_array_equal(load_volume(out / "trainB" / "flip.nii.gz").hu, p0_hu)
+
+
+@pytest.mark.parametrize(("change", "codes", "message"), [
+    ({"spacing": 1.0}, "LPS", "voxel spacing 0.9 x 0.9 x 3.0 mm vs 1.0 x 1.0 x 3.0 mm"),
+    ({"spacing": 1.0}, "RAS", "voxel spacing 0.9 x 0.9 x 3.0 mm vs 1.0 x 1.0 x 3.0 mm"),
+    ({"shift": 12.0}, "LPS", "origin differs by 12.0 mm"),
+    ({"shift": 12.0}, "RAS", "origin differs by 12.0 mm"),
+    ({"slices": 6}, "LPS", "shapes differ, (12, 10, 7) vs (12, 10, 6)"),
+    ({"slices": 6}, "SLA", "shapes differ, (12, 10, 7) vs (12, 10, 6)"),
+])
+def test_real_grid_mismatch_is_refused_saying_what_differs(tmp_path: Path, change: dict,
+                                                           codes: str, message: str) -> None:
+    src, out = tmp_path / "src", tmp_path / "ds"
+    _good_tree(src, 2)
+    avg, _, _ = _reordered_patient(src, "bad", "LPS")
+    affine, shape = LPS_GRID.copy(), (12, 10, change.get("slices", 7))
+    affine[:2, :2] *= change.get("spacing", 0.9) / 0.9
+    affine[2, 3] += change.get("shift", 0.0)
+    hu = np.random.default_rng(1).integers(-1000, 1500, size=shape).astype(np.float32)
+    p0 = _store_reordered(src / "res_phases" / "bad" / PHASE0.format(pid="bad"), hu, affine,
+                          codes, np.int16, 1.0, 0.0)
+    assert pdm.main(_args(src, out)) == 0
+    reasons = [u["reason"] for u in json.loads((out / "unpaired.json").read_text())]
+    assert len(reasons) == 1
+    assert reasons[0].startswith(f"different voxel grids: {avg} and {p0}: {message}")
+    assert "affines differ" not in reasons[0]
+    if codes != "LPS":
+        assert f"compared in the first file's voxel order ({codes} -> LPS)" in reasons[0]

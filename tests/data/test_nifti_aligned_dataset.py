@@ -60,8 +60,23 @@ def test_shape_and_affine_mismatch_name_both_files(tmp_path):
     with pytest.raises(DataError, match=r"trainA/p\.nii\.gz and .*trainB/p\.nii\.gz: shapes"):
         NiftiAlignedDataset(make_opt(tmp_path))
     write_nifti(tmp_path / "trainB" / "p.nii.gz", ct_like((4, 4, 2)), LPS_AFFINE)
-    with pytest.raises(DataError, match="affines differ"):
+    with pytest.raises(DataError, match=r"origin differs by 252\.3 mm"):
         NiftiAlignedDataset(make_opt(tmp_path))
+
+
+@pytest.mark.parametrize("volume_cache", [0, 2])
+def test_same_grid_in_another_voxel_order_says_so_and_points_to_prepare(tmp_path, volume_cache):
+    """A hand-made folder with phase 0 stored RAS next to an LPS AVG of the same voxel centres."""
+    hu = ct_like((4, 4, 3))
+    write_nifti(tmp_path / "trainA" / "p.nii.gz", hu, LPS_AFFINE)
+    ras = LPS_AFFINE @ np.diag([-1.0, -1.0, 1.0, 1.0])
+    ras[:2, 3] = LPS_AFFINE[:2, 3] - 0.9 * 3  # voxel 3 of LPS is voxel 0 of RAS
+    write_nifti(tmp_path / "trainB" / "p.nii.gz", hu[::-1, ::-1], ras)
+    with pytest.raises(DataError) as err:
+        NiftiAlignedDataset(make_opt(tmp_path, volume_cache=volume_cache))
+    assert "p.nii.gz: same world grid, but the voxels are stored in another order (LPS vs " \
+           "RAS); prepare_dataset.py checks each pair's world grid and writes phase 0 in its " \
+           "AVG's voxel order" in str(err.value)
 
 
 def test_missing_folders(tmp_path):

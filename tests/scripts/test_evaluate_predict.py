@@ -88,7 +88,7 @@ def test_misaligned_prediction_is_refused_naming_both_files(tmp_path, evaluate, 
         assert evaluate.main(argv(tmp_path)) == 1
     assert "p1_fake_B.nii.gz" in caplog.text
     assert "truth/p1.nii.gz" in caplog.text
-    assert "affines differ" in caplog.text
+    assert "origin differs by 237.2 mm" in caplog.text
 
 
 def test_prediction_in_network_units_is_refused(tmp_path, evaluate, caplog):

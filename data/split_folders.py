@@ -1,0 +1,217 @@
+"""The split folders ``output/{train,val,test}{A,B}/<safe id>.nii.gz``, kept in step
+with the paired patients.
+
+Sources are copied byte for byte (``.nii.gz``) or gzip-compressed (``.nii``); a phase 0 that stores
+its voxels in another order than its AVG is written reordered into the AVG's voxel order
+(:mod:`data.reorient`, same raw values and world positions). A destination that already holds
+those bytes is left alone, NIfTI files no patient owns are removed, and temp files
+an interrupted run left behind are cleaned. Every write is atomic (:mod:`util.atomic`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import logging
+import re
+import shutil
+import zlib
+from pathlib import Path
+from typing import BinaryIO
+
+from tqdm import tqdm
+
+from data.nifti_io import is_nifti_file
+from data.pairing import SPLITS, PairedPatient
+from data.reorient import reoriented_bytes
+from util.atomic import atomic_write_with
+from util.errors import DataError, OutputError
+
+logger = logging.getLogger(__name__)
+
+SIDES = ("A", "B")  # A: AVG (input), B: phase 0 (target)
+REPORT_FILES = ("manifest.json", "unpaired.json", "unpaired.txt")
+# util.atomic temp names: ".<dest name>.<8 mkstemp chars>.tmp<suffix>"
+_SPLIT_TEMP = re.compile(r"^\..+\.nii\.gz\.[A-Za-z0-9_]{8}\.tmp\.nii\.gz$")
+_REPORT_TEMP = re.compile(rf"^\.(?:{'|'.join(map(re.escape, REPORT_FILES))})\.[A-Za-z0-9_]{{8}}"
+                          r"\.tmp$")
+_CHUNK_BYTES = 1 << 20
+
+
+def make_folder(path: Path) -> None:
+    """Create the folder ``path`` and missing parents; OutputError naming it if that fails."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create the folder ({exc.strerror or exc})") from exc
+
+
+def _listing(folder: Path) -> list[Path]:
+    """The entries of an output folder, sorted; OutputError naming it if it cannot be read."""
+    try:
+        return sorted(folder.iterdir())
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot list the folder ({exc.strerror or exc})") from exc
+
+
+def _remove(path: Path) -> None:
+    """Delete the file ``path``; OutputError naming it if that fails."""
+    try:
+        path.unlink()
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot remove the file ({exc.strerror or exc})") from exc
+
+
+def _source_sha256(path: Path) -> str:
+    """:func:`_sha256` of a source file, DataError naming it if it can no longer be read."""
+    try:
+        return _sha256(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+
+
+def _sha256(path: Path, gunzip: bool = False) -> str:
+    """Hex SHA-256 of a file's bytes, or of its decompressed bytes when ``gunzip``."""
+    digest = hashlib.sha256()
+    with (gzip.open(path, "rb") if gunzip else path.open("rb")) as stream:
+        while chunk := stream.read(_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _is_gzipped_name(path: Path) -> bool:
+    return path.name.lower().endswith(".gz")
+
+
+def _is_up_to_date(src: Path, src_sha256: str, dest: Path) -> bool:
+    """True when ``dest`` already holds what copying ``src`` would write (same NIfTI bytes)."""
+    if _is_gzipped_name(src):
+        try:
+            return dest.is_file() and not dest.is_symlink() and \
+                dest.stat().st_size == src.stat().st_size and _sha256(dest) == src_sha256
+        except OSError:
+            return False
+    return _holds_nifti(dest, src_sha256)
+
+
+def _holds_nifti(dest: Path, nii_sha256: str) -> bool:
+    """True when ``dest`` is a plain gzip file whose decompressed bytes have ``nii_sha256``."""
+    if dest.is_symlink() or not dest.is_file():
+        return False
+    try:
+        return _sha256(dest, gunzip=True) == nii_sha256
+    except (OSError, EOFError, zlib.error):
+        return False
+
+
+def _gzip_into(fin: BinaryIO, tmp: Path) -> None:
+    """gzip the stream ``fin`` into ``tmp`` with a fixed header (no name, mtime 0), so the same
+    bytes always give the same file."""
+    with tmp.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+        shutil.copyfileobj(fin, gz, _CHUNK_BYTES)
+
+
+def _gzip_file_into(src: Path, tmp: Path) -> None:
+    """:func:`_gzip_into` of the file ``src``."""
+    with src.open("rb") as fin:
+        _gzip_into(fin, tmp)
+
+
+def _copy_source(src: Path, dest: Path) -> None:
+    """Atomically place ``src`` at ``dest`` (.nii.gz): byte copy, or gzip of a ``.nii``."""
+    if _is_gzipped_name(src):
+        atomic_write_with(dest, lambda tmp: shutil.copyfile(src, tmp), suffix=".nii.gz")
+    else:
+        atomic_write_with(dest, lambda tmp: _gzip_file_into(src, tmp), suffix=".nii.gz")
+
+
+def place_source(src: Path, src_sha256: str, dest: Path,
+                 reorder: tuple[str, str] | None = None) -> bool:
+    """Make ``dest`` (.nii.gz) hold ``src``: copied, or with its voxels reordered from
+    ``reorder[0]`` to ``reorder[1]`` axis codes. Returns False when ``dest`` already held it
+    (a reordered copy is checked against the bytes it would get, so it follows its source)."""
+    if reorder is None:
+        if _is_up_to_date(src, src_sha256, dest):
+            return False
+        _copy_source(src, dest)
+        return True
+    nii = reoriented_bytes(src, *reorder)
+    if _holds_nifti(dest, hashlib.sha256(nii).hexdigest()):
+        return False
+    atomic_write_with(dest, lambda tmp: _gzip_into(io.BytesIO(nii), tmp), suffix=".nii.gz")
+    return True
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """True when ``path`` (its folder resolved, links followed) lies inside resolved ``root``."""
+    return (path.parent.resolve() / path.name).is_relative_to(root)
+
+
+def _split_folders(output: Path) -> list[Path]:
+    """The six split folders, created, each checked to resolve inside ``output``."""
+    folders = [output / f"{split}{side}" for split in SPLITS for side in SIDES]
+    for folder in folders:
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()) \
+                or not folder.resolve().is_relative_to(output):
+            raise DataError(f"{folder}: expected a plain folder inside {output}; "
+                            f"move it away and run again")
+        make_folder(folder)
+    return folders
+
+
+def clean_temp_files(output: Path, folders: list[Path]) -> int:
+    """Delete temp files an interrupted run left in ``output`` and the split folders."""
+    removed = 0
+    for folder, pattern in [(output, _REPORT_TEMP)] + [(f, _SPLIT_TEMP) for f in folders]:
+        for path in _listing(folder):
+            if pattern.match(path.name) and (path.is_file() or path.is_symlink()):
+                _remove(path)
+                removed += 1
+    if removed:
+        logger.info("removed %d temp files left by an interrupted run", removed)
+    return removed
+
+
+def sync_split_folders(paired: list[PairedPatient], splits: dict[str, str], output: Path,
+                       progress: bool = True) -> tuple[list[dict], int, int, int]:
+    """Make the six split folders hold exactly the paired patients' files.
+
+    Returns (manifest entries, files copied, files already identical, stale files removed).
+    """
+    folders = _split_folders(output)
+    clean_temp_files(output, folders)
+    entries, expected, copied, skipped = [], set(), 0, 0
+    for pair in tqdm(paired, desc="copying", unit="patient", disable=not progress):
+        split, files, digests = splits[pair.patient], {}, {}
+        for side, src in zip(SIDES, (pair.avg_path, pair.phase0_path), strict=True):
+            dest = output / f"{split}{side}" / f"{pair.safe_id}.nii.gz"
+            if not _inside(dest, output):
+                raise DataError(f"{dest}: destination for patient {pair.patient!r} resolves "
+                                f"outside {output}")
+            digests[side] = _source_sha256(src)
+            if place_source(src, digests[side], dest, pair.phase0_reorder if side == "B"
+                            else None):
+                copied += 1
+            else:
+                skipped += 1
+            expected.add(dest)
+            files[side] = dest.relative_to(output).as_posix()
+        entries.append({"patient": pair.patient, "safe_id": pair.safe_id, "split": split,
+                        "avg": str(pair.avg_path.absolute()),
+                        "phase0": str(pair.phase0_path.absolute()),
+                        "avg_sha256": digests["A"], "phase0_sha256": digests["B"],
+                        "phase0_reoriented": None if pair.phase0_reorder is None else
+                        dict(zip(("from", "to"), pair.phase0_reorder, strict=True)),
+                        "shape": list(pair.shape), "spacing_mm": [round(s, 6) for s in
+                                                                  pair.spacing_mm],
+                        "files": files})
+    removed = 0
+    for folder in folders:
+        for path in _listing(folder):
+            if is_nifti_file(path) and path not in expected and (path.is_file()
+                                                                  or path.is_symlink()):
+                logger.info("removing stale %s", path)
+                _remove(path)
+                removed += 1
+    return entries, copied, skipped, removed

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import OBLIQUE_AFFINE, RAS_AFFINE, ct_like, write_nifti, write_pair_tree
-from tests.tiny_runs import load_script, tiny_run
+from tests.tiny_runs import dropout_and_plain_runs, load_script
 
 
 def _test_script() -> ModuleType:
@@ -58,9 +58,7 @@ def test_patient_ids_are_matched_by_their_safe_file_names(tmp_path: Path) -> Non
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
     """checkpoints/run (dropout) and checkpoints/plain (--no_dropout)."""
-    ck = tmp_path_factory.mktemp("ck")
-    tiny_run(ck)
-    return tiny_run(ck, "--no_dropout", name="plain")
+    return dropout_and_plain_runs(tmp_path_factory.mktemp("ck"))
 
 
 def _argv(root: Path, runs: Path, results: Path, *extra: str, name: str = "run") -> list[str]:

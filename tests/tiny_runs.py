@@ -36,3 +36,10 @@ def tiny_run(checkpoints: Path, *extra: str, name: str = "run") -> Path:
     create_model(opt).save_networks("latest")
     atomic_write_json(checkpoints / name / "opt.json", options_to_json(opt))
     return checkpoints
+
+
+def dropout_and_plain_runs(checkpoints: Path) -> Path:
+    """``checkpoints/run`` (with dropout) and ``checkpoints/plain`` (``--no_dropout``);
+    returns ``checkpoints``."""
+    tiny_run(checkpoints)
+    return tiny_run(checkpoints, "--no_dropout", name="plain")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import LPS_AFFINE, OBLIQUE_AFFINE, ct_like, write_nifti
-from tests.tiny_runs import load_script, tiny_run
+from tests.tiny_runs import dropout_and_plain_runs, load_script
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +22,7 @@ def predict():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
     """checkpoints/run (dropout) and checkpoints/plain (--no_dropout)."""
-    ck = tmp_path_factory.mktemp("ck")
-    tiny_run(ck)
-    return tiny_run(ck, "--no_dropout", name="plain")
+    return dropout_and_plain_runs(tmp_path_factory.mktemp("ck"))
 
 
 def argv(runs: Path, src: Path, out: Path, *extra: str, name: str = "run") -> list[str]:

@@ -144,6 +144,8 @@ class BaseOptions:
             opt.name = f"{opt.name}_{opt.suffix.format(**vars(opt))}"
         opt.gpu_ids = resolve_gpu_ids(opt.gpu_ids)
         validate_common(opt)
+        if is_main_process():
+            logger.info("options:\n%s", format_options(opt, parser))
         return opt
 
     def record(self, opt: argparse.Namespace) -> None:
@@ -163,9 +165,8 @@ class BaseOptions:
         return "opt"
 
     def save(self, opt: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-        """Log the options and write ``<stem>.txt`` and ``<stem>.json`` in the run folder."""
+        """Write ``<stem>.txt`` and ``<stem>.json`` in the run folder."""
         text = format_options(opt, parser)
-        logger.info("options:\n%s", text)
         run_dir = Path(opt.checkpoints_dir) / opt.name
         stem = self.options_file_stem(opt)
         atomic_write_text(run_dir / f"{stem}.txt", text)

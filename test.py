@@ -21,12 +21,14 @@ Reads ``<dataroot>/<phase>A`` (and ``<phase>B`` when present) and writes, under
 Volumes and pictures left there by an earlier run for patients not in this one are removed,
 and standard deviations from an earlier run when this one does not sample.
 
-The prediction is deterministic (eval mode: no dropout, batch norm running statistics; ``--eval``
-is accepted and changes nothing): the same inputs and checkpoint give the same files. Slices of
-any size are padded with air to what the generator takes and cropped back. Before anything is
-written, two inputs whose safe names coincide (``PT 1`` and ``PT_1``, or names differing only in
-case) are refused, naming both, and the results folder is created and checked to be writable.
-"""
+The generator is loaded from the run folder by :func:`models.trained_run.load_generator`, with the
+architecture and input settings of its ``opt.json`` (``--model`` is accepted, as in the seed's
+command, and the run folder is only read). The prediction is deterministic (eval mode: no dropout,
+batch norm running statistics; ``--eval`` is accepted and changes nothing): the same inputs and
+checkpoint give the same files. Slices of any size are padded with air to what the generator takes
+and cropped back. Before anything is written, two inputs whose safe names coincide (``PT 1`` and
+``PT_1``, or names differing only in case) are refused, naming both, and the results folder is
+created and checked to be writable. """
 
 from __future__ import annotations
 
@@ -47,10 +49,9 @@ from data.ct_volumes import SliceStack, slice_to_unit
 from data.hu_window import hu_to_unit
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_io import load_volume, save_volume
-from models import create_model
-from models.base_model import BaseModel
-from models.inference import check_samples, float32_storage, predict_hu
-from models.networks import slice_size_rule
+from models.base_model import checkpoint_tag
+from models.inference import check_samples, float32_storage
+from models.trained_run import GeneratorSettings, TrainedGenerator, load_generator
 from options.base_options import region_settings
 from options.test_options import TestOptions
 from util.atomic import ensure_writable_dir
@@ -71,6 +72,7 @@ from util.names import (
     unique_output_names,
 )
 from util.report import write_and_describe
+from util.speed import configure_backends, resolve_speed
 from util.visualizer import save_test_images
 
 logger = logging.getLogger("test")
@@ -145,16 +147,14 @@ def add_slice_pictures(page: HTMLPage, p: PatientInputs, pred: torch.Tensor,
                          width=opt.display_winsize, hu_min=opt.hu_min, hu_max=opt.hu_max)
 
 
-def run_patient(model: BaseModel, p: PatientInputs, opt: argparse.Namespace, out_dir: Path,
-                page: HTMLPage | None, settings: RegionSettings) -> tuple[Path, dict | None]:
+def run_patient(generator: TrainedGenerator, p: PatientInputs, opt: argparse.Namespace,
+                out_dir: Path, page: HTMLPage | None, settings: RegionSettings,
+                amp_dtype: torch.dtype | None) -> tuple[Path, dict | None]:
     """Predict one patient, write its volume (HU, the source's geometry), its standard
     deviation with ``--samples`` N > 1, and pictures, and score the written file. Returns
     (volume path, scores or None)."""
-    pred = predict_hu(model.netG, p.source.hu, samples=opt.samples, seed=opt.seed,
-                      hu_min=opt.hu_min, hu_max=opt.hu_max, resize_to=opt.resize_to,
-                      batch_size=opt.batch_size, context_slices=opt.context_slices,
-                      device=model.device, amp_dtype=model.speed.amp_dtype,
-                      size_rule=slice_size_rule(opt.netG))
+    pred = generator.predict(p.source.hu, batch_size=opt.batch_size, samples=opt.samples,
+                             seed=opt.seed, amp_dtype=amp_dtype)
     info = p.source.info
     path = save_volume(from_slice_stack(pred.hu, info.affine), info,
                        out_dir / "volumes" / prediction_file_name(p.patient_id))
@@ -214,9 +214,13 @@ def test(opt: argparse.Namespace) -> Path:
         raise ConfigError("test.py writes volumes from --dataset_mode nifti_aligned only")
     output_names(dataset)
     settings = region_settings(opt)
-    model = create_model(opt)
-    model.setup()
-    check_samples(model.netG, opt.samples, str(Path(opt.checkpoints_dir) / opt.name))
+    run_dir = Path(opt.checkpoints_dir) / opt.name
+    device = torch.device(f"cuda:{opt.gpu_ids[0]}" if opt.gpu_ids else "cpu")
+    configure_backends(device, tf32=not opt.no_tf32, cudnn_benchmark=not opt.no_cudnn_benchmark)
+    generator = load_generator(run_dir, checkpoint_tag(opt.epoch, opt.load_iter), device,
+                               GeneratorSettings.from_options(vars(opt)))
+    check_samples(generator.net, opt.samples, str(run_dir))
+    amp_dtype = resolve_speed(device, amp=opt.amp).amp_dtype
     out_dir = Path(opt.results_dir) / opt.name / f"{opt.phase}_{opt.epoch}"
     for folder in ("volumes",) if opt.no_pictures else ("volumes", "images"):
         ensure_writable_dir(out_dir / folder)
@@ -227,7 +231,8 @@ def test(opt: argparse.Namespace) -> Path:
     volumes, scores = {}, {}
     for index in tqdm(range(len(dataset.patient_ids)), desc="predicting", unit="patient"):
         p = patient_inputs(dataset, index)
-        volumes[p.patient_id], score = run_patient(model, p, opt, out_dir, page, settings)
+        volumes[p.patient_id], score = run_patient(generator, p, opt, out_dir, page, settings,
+                                                   amp_dtype)
         if score is not None:
             scores[p.patient_id] = score
     remove_stale_outputs(out_dir, dataset.patient_ids, keep_std=opt.samples > 1)

@@ -32,8 +32,10 @@ from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.sampling import EpochSampler, PatientBlockSampler
 from models import create_model
 from models.base_model import BaseModel
+from models.metadata import Geometry, save_model_with_metadata
 from models.networks import check_slice_size
 from models.run_folder import check_new_training, clear_run, tidy_run_folder
+from models.trained_run import SETTING_NAMES
 from models.training_state import (
     Plan,
     Progress,
@@ -44,9 +46,7 @@ from models.training_state import (
 )
 from models.validation import Validator, selection_score
 from options.base_options import region_settings
-from options.test_options import ARCHITECTURE_OPTIONS
 from options.train_options import TrainOptions
-from save_ct_metadata import Geometry, save_model_with_metadata
 from util.cli import run_cli, seed_everything
 from util.distributed import (
     SINGLE_PROCESS,
@@ -166,7 +166,7 @@ def train(opt: argparse.Namespace, record_options: Callable[[], None] = lambda: 
     check_distributed(opt, ctx)
     run_dir = Path(opt.checkpoints_dir) / opt.name
     check_new_training(run_dir, continue_train=opt.continue_train, overwrite=opt.overwrite,
-                       current=vars(opt), architecture_keys=ARCHITECTURE_OPTIONS)
+                       current=vars(opt), architecture_keys=SETTING_NAMES)
     seed_everything(opt.seed)  # every rank builds the same initial weights
     dataset = create_dataset(opt)
     check_sizes(dataset, opt)

@@ -45,7 +45,7 @@ class BaseModel(ABC):
         self.device = torch.device(f"cuda:{opt.gpu_ids[0]}" if opt.gpu_ids else "cpu")
         self.save_dir = Path(opt.checkpoints_dir) / opt.name
         self.continue_train: bool = getattr(opt, "continue_train", False)
-        self.load_suffix = f"iter_{opt.load_iter}" if opt.load_iter > 0 else str(opt.epoch)
+        self.load_suffix = checkpoint_tag(opt.epoch, opt.load_iter)
         self.verbose: bool = opt.verbose
         self.schedule = {k: getattr(opt, k, None) for k in
                          ("lr_policy", "epoch_count", "n_epochs", "n_epochs_decay",
@@ -182,9 +182,7 @@ class BaseModel(ABC):
             try:
                 unwrap(net).load_state_dict(state)
             except RuntimeError as exc:
-                raise ConfigError(f"{path}: does not fit the network built from the options "
-                                  f"({describe_network(unwrap(net))}); the file holds "
-                                  f"{describe_weights(state)}") from exc
+                raise weights_mismatch(path, unwrap(net), state) from exc
             logger.info("loaded %s", path)
 
     def log_networks(self) -> None:
@@ -201,6 +199,19 @@ class BaseModel(ABC):
         for net in nets:
             for p in net.parameters():
                 p.requires_grad_(requires_grad)
+
+
+def weights_mismatch(path: Path, net: nn.Module, state: dict[str, torch.Tensor]) -> ConfigError:
+    """The error for weights ``state`` (from ``path``) that do not fit ``net``: what the options
+    built and what the file holds, both read from tensors, never from metadata."""
+    return ConfigError(f"{path}: does not fit the network built from the options "
+                       f"({describe_network(net)}); the file holds {describe_weights(state)}")
+
+
+def checkpoint_tag(epoch: str | int, load_iter: int = 0) -> str:
+    """The tag of the checkpoint to load: ``iter_<load_iter>`` when ``load_iter`` > 0, else
+    ``epoch`` (``latest``, ``best`` or a number)."""
+    return f"iter_{load_iter}" if load_iter > 0 else str(epoch)
 
 
 def serialize(obj: Any) -> bytes:

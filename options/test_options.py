@@ -6,15 +6,12 @@ import argparse
 import logging
 from pathlib import Path
 
+from models.trained_run import SETTING_NAMES
 from options.base_options import BaseOptions, load_options_json
 from util.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-#: Options that must match the checkpoint: read from the run's ``opt.json`` when not given.
-ARCHITECTURE_OPTIONS = ("netG", "ngf", "norm", "no_dropout", "input_nc", "output_nc",
-                        "resize_to", "hu_min", "hu_max", "direction", "context_slices",
-                        "residual")
 
 
 class TestOptions(BaseOptions):
@@ -67,11 +64,12 @@ class TestOptions(BaseOptions):
 
 def adopt_training_architecture(opt: argparse.Namespace, saved: dict[str, object],
                                 explicit: set[str], source: Path) -> None:
-    """Copy :data:`ARCHITECTURE_OPTIONS` from ``saved`` into ``opt`` unless given explicitly.
+    """Copy the generator's settings (:data:`models.trained_run.SETTING_NAMES`) from ``saved``
+    into ``opt`` unless given explicitly.
 
     An explicit value that contradicts the training run is a ConfigError naming both values.
     """
-    for key in ARCHITECTURE_OPTIONS:
+    for key in SETTING_NAMES:
         if key not in saved:
             continue
         if key in explicit and getattr(opt, key) != saved[key]:

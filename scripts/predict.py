@@ -2,16 +2,16 @@
 
     python scripts/predict.py --name ct_phase0_generator --input avg.nii.gz --output phase0.nii.gz
 
-The architecture, HU window and ``--resize_to`` come from ``checkpoints/<name>/opt.json``; the
-output has the input's shape, affine, on-disk type and scaling. Slices of any size are taken:
-those the generator cannot take as they are are padded with air (-1024 HU) and cropped back.
-The prediction is deterministic (eval mode: no dropout, batch norm running statistics): the same
-input and checkpoint give the same file. ``--samples N`` (N > 1) instead averages N passes with
-dropout on, seeded by ``--seed``, and also writes their voxelwise standard deviation in HU
-(float32, the input's geometry) to ``--std_output``, by default ``<output stem>_std.nii.gz``
-beside ``--output``. The input is only read; an output path equal to the input, or two outputs
-on one path, are refused before anything is written.
-"""
+The generator, its architecture, HU window and ``--resize_to`` come from ``checkpoints/<name>/``
+(``opt.json`` and ``<epoch>_net_G.pth``, through :func:`models.trained_run.load_generator`), and
+nothing is written there. The output has the input's shape, affine, on-disk type and scaling.
+Slices of any size are taken: those the generator cannot take as they are are padded with air
+(-1024 HU) and cropped back. The prediction is deterministic (eval mode: no dropout, batch norm
+running statistics): the same input and checkpoint give the same file. ``--samples N`` (N > 1)
+instead averages N passes with dropout on, seeded by ``--seed``, and also writes their voxelwise
+standard deviation in HU (float32, the input's geometry) to ``--std_output``, by default ``<output
+stem>_std.nii.gz`` beside ``--output``. The input is only read; an output path equal to the input,
+or two outputs on one path, are refused before anything is written. """
 
 from __future__ import annotations
 
@@ -22,18 +22,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch
+
 from data.ct_volumes import load_slice_stack
 from data.nifti_io import NIFTI_EXTENSIONS, is_nifti_file, save_volume
-from models import create_model
-from models.inference import check_samples, float32_storage, predict_hu
-from models.networks import slice_size_rule
-from options.test_options import TestOptions
+from models.inference import check_samples, float32_storage
+from models.trained_run import load_generator
+from options.base_options import resolve_gpu_ids
 from util.atomic import ensure_writable_dir
 from util.cli import run_cli
 from util.errors import ConfigError
 from util.geometry import from_slice_stack
 from util.names import STD_SUFFIX
-from util.speed import AMP_DTYPES
+from util.speed import AMP_DTYPES, resolve_speed
 
 logger = logging.getLogger("predict")
 
@@ -102,21 +103,16 @@ def predict(args: argparse.Namespace) -> Path:
     if args.samples < 1:
         raise ConfigError(f"--samples must be at least 1, got {args.samples}")
     stack = load_slice_stack(args.input)
-    opt = TestOptions().parse([
-        "--dataroot", str(args.input.parent), "--name", args.name,
-        "--checkpoints_dir", args.checkpoints_dir, "--model", "pix2pix",
-        "--dataset_mode", "nifti_aligned", "--axial_slice", "--epoch", args.epoch,
-        "--gpu_ids", args.gpu_ids, "--batch_size", str(args.batch_size), "--amp", args.amp])
-    model = create_model(opt)
-    model.setup()
-    check_samples(model.netG, args.samples, str(Path(opt.checkpoints_dir) / opt.name))
+    gpu_ids = resolve_gpu_ids(args.gpu_ids)
+    device = torch.device(f"cuda:{gpu_ids[0]}" if gpu_ids else "cpu")
+    run_dir = Path(args.checkpoints_dir) / args.name
+    generator = load_generator(run_dir, args.epoch, device)
+    check_samples(generator.net, args.samples, str(run_dir))
     for folder in {args.output.parent, *([std_output.parent] if std_output else [])}:
         ensure_writable_dir(folder)
-    pred = predict_hu(model.netG, stack.hu, samples=args.samples, seed=args.seed,
-                      hu_min=opt.hu_min, hu_max=opt.hu_max, resize_to=opt.resize_to,
-                      batch_size=opt.batch_size, context_slices=opt.context_slices,
-                      device=model.device, amp_dtype=model.speed.amp_dtype,
-                      size_rule=slice_size_rule(opt.netG))
+    pred = generator.predict(stack.hu, batch_size=args.batch_size, samples=args.samples,
+                             seed=args.seed, amp_dtype=resolve_speed(device, amp=args.amp
+                                                                     ).amp_dtype)
     affine = stack.info.affine
     path = save_volume(from_slice_stack(pred.hu, affine), stack.info, args.output)
     logger.info("wrote %s: %d axial slices, HU, the geometry of %s", path, stack.hu.shape[0],

@@ -152,6 +152,18 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def committed_path(folder: str | os.PathLike[str], label: str, name: str) -> Path:
+    """Where member ``name`` of set ``label`` in ``folder`` is to be read without writing: its
+    staged temp file while an interrupted commit's journal lists it, else ``folder/name``."""
+    folder = Path(folder)
+    try:
+        staged = json.loads(journal_path(folder, label).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return folder / name
+    tmp = folder / staged[name] if isinstance(staged, dict) and name in staged else None
+    return tmp if tmp is not None and tmp.is_file() else folder / name
+
+
 def recover(folder: str | os.PathLike[str]) -> list[str]:
     """Finish every set whose journal is in ``folder`` (an interrupted commit); returns their
     labels. Raises OutputError naming the journal when a rename fails."""

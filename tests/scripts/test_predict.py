@@ -126,3 +126,16 @@ def test_any_slice_size_is_predicted_with_the_avg_geometry(tmp_path, predict, ru
     assert img.shape == shape
     np.testing.assert_allclose(img.affine, OBLIQUE_AFFINE, atol=1e-6)
     assert -1024 <= img.get_fdata().min() <= img.get_fdata().max() <= 3071
+
+
+def test_predict_leaves_the_run_folder_byte_identical(tmp_path, predict, runs):
+    def snapshot() -> dict[str, tuple[bytes, int]]:
+        return {str(p.relative_to(runs)): (p.read_bytes(), p.stat().st_mtime_ns)
+                for p in sorted(runs.rglob("*")) if p.is_file()}
+
+    before = snapshot()
+    src = avg(tmp_path)
+    assert predict.main(argv(runs, src, tmp_path / "a.nii.gz")) == 0
+    assert predict.main(argv(runs, src, tmp_path / "b.nii.gz", "--samples", "2")) == 0
+    assert predict.main(argv(runs, src, tmp_path / "c.nii.gz", "--epoch", "7")) == 1  # refused
+    assert snapshot() == before

@@ -9,6 +9,7 @@ import pytest
 
 from util.errors import OutputError
 from util.file_set import (
+    committed_path,
     file_set,
     journal_path,
     recover,
@@ -90,3 +91,16 @@ def test_stale_temp_files_are_only_those_of_this_tools_naming(tmp_path):
     assert remove_stale_temp_files(tmp_path) == sorted(stale)
     assert all(p.exists() for p in kept)
     assert not any(p.exists() for p in stale)
+
+
+def test_committed_path_reads_a_journalled_member_without_writing(tmp_path):
+    write_set(tmp_path, "1")
+    assert committed_path(tmp_path, "latest", "latest_a.bin") == tmp_path / "latest_a.bin"
+    staged = tmp_path / ".latest_a.bin.abcd1234.tmp"
+    staged.write_text("a2")
+    journal_path(tmp_path, "latest").write_text(json.dumps({"latest_a.bin": staged.name}))
+    before = contents(tmp_path)
+    assert committed_path(tmp_path, "latest", "latest_a.bin") == staged
+    assert committed_path(tmp_path, "latest", "latest_meta.json") == tmp_path / "latest_meta.json"
+    assert committed_path(tmp_path, "best", "latest_a.bin") == tmp_path / "latest_a.bin"
+    assert contents(tmp_path) == before

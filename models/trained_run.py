@@ -1,0 +1,128 @@
+"""A trained generator and everything needed to run it, loaded from a run folder without writing.
+
+:class:`GeneratorSettings` is the one definition of the options that describe a trained
+generator (its architecture) and the input it expects (HU window, slice size, direction): the
+options ``test.py`` adopts from the run's ``opt.json``, the architecture in checkpoint metadata and
+the architecture check of ``train.py`` are all derived from its fields. :func:`load_generator` is
+the one way to load a trained generator for inference (``test.py``, ``scripts/predict.py``, the
+benchmarks): it reads ``opt.json`` and ``<epoch>_net_G.pth`` (``weights_only``) and writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.base_model import load_weights, weights_mismatch
+from models.inference import StackPrediction, predict_hu
+from models.networks import define_G, describe_network, slice_size_rule
+from util.errors import ConfigError
+from util.file_set import committed_path
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GeneratorSettings:
+    """What a trained generator is and what it takes: its architecture (``--netG`` ...
+    ``--residual``) and its input (``--resize_to`` pixels, 0 = native; the HU window mapped to
+    [-1, 1]; ``--direction``). Field names are the option names."""
+
+    netG: str
+    ngf: int = 64
+    norm: str = "instance"
+    no_dropout: bool = False
+    input_nc: int = 1
+    output_nc: int = 1
+    context_slices: int = 0
+    residual: bool = False
+    resize_to: int = 0
+    hu_min: float = -1024.0
+    hu_max: float = 3071.0
+    direction: str = "AtoB"
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> GeneratorSettings:
+        """The settings in ``options`` (an ``opt.json`` dict or ``vars(opt)``); options a run
+        recorded before they existed take their defaults."""
+        return cls(**{k: options[k] for k in SETTING_NAMES if k in options})
+
+
+#: The options that describe a trained generator, in one place (derived from the fields).
+SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(GeneratorSettings))
+#: Of those, the ones that shape the weights (the rest say what input the network expects).
+ARCHITECTURE_NAMES: tuple[str, ...] = SETTING_NAMES[:SETTING_NAMES.index("resize_to")]
+
+
+@dataclass(frozen=True)
+class TrainedGenerator:
+    """A loaded generator in eval mode on its device, with its settings and weights file."""
+
+    net: nn.Module
+    settings: GeneratorSettings
+    weights: Path
+    device: torch.device
+
+    def predict(self, stack_hu: np.ndarray, *, batch_size: int = 1, samples: int = 1,
+                seed: int = 0, amp_dtype: torch.dtype | None = None) -> StackPrediction:
+        """The prediction for a stack (S, H, W) of AVG slices in HU (stack order): (S, H, W)
+        float32 HU, deterministic for ``samples`` 1, else the mean and std of that many
+        passes with dropout (:func:`models.inference.predict_hu`)."""
+        s = self.settings
+        return predict_hu(self.net, stack_hu, hu_min=s.hu_min, hu_max=s.hu_max,
+                          samples=samples, seed=seed, resize_to=s.resize_to,
+                          batch_size=batch_size, context_slices=s.context_slices,
+                          device=self.device, amp_dtype=amp_dtype,
+                          size_rule=slice_size_rule(s.netG))
+
+
+def read_settings(run_dir: Path) -> GeneratorSettings:
+    """The generator settings recorded in ``<run_dir>/opt.json`` (ConfigError naming the file
+    when it is missing, not JSON or names no generator)."""
+    path = run_dir / "opt.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        return GeneratorSettings.from_options(saved)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{path}: cannot read the run's options ({exc}); point --name and "
+                          f"--checkpoints_dir at a run trained by train.py") from exc
+
+
+def build_generator(settings: GeneratorSettings) -> nn.Module:
+    """An untrained generator (CPU) of the given architecture."""
+    return define_G(settings.input_nc, settings.output_nc, settings.ngf, settings.netG,
+                    norm=settings.norm, use_dropout=not settings.no_dropout,
+                    residual=settings.residual)
+
+
+def load_generator(run_dir: str | Path, epoch: str = "latest",
+                   device: torch.device | str = "cpu",
+                   settings: GeneratorSettings | None = None) -> TrainedGenerator:
+    """The trained generator ``<run_dir>/<epoch>_net_G.pth`` in eval mode on ``device``.
+
+    ``settings`` default to the run's ``opt.json``. Nothing is written: a save of ``epoch`` that
+    a crash interrupted after it was complete is read from its staged file
+    (:func:`util.file_set.committed_path`). Weights that do not fit the settings are a
+    ConfigError describing both the network the settings build and the one the file holds.
+    """
+    run_dir, device = Path(run_dir), torch.device(device)
+    settings = settings or read_settings(run_dir)
+    name = f"{epoch}_net_G.pth"
+    path = committed_path(run_dir, str(epoch), name)
+    net = build_generator(settings)
+    state = load_weights(path, device)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise weights_mismatch(run_dir / name, net, state) from exc
+    logger.info("loaded %s (%s)", run_dir / name, describe_network(net))
+    return TrainedGenerator(net.to(device).eval(), settings, run_dir / name, device)
+

@@ -1,0 +1,89 @@
+"""The one way to load a trained generator: from the run folder's JSON and weights, no writes;
+and the one list of the options that describe it."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.trained_run import (
+    ARCHITECTURE_NAMES,
+    SETTING_NAMES,
+    GeneratorSettings,
+    load_generator,
+)
+from options.test_options import TestOptions
+from options.train_options import TrainOptions
+from tests.tiny_runs import tiny_run
+from util.errors import ConfigError
+
+#: A value other than the default for every setting, as train.py would be given it.
+NON_DEFAULT = {"netG": "unet_128", "ngf": "16", "norm": "instance", "no_dropout": None,
+               "input_nc": "3", "output_nc": "2", "context_slices": "1", "residual": None,
+               "resize_to": "128", "hu_min": "-1000", "hu_max": "1000", "direction": "BtoA"}
+
+
+def test_every_setting_has_a_non_default_value_in_this_table():
+    assert set(NON_DEFAULT) == set(SETTING_NAMES)
+    assert set(ARCHITECTURE_NAMES) < set(SETTING_NAMES)
+    assert "resize_to" not in ARCHITECTURE_NAMES
+
+
+def test_every_setting_of_train_py_round_trips_through_opt_json_into_test_py(tmp_path):
+    flags = [x for k, v in NON_DEFAULT.items() for x in ([f"--{k}"] + ([v] if v else []))]
+    base = ["--dataroot", str(tmp_path), "--checkpoints_dir", str(tmp_path / "ck"), "--name",
+            "run", "--axial_slice", "--gpu_ids", "-1"]
+    options = TrainOptions()
+    trained = options.parse([*base, *flags])
+    options.record(trained)
+    tested = TestOptions().parse(base)  # no architecture flag given at test time
+    expected = GeneratorSettings.from_options(vars(trained))
+    assert GeneratorSettings.from_options(vars(tested)) == expected
+    saved = json.loads((tmp_path / "ck" / "run" / "opt.json").read_text())
+    assert GeneratorSettings.from_options(saved) == expected
+    defaults = GeneratorSettings.from_options(vars(TrainOptions().parse(base)))
+    changed = [k for k in SETTING_NAMES if getattr(defaults, k) != getattr(expected, k)]
+    assert changed == list(SETTING_NAMES)  # the table really changes every setting
+
+
+def test_load_generator_reads_the_run_and_writes_nothing(tmp_path):
+    ck = tiny_run(tmp_path / "ck", "--context_slices", "1", "--input_nc", "3", "--residual")
+    run = ck / "run"
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    generator = load_generator(run)
+    assert generator.settings.context_slices == 1
+    assert generator.settings.residual
+    assert not generator.net.training
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    hu = np.random.default_rng(0).uniform(-1000, 1000, (3, 61, 75)).astype(np.float32)
+    first = generator.predict(hu).hu
+    assert first.shape == hu.shape
+    np.testing.assert_array_equal(generator.predict(hu).hu, first)
+
+
+def test_load_generator_reads_a_committed_but_unfinished_save(tmp_path):
+    """A crash after the journal, before the rename: the staged weights are the checkpoint."""
+    ck = tiny_run(tmp_path / "ck")
+    run = ck / "run"
+    original = torch.load(run / "latest_net_G.pth", weights_only=True)
+    staged = {k: v + 1 if v.is_floating_point() else v for k, v in original.items()}
+    torch.save(staged, run / ".latest_net_G.pth.abcd1234.tmp")
+    (run / ".latest.commit.json").write_text(
+        json.dumps({"latest_net_G.pth": ".latest_net_G.pth.abcd1234.tmp"}))
+    generator = load_generator(run)
+    loaded = generator.net.state_dict()
+    assert all(torch.equal(loaded[k], staged[k]) for k in staged)
+    assert (run / ".latest.commit.json").exists()  # nothing written
+
+
+@pytest.mark.parametrize("broken", ["missing", "not json"])
+def test_load_generator_without_readable_options_names_the_file(tmp_path, broken):
+    run = tiny_run(tmp_path / "ck") / "run"
+    if broken == "missing":
+        (run / "opt.json").unlink()
+    else:
+        (run / "opt.json").write_text("{")
+    with pytest.raises(ConfigError, match=r"run/opt\.json: cannot read the run's options"):
+        load_generator(Path(run))

@@ -46,7 +46,6 @@ from tqdm import tqdm
 
 from data import create_dataset
 from data.ct_volumes import SliceStack, slice_to_unit
-from data.hu_window import hu_to_unit
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_io import load_volume, save_volume
 from models.base_model import checkpoint_tag
@@ -62,6 +61,7 @@ from util.errors import ConfigError, OutputError
 from util.file_set import remove_stale_temp_files
 from util.geometry import axial_axis, from_slice_stack, stack_spacing_mm, to_slice_stack
 from util.html import HTMLPage
+from util.hu_window import hu_to_unit
 from util.metrics import RegionSettings, evaluate_volumes, motion_mask
 from util.names import (
     PREDICTION_SUFFIX,

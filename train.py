@@ -106,10 +106,10 @@ def make_validator(opt: argparse.Namespace, device: torch.device) -> Validator |
     if reason is not None:
         logger.info("validation off: %s", reason)
         return None
-    val_opt = argparse.Namespace(**{**vars(opt), "phase": "val", "isTrain": False,
-                                    "max_dataset_size": float("inf"), "num_test": None,
-                                    "volume_cache": 0})
-    val_set = NiftiAlignedDataset(val_opt)
+    val_set = NiftiAlignedDataset(root / "valA", root / "valB", hu_min=opt.hu_min,
+                                  hu_max=opt.hu_max, resize_to=opt.resize_to,
+                                  context_slices=opt.context_slices,
+                                  geometry_atol_mm=opt.geometry_atol_mm)
     check_sizes(val_set, opt)
     return Validator(list(zip(val_set.patient_ids, val_set.stacks_a, val_set.stacks_b,
                               strict=True)),

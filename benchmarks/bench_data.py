@@ -64,7 +64,7 @@ def measure(root: Path, volume_cache: int) -> dict[str, float]:
                                 "--axial_slice", "--gpu_ids", "-1", "--volume_cache",
                                 str(volume_cache)])
     rss0 = proc_status_mib("VmRSS")
-    dataset = NiftiAlignedDataset(opt)
+    dataset = NiftiAlignedDataset.from_options(opt)
     infos = dataset.infos_a
     int16_mib = 2 * sum(2 * i.shape[0] * i.shape[1] * i.shape[2] for i in infos) / 2**20
     rss_built = proc_status_mib("VmRSS") - rss0

@@ -36,7 +36,7 @@ def get_option_setter(name: str) -> Callable[[argparse.ArgumentParser, bool],
 
 def create_dataset(opt: argparse.Namespace) -> BaseDataset:
     """Instantiate the dataset named by ``opt.dataset_mode``."""
-    return find_dataset_using_name(opt.dataset_mode)(opt)
+    return find_dataset_using_name(opt.dataset_mode).from_options(opt)
 
 
 def create_dataloader(dataset: BaseDataset, *, batch_size: int, num_workers: int,

@@ -28,6 +28,12 @@ class BaseDataset(Dataset, ABC):
     def __init__(self, opt: argparse.Namespace) -> None:
         self.root = opt.dataroot
 
+    @classmethod
+    def from_options(cls, opt: argparse.Namespace) -> BaseDataset:
+        """The dataset the options describe; what the ``--dataset_mode`` registry calls. A
+        subclass with a keyword constructor adapts ``opt`` here."""
+        return cls(opt)
+
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser,
                                    is_train: bool) -> argparse.ArgumentParser:  # noqa: ARG004

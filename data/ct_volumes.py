@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from data.hu_window import hu_to_unit, unit_to_hu
 from data.nifti_io import Volume, VolumeInfo, load_volume
 from data.voxel_grid import compare_grids, mismatch_text
 from util.errors import DataError
@@ -26,6 +25,7 @@ from util.geometry import (
     stack_spacing_mm,
     to_slice_stack,
 )
+from util.hu_window import hu_to_unit, unit_to_hu
 
 logger = logging.getLogger(__name__)
 

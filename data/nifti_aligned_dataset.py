@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from data.base_dataset import BaseDataset
 from data.ct_volumes import (
+    AFFINE_ATOL_MM,
     SliceStack,
     check_same_geometry,
     context_window,
@@ -33,6 +34,7 @@ from data.nifti_io import VolumeInfo
 from data.volume_cache import LazyStacks
 from util.errors import ConfigError, DataError
 from util.geometry import stack_shape
+from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN
 
 logger = logging.getLogger(__name__)
 
@@ -58,41 +60,75 @@ class NiftiAlignedDataset(BaseDataset):
                                  "side and process (memory flat in the number of patients)")
         return parser
 
-    def __init__(self, opt: argparse.Namespace) -> None:
-        super().__init__(opt)
-        _check_options(opt)
-        volume_cache = getattr(opt, "volume_cache", 0)  # absent from hand-made option sets
-        self.hu_min, self.hu_max, self.resize_to = opt.hu_min, opt.hu_max, opt.resize_to
-        self.context_slices: int = opt.context_slices
-        self.a_to_b = opt.direction == "AtoB"
-        self.flip = opt.isTrain and not opt.no_flip
-        root = Path(opt.dataroot)
-        dir_a, dir_b = root / f"{opt.phase}A", root / f"{opt.phase}B"
+    def __init__(self, folder_a: str | Path, folder_b: str | Path | None = None, *,
+                 hu_min: float = DEFAULT_HU_MIN, hu_max: float = DEFAULT_HU_MAX,
+                 resize_to: int = 0, context_slices: int = 0, a_to_b: bool = True,
+                 flip: bool = False, max_patients: int | None = None,
+                 max_slices: float = float("inf"), volume_cache: int = 0,
+                 geometry_atol_mm: float = AFFINE_ATOL_MM) -> None:
+        """Pair ``folder_a/<id>.nii[.gz]`` (AVG) with ``folder_b/<id>...`` (phase 0; None: no
+        truth, AtoB only) and index their axial slices.
+
+        ``hu_min``/``hu_max``: the HU window mapped to [-1, 1]; ``resize_to``: slice side in
+        pixels (0 = native); ``context_slices``: K neighbours on each side of an input slice;
+        ``a_to_b``: A is the input; ``flip``: random left-right flips; ``max_patients``: the
+        first N pairs only; ``max_slices``: at most that many samples, spread over all slices;
+        ``volume_cache``: 0 = decode every volume now, N = decode on use and keep N per side;
+        ``geometry_atol_mm``: largest affine difference (mm) of a pair on one grid.
+        """
+        for name, value in (("context_slices", context_slices), ("resize_to", resize_to),
+                            ("volume_cache", volume_cache)):
+            if value < 0:
+                raise ConfigError(f"--{name} must be 0 or positive, got {value}")
+        self.root = str(Path(folder_a).parent)
+        self.hu_min, self.hu_max, self.resize_to = hu_min, hu_max, resize_to
+        self.context_slices = context_slices
+        self.a_to_b, self.flip = a_to_b, flip
+        dir_a = Path(folder_a)
+        dir_b = Path(folder_b) if folder_b is not None else None
         if not dir_a.is_dir():
-            raise DataError(f"{dir_a}: folder not found; a dataroot holds {opt.phase}A/ (AVG) and "
-                            f"{opt.phase}B/ (phase 0), as written by prepare_dataset.py")
-        if not dir_b.is_dir() and (opt.isTrain or not self.a_to_b):
-            raise DataError(f"{dir_b}: folder not found; {opt.phase}A/ needs its {opt.phase}B/")
-        pairs = pair_by_name(dir_a, dir_b if dir_b.is_dir() else None)
-        max_patients = getattr(opt, "num_test", None) if not opt.isTrain else None
-        pairs = pairs[:max_patients]
+            raise DataError(f"{dir_a}: folder not found; a dataroot holds <phase>A/ (AVG) and "
+                            f"<phase>B/ (phase 0), as written by prepare_dataset.py")
+        if dir_b is None and not a_to_b:
+            raise DataError(f"{dir_a}: --direction BtoA needs the phase-0 folder beside it")
+        pairs = pair_by_name(dir_a, dir_b)[:max_patients]
         self.patient_ids: list[str] = [pid for pid, _, _ in pairs]
         self.lazy = volume_cache > 0
         self.stacks_a: Sequence[SliceStack]
         self.stacks_b: Sequence[SliceStack]
         if self.lazy:
-            self.stacks_a, self.stacks_b = _lazy_pairs(pairs, volume_cache, opt.geometry_atol_mm)
+            self.stacks_a, self.stacks_b = _lazy_pairs(pairs, volume_cache, geometry_atol_mm)
             memory = (f"none yet, volumes decoded on use, at most {volume_cache} per side "
                       f"and process (~{_largest_pairs_mib(self.stacks_a, volume_cache):.1f} "
                       "MiB as int16)")
         else:
-            self.stacks_a, self.stacks_b = _load_pairs(pairs, opt.geometry_atol_mm)
+            self.stacks_a, self.stacks_b = _load_pairs(pairs, geometry_atol_mm)
             memory = describe_memory([*self.stacks_a, *self.stacks_b])
         self.infos_a = [self.volume_info(i) for i in range(len(pairs))]
         self.index = _slice_index([stack_shape(i.shape, i.affine)[0] for i in self.infos_a],
-                                  opt.max_dataset_size)
-        logger.info("%s: %d patients, %d slices; voxels held in memory: %s", root,
+                                  max_slices)
+        logger.info("%s: %d patients, %d slices; voxels held in memory: %s", self.root,
                     len(self.patient_ids), len(self.index), memory)
+
+    @classmethod
+    def from_options(cls, opt: argparse.Namespace) -> NiftiAlignedDataset:
+        """The dataset of ``<dataroot>/<phase>A`` and ``<phase>B`` as the options describe
+        (the registry's constructor; ``--num_test`` limits the patients at test time)."""
+        _check_options(opt)
+        root = Path(opt.dataroot)
+        dir_a, dir_b = root / f"{opt.phase}A", root / f"{opt.phase}B"
+        if not dir_a.is_dir():
+            raise DataError(f"{dir_a}: folder not found; a dataroot holds {opt.phase}A/ (AVG) and "
+                            f"{opt.phase}B/ (phase 0), as written by prepare_dataset.py")
+        if not dir_b.is_dir() and (opt.isTrain or opt.direction != "AtoB"):
+            raise DataError(f"{dir_b}: folder not found; {opt.phase}A/ needs its {opt.phase}B/")
+        return cls(dir_a, dir_b if dir_b.is_dir() else None, hu_min=opt.hu_min,
+                   hu_max=opt.hu_max, resize_to=opt.resize_to,
+                   context_slices=opt.context_slices, a_to_b=opt.direction == "AtoB",
+                   flip=opt.isTrain and not opt.no_flip,
+                   max_patients=None if opt.isTrain else opt.num_test,
+                   max_slices=opt.max_dataset_size, volume_cache=opt.volume_cache,
+                   geometry_atol_mm=opt.geometry_atol_mm)
 
     @property
     def has_target(self) -> bool:
@@ -154,11 +190,6 @@ def _check_options(opt: argparse.Namespace) -> None:
                           f"{opt.context_slices} serves {expected_nc} input channel(s) and 1 "
                           f"output channel; got --input_nc {opt.input_nc} --output_nc "
                           f"{opt.output_nc}: pass --input_nc {expected_nc} --output_nc 1")
-    if opt.resize_to < 0:
-        raise ConfigError(f"--resize_to must be 0 (native size) or positive, got {opt.resize_to}")
-    if getattr(opt, "volume_cache", 0) < 0:
-        raise ConfigError(f"--volume_cache must be 0 (all in memory) or a number of volumes, got "
-                          f"{opt.volume_cache}")
 
 
 def _load_pairs(pairs: list[tuple[str, Path, Path | None]], atol_mm: float

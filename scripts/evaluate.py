@@ -22,12 +22,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.ct_volumes import check_same_geometry
-from data.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN
 from data.nifti_io import Volume, is_nifti_file, load_volume, nifti_stem
 from options.base_options import region_settings
 from util.cli import run_cli
 from util.errors import DataError
 from util.geometry import axial_axis
+from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN
 from util.metrics import RegionSettings, evaluate_volumes
 from util.names import PREDICTION_SUFFIX, STD_SUFFIX, safe_name, unique_output_names
 from util.report import write_and_describe

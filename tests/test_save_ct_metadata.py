@@ -36,7 +36,7 @@ def make_model(root) -> tuple[object, argparse.Namespace]:
 
 def test_metadata_reads_spacing_from_the_volumes(two_patient_root):
     model, opt = make_model(two_patient_root)
-    geometry = training_geometry(NiftiAlignedDataset(opt))
+    geometry = training_geometry(NiftiAlignedDataset.from_options(opt))
     path = scm.save_model_with_metadata(model, opt, 5, model.save_dir, geometry,
                                         epoch_number=5, total_iters=50)
     assert path.name == "5_metadata.json"

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from data.hu_window import unit_to_hu
 from util.atomic import atomic_write_with
 from util.errors import ConfigError
+from util.hu_window import unit_to_hu
 
 logger = logging.getLogger(__name__)
 

@@ -18,6 +18,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
+from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, check_window
+
 logger = logging.getLogger(__name__)
 
 REGIONS: tuple[str, ...] = ("whole", "body", "motion")
@@ -44,20 +46,17 @@ class RegionSettings:
     motion_threshold_hu: float = 50.0
     motion_dilate_vox: int = 2
     lung_threshold_hu: float = -400.0
-    hu_min: float = -1024.0
-    hu_max: float = 3071.0
+    hu_min: float = DEFAULT_HU_MIN
+    hu_max: float = DEFAULT_HU_MAX
 
     def __post_init__(self) -> None:
-        for name in ("body_threshold_hu", "motion_threshold_hu", "lung_threshold_hu",
-                     "hu_min", "hu_max"):
+        for name in ("body_threshold_hu", "motion_threshold_hu", "lung_threshold_hu"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number of HU, not {getattr(self, name)}")
         dilate = self.motion_dilate_vox
         if isinstance(dilate, bool) or not isinstance(dilate, int) or dilate < 0:
             raise ValueError(f"motion_dilate_vox must be an integer >= 0, not {dilate!r}")
-        if self.hu_max <= self.hu_min:
-            raise ValueError(f"hu_max must exceed hu_min, got hu_min={self.hu_min}, "
-                             f"hu_max={self.hu_max}")
+        check_window(self.hu_min, self.hu_max)
 
     @property
     def data_range_hu(self) -> float:

@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from data.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, check_window
 from util.curves import append_jsonl, plot_training_curves, read_jsonl
 from util.display import (
     DEFAULT_WINDOW,
@@ -50,6 +49,7 @@ from util.display import (
 )
 from util.errors import ConfigError
 from util.html import HTMLPage
+from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, check_window
 from util.names import safe_name
 
 logger = logging.getLogger(__name__)

@@ -1,31 +1,35 @@
 """The NIfTI slice dataset: pairing, geometry checks, samples, options."""
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from data.hu_window import unit_to_hu
 from data.image_folder import is_image_file, make_dataset
 from data.nifti_aligned_dataset import NiftiAlignedDataset
+from options.train_options import TrainOptions
 from tests.conftest import LPS_AFFINE, ct_like, write_nifti, write_pair_tree
 from util.errors import ConfigError, DataError
 from util.geometry import to_slice_stack
+from util.hu_window import unit_to_hu
 
 
-def make_opt(root, **kw) -> argparse.Namespace:
-    base = {"dataroot": str(root), "phase": "train", "direction": "AtoB", "isTrain": True,
-            "no_flip": True, "hu_min": -1024.0, "hu_max": 3071.0, "resize_to": 0,
-            "max_dataset_size": float("inf"), "axial_slice": True, "preprocess": "none",
-            "input_nc": 1, "output_nc": 1, "geometry_atol_mm": 1e-3,
-            "context_slices": 0}
-    return argparse.Namespace(**(base | kw))
+def train_set(root: Path, **kw) -> NiftiAlignedDataset:
+    """``root/trainA`` with ``root/trainB``, built with the keyword constructor."""
+    return NiftiAlignedDataset(root / "trainA", root / "trainB", **kw)
+
+
+def parsed(root: Path, *flags: str) -> argparse.Namespace:
+    """Training options as train.py parses them (the registry's path)."""
+    return TrainOptions().parse(["--dataroot", str(root), "--checkpoints_dir",
+                                 str(root / "ck"), "--gpu_ids", "-1", *flags])
 
 
 def test_serves_every_axial_slice_in_hu_window(tmp_path):
     hus = write_pair_tree(tmp_path, "train", {"p1": (8, 8, 5), "p2": (8, 8, 4)})
-    ds = NiftiAlignedDataset(make_opt(tmp_path))
+    ds = train_set(tmp_path)
     assert len(ds) == 9
     assert ds.patient_ids == ["p1", "p2"]
     item = ds[6]  # p2, slice 1
@@ -40,7 +44,7 @@ def test_serves_every_axial_slice_in_hu_window(tmp_path):
 
 def test_integer_volumes_held_as_int16(tmp_path):
     write_pair_tree(tmp_path, "train", {"p1": (8, 8, 3)})
-    ds = NiftiAlignedDataset(make_opt(tmp_path))
+    ds = train_set(tmp_path)
     assert ds.stacks_a[0].hu.dtype == np.int16
 
 
@@ -49,7 +53,7 @@ def test_a_without_b_and_b_without_a_reported_together(tmp_path):
     write_nifti(tmp_path / "trainA" / "only_a.nii.gz", ct_like((4, 4, 2)))
     write_nifti(tmp_path / "trainB" / "only_b.nii", ct_like((4, 4, 2)))
     with pytest.raises(DataError) as err:
-        NiftiAlignedDataset(make_opt(tmp_path))
+        train_set(tmp_path)
     assert "only_a.nii.gz: no matching file" in str(err.value)
     assert "only_b.nii: no matching file" in str(err.value)
 
@@ -58,10 +62,10 @@ def test_shape_and_affine_mismatch_name_both_files(tmp_path):
     write_nifti(tmp_path / "trainA" / "p.nii.gz", ct_like((4, 4, 2)))
     write_nifti(tmp_path / "trainB" / "p.nii.gz", ct_like((4, 4, 3)))
     with pytest.raises(DataError, match=r"trainA/p\.nii\.gz and .*trainB/p\.nii\.gz: shapes"):
-        NiftiAlignedDataset(make_opt(tmp_path))
+        train_set(tmp_path)
     write_nifti(tmp_path / "trainB" / "p.nii.gz", ct_like((4, 4, 2)), LPS_AFFINE)
     with pytest.raises(DataError, match=r"origin differs by 252\.3 mm"):
-        NiftiAlignedDataset(make_opt(tmp_path))
+        train_set(tmp_path)
 
 
 @pytest.mark.parametrize("volume_cache", [0, 2])
@@ -73,7 +77,7 @@ def test_same_grid_in_another_voxel_order_says_so_and_points_to_prepare(tmp_path
     ras[:2, 3] = LPS_AFFINE[:2, 3] - 0.9 * 3  # voxel 3 of LPS is voxel 0 of RAS
     write_nifti(tmp_path / "trainB" / "p.nii.gz", hu[::-1, ::-1], ras)
     with pytest.raises(DataError) as err:
-        NiftiAlignedDataset(make_opt(tmp_path, volume_cache=volume_cache))
+        train_set(tmp_path, volume_cache=volume_cache)
     assert "p.nii.gz: same world grid, but the voxels are stored in another order (LPS vs " \
            "RAS); prepare_dataset.py checks each pair's world grid and writes phase 0 in its " \
            "AVG's voxel order" in str(err.value)
@@ -81,18 +85,18 @@ def test_same_grid_in_another_voxel_order_says_so_and_points_to_prepare(tmp_path
 
 def test_missing_folders(tmp_path):
     with pytest.raises(DataError, match=r"trainA: folder not found"):
-        NiftiAlignedDataset(make_opt(tmp_path))
+        train_set(tmp_path)
     write_pair_tree(tmp_path, "test", {"p1": (4, 4, 2)}, with_b=False)
     with pytest.raises(DataError, match=r"testB: folder not found"):
-        NiftiAlignedDataset(make_opt(tmp_path, phase="test"))
-    ds = NiftiAlignedDataset(make_opt(tmp_path, phase="test", isTrain=False))
+        NiftiAlignedDataset.from_options(parsed(tmp_path, "--axial_slice", "--phase", "test"))
+    ds = NiftiAlignedDataset(tmp_path / "testA", None)
     assert not ds.has_target
     assert set(ds[0]) == {"A", "A_paths", "patient_id", "slice_index", "patient_index"}
 
 
 def test_resize_to_and_direction(tmp_path):
     write_pair_tree(tmp_path, "train", {"p1": (12, 10, 3)})
-    ds = NiftiAlignedDataset(make_opt(tmp_path, resize_to=16, direction="BtoA"))
+    ds = train_set(tmp_path, resize_to=16, a_to_b=False)
     item = ds[0]
     assert item["A"].shape == (1, 16, 16)
     assert item["A_paths"].endswith("trainB/p1.nii.gz")
@@ -102,7 +106,7 @@ def test_resize_to_and_direction(tmp_path):
 
 def test_max_dataset_size_spreads_over_patients(tmp_path):
     write_pair_tree(tmp_path, "train", {"p1": (4, 4, 10), "p2": (4, 4, 10)})
-    ds = NiftiAlignedDataset(make_opt(tmp_path, max_dataset_size=4))
+    ds = train_set(tmp_path, max_slices=4)
     assert len(ds) == 4
     assert {ds[i]["patient_id"] for i in range(4)} == {"p1", "p2"}
 
@@ -110,25 +114,33 @@ def test_max_dataset_size_spreads_over_patients(tmp_path):
 def test_flip_only_when_training_and_allowed(tmp_path):
     write_pair_tree(tmp_path, "train", {"p1": (6, 6, 2)})
     torch.manual_seed(0)
-    ds = NiftiAlignedDataset(make_opt(tmp_path, no_flip=False))
-    flipped = [not torch.equal(ds[0]["A"], NiftiAlignedDataset(make_opt(tmp_path))[0]["A"])
-               for _ in range(20)]
+    ds = train_set(tmp_path, flip=True)
+    flipped = [not torch.equal(ds[0]["A"], train_set(tmp_path)[0]["A"]) for _ in range(20)]
     assert 0 < sum(flipped) < 20
-    ds_test = NiftiAlignedDataset(make_opt(tmp_path, no_flip=False, isTrain=False))
-    assert torch.equal(ds_test[0]["A"], ds_test[0]["A"])
+    for no_flip in ([], ["--no_flip"]):  # the options flip in training unless --no_flip
+        from_options = NiftiAlignedDataset.from_options(parsed(tmp_path, "--axial_slice",
+                                                               *no_flip))
+        assert from_options.flip == (not no_flip)
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"axial_slice": False}, "pass --axial_slice"),
-    ({"preprocess": "resize_and_crop"}, "--preprocess none only"),
-    ({"input_nc": 3}, "pass --input_nc 1 --output_nc 1"),
-    ({"context_slices": 1}, "serves 3 input channel"),
-    ({"context_slices": -1}, "--context_slices must be 0 or positive"),
+@pytest.mark.parametrize(("flags", "message"), [
+    ([], "pass --axial_slice"),
+    (["--axial_slice", "--preprocess", "resize_and_crop"], "--preprocess none only"),
+    (["--axial_slice", "--input_nc", "3"], "pass --input_nc 1 --output_nc 1"),
+    (["--axial_slice", "--context_slices", "1"], "serves 3 input channel"),
+    (["--axial_slice", "--context_slices", "-1"], "--context_slices must be 0 or positive"),
 ])
-def test_unsupported_options_refused(tmp_path, change, message):
+def test_unsupported_options_refused(tmp_path, flags, message):
     write_pair_tree(tmp_path, "train", {"p1": (4, 4, 2)})
     with pytest.raises(ConfigError, match=message):
-        NiftiAlignedDataset(make_opt(tmp_path, **change))
+        NiftiAlignedDataset.from_options(parsed(tmp_path, *flags))
+
+
+@pytest.mark.parametrize("name", ["context_slices", "resize_to", "volume_cache"])
+def test_keyword_constructor_refuses_negative_sizes(tmp_path, name):
+    write_pair_tree(tmp_path, "train", {"p1": (4, 4, 2)})
+    with pytest.raises(ConfigError, match=f"--{name} must be 0 or positive, got -1"):
+        train_set(tmp_path, **{name: -1})
 
 
 def test_image_folder_knows_nifti_and_pictures(tmp_path):
@@ -143,7 +155,7 @@ def test_image_folder_knows_nifti_and_pictures(tmp_path):
 
 def test_context_slices_stack_neighbours_as_channels_and_repeat_edges(tmp_path):
     hus = write_pair_tree(tmp_path, "train", {"p1": (8, 8, 5)})
-    ds = NiftiAlignedDataset(make_opt(tmp_path, context_slices=2, input_nc=5))
+    ds = train_set(tmp_path, context_slices=2)
     stack = to_slice_stack(hus["p1"], np.eye(4) * [0.9, 0.9, 3, 1])
     first, middle = ds[0], ds[2]
     assert first["A"].shape == (5, 8, 8)
@@ -155,9 +167,8 @@ def test_context_slices_stack_neighbours_as_channels_and_repeat_edges(tmp_path):
 
 def test_flip_moves_every_context_channel_together(tmp_path):
     write_pair_tree(tmp_path, "train", {"p1": (8, 8, 3)})
-    plain = NiftiAlignedDataset(make_opt(tmp_path, context_slices=1, input_nc=3))
-    flipping = NiftiAlignedDataset(make_opt(tmp_path, context_slices=1, input_nc=3,
-                                            no_flip=False))
+    plain = train_set(tmp_path, context_slices=1)
+    flipping = train_set(tmp_path, context_slices=1, flip=True)
     torch.manual_seed(0)
     for _ in range(20):
         a, b = flipping[1], plain[1]

@@ -5,10 +5,9 @@ import pytest
 import torch
 
 import train
-from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.sampling import PatientBlockSampler
 from tests.conftest import write_nifti, write_pair_tree
-from tests.data.test_nifti_aligned_dataset import make_opt
+from tests.data.test_nifti_aligned_dataset import train_set
 from tests.test_train_validation import train_argv
 from util.errors import ConfigError, DataError
 
@@ -17,8 +16,8 @@ PATIENTS = {"p1": (16, 16, 3), "p2": (16, 16, 5), "p3": (32, 32, 4)}
 
 def test_lazy_dataset_serves_what_the_eager_one_does(tmp_path):
     write_pair_tree(tmp_path, "train", PATIENTS)
-    eager = NiftiAlignedDataset(make_opt(tmp_path))
-    lazy = NiftiAlignedDataset(make_opt(tmp_path, volume_cache=1))
+    eager = train_set(tmp_path)
+    lazy = train_set(tmp_path, volume_cache=1)
     assert lazy.stacks_a.decodes == 0  # headers only at start-up
     assert lazy.slice_shapes() == eager.slice_shapes() == {(16, 16), (32, 32)}
     assert len(lazy) == len(eager) == 12
@@ -32,7 +31,7 @@ def test_lazy_dataset_serves_what_the_eager_one_does(tmp_path):
 
 def test_cache_keeps_the_most_recently_used_volumes(tmp_path):
     write_pair_tree(tmp_path, "train", PATIENTS)
-    lazy = NiftiAlignedDataset(make_opt(tmp_path, volume_cache=2))
+    lazy = train_set(tmp_path, volume_cache=2)
     stacks = lazy.stacks_a
     for v in (0, 1, 0, 2, 0, 1):  # 1 is dropped when 2 comes, 0 stays the most recent
         stacks[v]
@@ -46,9 +45,9 @@ def test_lazy_dataset_checks_geometry_and_options_at_start_up(tmp_path):
     write_pair_tree(tmp_path, "train", {"p1": (16, 16, 3)})
     write_nifti(tmp_path / "trainB" / "p1.nii.gz", torch.zeros(16, 16, 4).numpy())
     with pytest.raises(DataError, match="shapes differ"):
-        NiftiAlignedDataset(make_opt(tmp_path, volume_cache=1))
+        train_set(tmp_path, volume_cache=1)
     with pytest.raises(ConfigError, match="--volume_cache must be 0"):
-        NiftiAlignedDataset(make_opt(tmp_path, volume_cache=-1))
+        train_set(tmp_path, volume_cache=-1)
 
 
 def test_block_sampler_covers_every_sample_once_per_epoch_in_patient_blocks():

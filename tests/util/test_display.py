@@ -7,7 +7,6 @@ import pytest
 import torch
 from PIL import Image
 
-from data.hu_window import hu_to_unit
 from util.display import (
     WINDOWS,
     DisplayWindow,
@@ -19,6 +18,7 @@ from util.display import (
 )
 from util.errors import ConfigError
 from util.html import HTMLPage
+from util.hu_window import hu_to_unit
 
 
 @pytest.mark.parametrize(("name", "level_hu", "width_hu"),

@@ -279,7 +279,7 @@ def test_bad_axis_and_settings_are_rejected():
         body_mask(np.zeros((8, 8, 8)), axial_axis=3)
     with pytest.raises(ValueError, match="motion_dilate_vox"):
         RegionSettings(motion_dilate_vox=-1)
-    with pytest.raises(ValueError, match="hu_max must exceed hu_min"):
+    with pytest.raises(ValueError, match=r"HU window must satisfy hu_min < hu_max"):
         RegionSettings(hu_min=100.0, hu_max=100.0)
     with pytest.raises(ValueError, match="body_threshold_hu"):
         RegionSettings(body_threshold_hu=math.nan)

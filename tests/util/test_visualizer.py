@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from data.hu_window import hu_to_unit
 from util.display import WINDOWS
 from util.errors import ConfigError, DataError
 from util.html import HTMLPage
+from util.hu_window import hu_to_unit
 from util.visualizer import Visualizer, displayed_steps, safe_name, save_test_images
 
 HU_MIN, HU_MAX = -1000.0, 1000.0

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, hu_to_unit, unit_to_hu
+from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, hu_to_unit, unit_to_hu
 
 
 def test_window_ends_map_to_minus_one_and_one():

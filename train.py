@@ -42,12 +42,13 @@ from models.training_state import (
     TrainingState,
     load_training_state,
     restore_rng,
+    seed_everything,
     stage_training_state,
 )
 from models.validation import Validator, selection_score
 from options.base_options import region_settings
 from options.train_options import TrainOptions
-from util.cli import run_cli, seed_everything
+from util.cli import run_cli
 from util.distributed import (
     SINGLE_PROCESS,
     DistContext,

@@ -43,8 +43,9 @@ class SliceStack:
     info: VolumeInfo
 
     @property
-    def spacing_mm(self) -> tuple[float, float, float]:
-        """(slice thickness, row spacing, column spacing) in mm."""
+    def stack_spacing_mm(self) -> tuple[float, float, float]:
+        """(slice thickness, row spacing, column spacing) in mm: the stack's axis order (S, H,
+        W), not the voxel order of :attr:`VolumeInfo.spacing_mm`."""
         return stack_spacing_mm(self.info.affine)
 
 

@@ -60,7 +60,6 @@ class BaseModel(ABC):
         self.visual_names: list[str] = []
         self.optimizers: list[torch.optim.Optimizer] = []
         self.schedulers: list[Any] = []
-        self.image_paths: list[str] = []
 
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser,
@@ -122,10 +121,6 @@ class BaseModel(ABC):
         """Forward pass without gradients."""
         with torch.no_grad():
             self.forward()
-
-    def get_image_paths(self) -> list[str]:
-        """Source paths of the current batch."""
-        return self.image_paths
 
     def update_learning_rate(self, metric: float | None = None) -> float:
         """Step every scheduler once (an epoch); return the new learning rate."""

@@ -74,7 +74,6 @@ class Pix2PixModel(BaseModel):
         """batch: ``A`` (N, input_nc, H, W), optional ``B`` (N, output_nc, H, W), in [-1, 1]."""
         self.real_A = self.to_device(batch["A"])
         self.real_B = self.to_device(batch["B"]) if "B" in batch else None
-        self.image_paths = list(batch["A_paths"])
 
     def forward(self) -> None:
         """fake_B = G(real_A)."""

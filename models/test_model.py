@@ -43,7 +43,6 @@ class TestModel(BaseModel):
         """batch: ``A`` (N, input_nc, H, W) in [-1, 1]; ``B`` kept for pictures when present."""
         self.real_A = batch["A"].to(self.device, non_blocking=True)
         self.real_B = batch["B"].to(self.device) if "B" in batch else None
-        self.image_paths = list(batch["A_paths"])
 
     def forward(self) -> None:
         """fake_B = G(real_A)."""

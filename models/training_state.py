@@ -60,6 +60,14 @@ def state_path(model: BaseModel, tag: str | int) -> Path:
     return model.save_dir / f"{tag}_training_state.pth"
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python's and torch's (CPU and CUDA) global random generators; data loader workers
+    derive their own seeds from torch's. numpy's global generator is not used by the project
+    (ruff NPY002), so it is not seeded."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def rng_state() -> dict[str, Any]:
     """The states of Python's and torch's (CPU and CUDA) global generators, as tensors and
     plain values (numpy's legacy global generator is not used in this project: ruff NPY002)."""

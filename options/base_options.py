@@ -117,7 +117,9 @@ class BaseOptions:
         g.add_argument("--verbose", action="store_true", help="log network architectures")
         g.add_argument("--suffix", default="",
                        help="suffix for --name, formatted with opt, e.g. {model}_{netG}")
-        g.add_argument("--seed", type=int, default=0, help="random seed (torch, numpy, random)")
+        g.add_argument("--seed", type=int, default=0,
+                       help="seed of Python's and torch's generators: initial weights, batch "
+                            "order, flips, dropout, --samples (numpy's global one is unused)")
         g.add_argument("--use_wandb", action="store_true", help="log to Weights & Biases")
         g.add_argument("--wandb_project_name", default="CT-pix2pix", help="wandb project")
         return parser

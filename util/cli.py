@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import sys
 from collections.abc import Callable
-
-import torch
 
 from util.distributed import env_world_size
 from util.errors import CTPix2PixError
@@ -38,10 +35,3 @@ def run_cli(main: Callable[[], int]) -> int:
     except CTPix2PixError as exc:
         logger.error("%s", printable(str(exc)))
         return 1
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's and torch's (CPU and CUDA) random generators; data loader workers derive
-    their own seeds from torch's."""
-    random.seed(seed)
-    torch.manual_seed(seed)

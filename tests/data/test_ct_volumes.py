@@ -44,7 +44,7 @@ def test_storage_variants_give_identical_hu(tmp_path, name, dtype, slope, inter,
     variant = load_slice_stack(path)
     assert nib.load(path).get_data_dtype() == np.dtype(dtype)
     np.testing.assert_array_equal(variant.hu, reference.hu)
-    assert variant.spacing_mm == pytest.approx(reference.spacing_mm)
+    assert variant.stack_spacing_mm == pytest.approx(reference.stack_spacing_mm)
     np.testing.assert_array_equal(load_volume(path).hu, stored)
 
 

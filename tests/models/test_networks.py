@@ -246,7 +246,15 @@ def test_step_cosine_and_plateau_schedules() -> None:
 ])
 def test_check_slice_size_accepts_fitting_sizes(netG: str, height: int, width: int) -> None:
     check_slice_size(netG, height, width)  # must not raise
-    assert unet_num_downs(netG) in {None, 6, 7, 8, 9}
+    downs = unet_num_downs(netG)
+    if downs is None:  # a ResNet: two halvings
+        assert netG.startswith("resnet")
+        assert height % 4 == 0
+        assert width % 4 == 0
+    else:  # unet_S halves log2(S) times
+        assert 2 ** downs == int(netG.split("_")[1])
+        assert height % 2 ** downs == 0
+        assert width % 2 ** downs == 0
 
 
 @pytest.mark.parametrize(("netG", "height", "width", "fragments"), [

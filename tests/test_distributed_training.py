@@ -55,8 +55,8 @@ def test_two_gloo_processes_hold_identical_weights_and_rank0_alone_writes(tmp_pa
     assert len((run / "loss_log.jsonl").read_text().splitlines()) == 2 * BATCHES_PER_RANK
     assert [json.loads(line)["epoch"] for line in
             (run / "val_log.jsonl").read_text().splitlines()] == [1, 2]
-    assert re.findall(r"\[rank (\d)\] save_ct_metadata: saved checkpoint", log)
-    assert set(re.findall(r"\[rank (\d)\] save_ct_metadata: saved checkpoint", log)) == {"0"}
+    assert re.findall(r"\[rank (\d)\] models.metadata: saved checkpoint", log)
+    assert set(re.findall(r"\[rank (\d)\] models.metadata: saved checkpoint", log)) == {"0"}
     assert not list(run.rglob("*.tmp*"))
     assert "rank 1 of 2 (local rank 1), backend gloo" in log
     meta = json.loads((run / "latest_metadata.json").read_text())

@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_train import cpu_name
 from data.nifti_io import Volume, load_volume
-from data.synthetic_4dct import (
+from synthetic import (
+    ParamRanges,
     SyntheticGrid,
     avg_file_name,
     patient_id,
@@ -43,7 +44,6 @@ from data.synthetic_4dct import (
     synthetic_patient,
     write_synthetic_4dct,
 )
-from data.synthetic_params import ParamRanges
 from util.atomic import atomic_write_json
 from util.geometry import axial_axis
 from util.metrics import REGIONS, RegionSettings, evaluate_volumes

@@ -47,6 +47,8 @@ from data.ct_volumes import SliceStack, slice_to_unit
 from data.hu_window import hu_to_unit
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_io import load_volume, save_volume
+from evaluation.metrics import RegionSettings, evaluate_volumes, motion_mask
+from evaluation.report import write_and_describe
 from models import create_model
 from models.base_model import BaseModel
 from models.inference import check_samples, float32_storage, predict_hu
@@ -61,7 +63,6 @@ from util.errors import ConfigError, OutputError
 from util.file_set import remove_stale_temp_files
 from util.geometry import axial_axis, from_slice_stack, stack_spacing_mm, to_slice_stack
 from util.html import HTMLPage
-from util.metrics import RegionSettings, evaluate_volumes, motion_mask
 from util.names import (
     PREDICTION_SUFFIX,
     STD_SUFFIX,
@@ -70,7 +71,6 @@ from util.names import (
     std_file_name,
     unique_output_names,
 )
-from util.report import write_and_describe
 from util.visualizer import save_test_images
 
 logger = logging.getLogger("test")

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_train import cpu_name
 from data.nifti_io import Volume, load_volume
+from evaluation.metrics import REGIONS, RegionSettings, evaluate_volumes
 from synthetic import (
     ParamRanges,
     SyntheticGrid,
@@ -46,7 +47,6 @@ from synthetic import (
 )
 from util.atomic import atomic_write_json
 from util.geometry import axial_axis
-from util.metrics import REGIONS, RegionSettings, evaluate_volumes
 from util.names import prediction_file_name
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -47,6 +47,9 @@ from data.ct_volumes import SliceStack, slice_to_unit
 from data.hu_window import hu_to_unit
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_io import load_volume, save_volume
+from display.ct_views import choose_planes, save_patient_views
+from display.visualizer import save_test_images
+from display.windows import get_window
 from evaluation.metrics import RegionSettings, evaluate_volumes, motion_mask
 from evaluation.report import write_and_describe
 from models import create_model
@@ -57,8 +60,6 @@ from options.base_options import region_settings
 from options.test_options import TestOptions
 from util.atomic import ensure_writable_dir
 from util.cli import run_cli
-from util.ct_views import choose_planes, save_patient_views
-from util.display import get_window
 from util.errors import ConfigError, OutputError
 from util.file_set import remove_stale_temp_files
 from util.geometry import axial_axis, from_slice_stack, stack_spacing_mm, to_slice_stack
@@ -71,7 +72,6 @@ from util.names import (
     std_file_name,
     unique_output_names,
 )
-from util.visualizer import save_test_images
 
 logger = logging.getLogger("test")
 

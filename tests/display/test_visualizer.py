@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 
 from data.hu_window import hu_to_unit
-from util.display import WINDOWS
+from display.visualizer import Visualizer, displayed_steps, safe_name, save_test_images
+from display.windows import WINDOWS
 from util.errors import ConfigError, DataError
 from util.html import HTMLPage
-from util.visualizer import Visualizer, displayed_steps, safe_name, save_test_images
 
 HU_MIN, HU_MAX = -1000.0, 1000.0
 
@@ -33,7 +33,7 @@ def make_visualizer(run_dir, **kwargs) -> Visualizer:
 
 def test_loss_log_has_header_and_loss_values(tmp_path, caplog):
     vis = make_visualizer(tmp_path / "run")
-    with caplog.at_level(logging.INFO, logger="util.visualizer"):
+    with caplog.at_level(logging.INFO, logger="display.visualizer"):
         line = vis.print_current_losses(3, 400, {"G_GAN": 0.6931, "G_L1": 12.5, "D_real": 0.25},
                                         t_comp=0.0123, t_data=0.004)
     assert line == ("(epoch: 3, iters: 400, time: 0.012, data: 0.004) G_GAN: 0.6931 G_L1: 12.5 "
@@ -250,7 +250,7 @@ def test_validation_is_logged_plotted_and_on_the_page(tmp_path, caplog):
     vis.display_current_results(make_visuals(), 1, 400)
     vis.print_current_losses(1, 400, {"G_L1": 12.5}, 0.1, 0.1, epoch_progress=1.5)
     metrics = {"val_motion_mae_hu": 123.456, "baseline_motion_mae_hu": 150.04}
-    with caplog.at_level(logging.INFO, logger="util.visualizer"):
+    with caplog.at_level(logging.INFO, logger="display.visualizer"):
         line = vis.log_validation(1, metrics)
     assert line == "(epoch: 1, validation) val_motion_mae_hu: 123.5 baseline_motion_mae_hu: 150.0"
     assert line in caplog.messages
@@ -277,7 +277,7 @@ def test_curves_wait_for_a_record_and_survive_a_restart(tmp_path):
 
 def test_unreadable_log_costs_the_curves_not_the_page(tmp_path, caplog):
     (tmp_path / "loss_log.jsonl").write_text("not json\n{}\n", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="util.visualizer"):
+    with caplog.at_level(logging.WARNING, logger="display.visualizer"):
         make_visualizer(tmp_path)
     assert "curves.png" not in (tmp_path / "web" / "index.html").read_text(encoding="utf-8")
     assert any("line 1: not a JSON object" in m for m in caplog.messages)

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 from data.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, check_window
-from util.curves import append_jsonl, plot_training_curves, read_jsonl
-from util.display import (
+from display.curves import append_jsonl, plot_training_curves, read_jsonl
+from display.windows import (
     DEFAULT_WINDOW,
     WINDOWS,
     DisplayWindow,
@@ -152,7 +152,7 @@ class Visualizer:
     pictures and loss curves to the visdom server ``display_server:display_port`` (environment
     ``display_env``); ``use_wandb`` logs them to the wandb project ``wandb_project``. Both
     packages are imported only when asked for. ``no_html`` skips the PNGs and the page.
-    ``display_window``: a name in :data:`util.display.WINDOWS`; ``display_winsize``: picture
+    ``display_window``: a name in :data:`display.windows.WINDOWS`; ``display_winsize``: picture
     width on the page, pixels. The page is (re)written on construction, listing the steps
     already shown, and at every :meth:`display_current_results` and :meth:`log_validation`; its
     training curves (``web/curves.png``) and loss-log tail are redrawn then, and only then.

@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_train import cpu_name
+from benchmarks.machine import cpu_name
 from data.nifti_io import Volume, load_volume
 from evaluation.metrics import REGIONS, RegionSettings, evaluate_volumes
 from synthetic import (

@@ -48,6 +48,11 @@ from data import create_dataset
 from data.ct_volumes import SliceStack, slice_to_unit
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_io import load_volume, save_volume
+from display.ct_views import choose_planes, save_patient_views
+from display.visualizer import save_test_images
+from display.windows import get_window
+from evaluation.metrics import RegionSettings, evaluate_volumes, motion_mask
+from evaluation.report import write_and_describe
 from models.base_model import checkpoint_tag
 from models.inference import check_samples, float32_storage
 from models.trained_run import GeneratorSettings, TrainedGenerator, load_generator
@@ -55,14 +60,11 @@ from options.base_options import region_settings
 from options.test_options import TestOptions
 from util.atomic import ensure_writable_dir
 from util.cli import run_cli
-from util.ct_views import choose_planes, save_patient_views
-from util.display import get_window
 from util.errors import ConfigError, OutputError
 from util.file_set import remove_stale_temp_files
 from util.geometry import axial_axis, from_slice_stack, stack_spacing_mm, to_slice_stack
 from util.html import HTMLPage
 from util.hu_window import hu_to_unit
-from util.metrics import RegionSettings, evaluate_volumes, motion_mask
 from util.names import (
     PREDICTION_SUFFIX,
     STD_SUFFIX,
@@ -71,9 +73,7 @@ from util.names import (
     std_file_name,
     unique_output_names,
 )
-from util.report import write_and_describe
 from util.speed import configure_backends, resolve_speed
-from util.visualizer import save_test_images
 
 logger = logging.getLogger("test")
 

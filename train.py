@@ -30,6 +30,7 @@ from data import create_dataloader, create_dataset
 from data.base_dataset import BaseDataset
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.sampling import EpochSampler, PatientBlockSampler
+from display.visualizer import Visualizer
 from models import create_model
 from models.base_model import BaseModel
 from models.metadata import Geometry, save_model_with_metadata
@@ -60,7 +61,6 @@ from util.distributed import (
 )
 from util.errors import ConfigError
 from util.file_set import FileSet
-from util.visualizer import Visualizer
 
 logger = logging.getLogger("train")
 

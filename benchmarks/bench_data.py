@@ -3,7 +3,7 @@
     python benchmarks/bench_data.py                       # N = 1 2 4 8, synthetic patients
     python benchmarks/bench_data.py --patients 2 16 --volume_cache 2
 
-The synthetic generator (``data/synthetic_4dct.py``) makes ``--distinct`` patients; the dataset
+The synthetic generator (``synthetic/``) makes ``--distinct`` patients; the dataset
 of N patients links their AVG and phase-0 files under N names (decoding makes separate arrays
 either way). Each (N, mode) runs in a child process of its own and reports the growth of its
 resident memory (VmRSS) from before the dataset is built to after one epoch has been served,
@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data import create_dataloader
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.sampling import PatientBlockSampler
-from data.synthetic_4dct import avg_file_name, phase_file_name, write_synthetic_4dct
 from options.train_options import TrainOptions
+from synthetic import avg_file_name, phase_file_name, write_synthetic_4dct
 
 
 def proc_status_mib(key: str) -> float:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import resource
 import subprocess
 import sys
@@ -38,21 +37,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import cpu_name
 from data import create_dataloader, create_dataset
 from models import create_model
 from options.train_options import TrainOptions
 
 MODES = ("model", "nifti", "png")
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo where there is one, else what :mod:`platform` says."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def matmul_gflops(device: torch.device, n: int = 4096, reps: int = 4) -> float:

@@ -32,9 +32,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_train import cpu_name
+from benchmarks.machine import cpu_name
 from data.nifti_io import Volume, load_volume
-from data.synthetic_4dct import (
+from evaluation.metrics import REGIONS, RegionSettings, evaluate_volumes
+from synthetic import (
+    ParamRanges,
     SyntheticGrid,
     avg_file_name,
     patient_id,
@@ -43,10 +45,8 @@ from data.synthetic_4dct import (
     synthetic_patient,
     write_synthetic_4dct,
 )
-from data.synthetic_params import ParamRanges
 from util.atomic import atomic_write_json
 from util.geometry import axial_axis
-from util.metrics import REGIONS, RegionSettings, evaluate_volumes
 from util.names import prediction_file_name
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from models.base_model import BaseModel
+from models.image_pool import ImagePool
 from models.networks import GANLoss, define_D, define_G, gradient_penalty
 from util.distributed import no_grad_sync
-from util.image_pool import ImagePool
 from util.speed import make_adam
 
 

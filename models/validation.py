@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from data.ct_volumes import SliceStack, unit_slices_to_hu
+from evaluation.metrics import RegionSettings, mae_hu, region_masks
 from models.inference import predict_stack
 from models.networks import SliceSizeRule
-from util.metrics import RegionSettings, mae_hu, region_masks
 
 logger = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ import torch
 import data
 import models
 from data.ct_volumes import AFFINE_ATOL_MM
+from evaluation.metrics import RegionSettings
 from models import networks
 from util.atomic import atomic_write_json, atomic_write_text
 from util.distributed import is_main_process
 from util.errors import ConfigError
 from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, check_window
-from util.metrics import RegionSettings
 from util.speed import AMP_DTYPES
 
 logger = logging.getLogger(__name__)

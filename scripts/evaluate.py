@@ -23,14 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.ct_volumes import check_same_geometry
 from data.nifti_io import Volume, is_nifti_file, load_volume, nifti_stem
+from evaluation.metrics import RegionSettings, evaluate_volumes
+from evaluation.report import write_and_describe
 from options.base_options import region_settings
 from util.cli import run_cli
 from util.errors import DataError
 from util.geometry import axial_axis
 from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN
-from util.metrics import RegionSettings, evaluate_volumes
 from util.names import PREDICTION_SUFFIX, STD_SUFFIX, safe_name, unique_output_names
-from util.report import write_and_describe
 
 #: A volume whose values all lie within this many units of 0 is not in HU (air is -1000 HU).
 NOT_HU_ABS_MAX = 2.0
@@ -101,7 +101,8 @@ def match(pred: dict[str, Path], truth: dict[str, Path],
 
 def score(pred_path: Path, truth_path: Path, avg_path: Path | None,
           settings: RegionSettings) -> dict:
-    """Check one patient's files and score them (see :func:`util.metrics.evaluate_volumes`)."""
+    """Check one patient's files and score them (see
+    :func:`evaluation.metrics.evaluate_volumes`)."""
     truth = load_volume(truth_path)
     pred = load_volume(pred_path)
     check_same_geometry(pred.info, truth.info)

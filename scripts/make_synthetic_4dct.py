@@ -12,8 +12,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.synthetic_4dct import ORIENTATIONS, STORAGES, SyntheticGrid, write_synthetic_4dct
-from data.synthetic_params import DEFAULT_RANGES, ParamRanges
+from synthetic import (
+    DEFAULT_RANGES,
+    ORIENTATIONS,
+    STORAGES,
+    ParamRanges,
+    SyntheticGrid,
+    write_synthetic_4dct,
+)
 from util.cli import run_cli
 
 #: (ParamRanges field, option unit suffix, description) of the per-patient ranges.

@@ -1,1 +1,1 @@
-"""Tests of the data layer (NIfTI I/O, HU windows, datasets, synthetic 4DCT)."""
+"""Tests of the data layer (NIfTI I/O, HU windows, datasets)."""

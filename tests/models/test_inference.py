@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from data.ct_volumes import SliceStack, load_slice_stack, slice_to_unit, slices_to_unit
+from evaluation.metrics import RegionSettings
 from models.inference import predict_stack, predict_volume
 from models.networks import GENERATORS, SliceSizeRule, define_G, slice_size_rule
 from models.validation import Validator, selection_score
 from tests.conftest import LPS_AFFINE, ct_like, write_nifti
-from util.metrics import RegionSettings
 
 
 class Shift(nn.Module):

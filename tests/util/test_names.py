@@ -44,3 +44,16 @@ def test_names_differing_only_in_case_collide_and_every_collision_is_listed():
     assert "3 output name collisions" in message
     for path in sources.values():
         assert path in message
+
+
+@pytest.mark.parametrize(("raw", "safe"), [
+    ("../x", "__x"), ("a/b\\c", "a_b_c"), ("..", "_"), (".hidden", "hidden"),
+    ("pt 01_slice003", "pt_01_slice003"), ("v1.2-x", "v1.2-x")])
+def test_safe_name(raw, safe):
+    assert safe_name(raw) == safe
+
+
+@pytest.mark.parametrize("raw", ["", "."])
+def test_safe_name_refuses_nothing_usable(raw):
+    with pytest.raises(DataError, match="nothing usable"):
+        safe_name(raw)

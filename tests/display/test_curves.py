@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from util.curves import (
+from display.curves import (
     append_jsonl,
     latest_run,
     plot_training_curves,
@@ -41,7 +41,7 @@ def test_missing_file_reads_as_no_records(tmp_path):
 def test_torn_last_line_is_skipped_with_a_warning(tmp_path, caplog):
     path = tmp_path / "loss_log.jsonl"
     path.write_text('{"epoch": 1}\n\n{"epoch": 2}\n{"epoch": 3, "los', encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="util.curves"):
+    with caplog.at_level(logging.WARNING, logger="display.curves"):
         assert read_jsonl(path) == [{"epoch": 1}, {"epoch": 2}]
     assert any("line 4" in m and "torn" in m for m in caplog.messages)
 
@@ -56,7 +56,7 @@ def test_bad_line_before_the_end_is_an_error(tmp_path):
 def test_append_removes_a_torn_last_line(tmp_path, caplog):
     path = tmp_path / "loss_log.jsonl"
     path.write_text('{"epoch": 1}\n{"epoch": 2, "lo', encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="util.curves"):
+    with caplog.at_level(logging.WARNING, logger="display.curves"):
         append_jsonl(path, {"epoch": 3})
     assert path.read_text(encoding="utf-8") == '{"epoch": 1}\n{"epoch": 3}\n'
     assert any("torn" in m for m in caplog.messages)

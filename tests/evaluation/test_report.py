@@ -8,8 +8,14 @@ import math
 import numpy as np
 import pytest
 
-from util.metrics import METRICS, RegionSettings, evaluate_volumes
-from util.report import csv_text, summarize_over_patients, summary_table, verdict, write_reports
+from evaluation.metrics import METRICS, RegionSettings, evaluate_volumes
+from evaluation.report import (
+    csv_text,
+    summarize_over_patients,
+    summary_table,
+    verdict,
+    write_reports,
+)
 
 
 def _scores(model_mae: float, base_mae: float) -> dict:

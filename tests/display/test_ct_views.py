@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from util.ct_views import (
+from display.ct_views import (
     ViewPlanes,
     axial_view,
     choose_planes,
@@ -12,7 +12,7 @@ from util.ct_views import (
     patient_views_figure,
     save_patient_views,
 )
-from util.display import WINDOWS
+from display.windows import WINDOWS
 
 SHAPE = (9, 12, 16)  # (S, R, C): odd slice count, rows != columns
 SPACING_MM = (2.5, 0.9, 0.8)

@@ -104,3 +104,11 @@ def sample_patient_params(rng: np.random.Generator, ranges: ParamRanges = DEFAUL
         body_half_depth_mm=depth, fat_mm=float(fat_mm), lung_scale=lung_scale,
         tumour_radius_mm=tumour_radius, tumour_side=side, tumour_offset=offset,
         noise_seed=noise_seed)
+
+
+def patient_params(seed: int, index: int, ranges: ParamRanges = DEFAULT_RANGES, *,
+                   chest_expansion_mm: float | None = None, fat_mm: float = 8.0) -> PatientParams:
+    """The parameters of patient ``index`` of the tree written with ``seed`` and ``ranges``:
+    they depend on ``(seed, index)`` only, so adding patients never changes earlier ones."""
+    return sample_patient_params(np.random.default_rng([seed, index]), ranges,
+                                 chest_expansion_mm=chest_expansion_mm, fat_mm=fat_mm)

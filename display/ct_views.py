@@ -23,8 +23,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from display.windows import DisplayWindow, describe_window
 from util.atomic import atomic_write_with
-from util.display import DisplayWindow, describe_window
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Metric reports over patients: ``metrics.csv``, ``metrics.json`` and the printed tables.
 
-Input: one :func:`util.metrics.evaluate_volumes` result per patient, i.e. ``model`` and (with an
-AVG) ``baseline`` and ``improvement`` scores, ``{region: {metric: value}}``, in HU, dB or unitless
-(SSIM). The identity baseline is the AVG itself used as the phase-0 prediction.
+Input: one :func:`evaluation.metrics.evaluate_volumes` result per patient, i.e. ``model`` and
+(with an AVG) ``baseline`` and ``improvement`` scores, ``{region: {metric: value}}``, in HU, dB or
+unitless (SSIM). The identity baseline is the AVG itself used as the phase-0 prediction.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from evaluation.metrics import METRICS, REGIONS
 from util.atomic import atomic_write_json, atomic_write_text
-from util.metrics import METRICS, REGIONS
 
 ANSWERS = ("model", "baseline", "improvement")
 #: Metrics shown in the printed summary (all are in the files).

@@ -2,7 +2,7 @@
 
 Everything here is for looking at slices, never for storing them: :func:`window_to_uint8` squeezes
 HU into 256 grey levels, which throws away most of the HU information. Volumes and metrics stay in
-float HU elsewhere (``data/nifti_io.py``, ``util/metrics.py``).
+float HU elsewhere (``data/nifti_io.py``, ``evaluation/metrics.py``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from util.metrics import (
+from evaluation.metrics import (
     METRICS,
     REGIONS,
     RegionSettings,

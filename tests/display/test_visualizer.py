@@ -1,21 +1,20 @@
-"""The training visualizer (loss log, PNGs, run page, optional visdom/wandb) and test pictures."""
+"""The training visualizer (loss log, PNGs, run page) and test pictures."""
 
 import json
 import logging
 import re
-import sys
-import types
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from util.display import WINDOWS
-from util.errors import ConfigError, DataError
+from display.step_images import displayed_steps
+from display.visualizer import Visualizer, save_test_images
+from display.windows import WINDOWS
+from util.errors import ConfigError
 from util.html import HTMLPage
 from util.hu_window import hu_to_unit
-from util.visualizer import Visualizer, displayed_steps, safe_name, save_test_images
 
 HU_MIN, HU_MAX = -1000.0, 1000.0
 
@@ -33,7 +32,7 @@ def make_visualizer(run_dir, **kwargs) -> Visualizer:
 
 def test_loss_log_has_header_and_loss_values(tmp_path, caplog):
     vis = make_visualizer(tmp_path / "run")
-    with caplog.at_level(logging.INFO, logger="util.visualizer"):
+    with caplog.at_level(logging.INFO, logger="display.visualizer"):
         line = vis.print_current_losses(3, 400, {"G_GAN": 0.6931, "G_L1": 12.5, "D_real": 0.25},
                                         t_comp=0.0123, t_data=0.004)
     assert line == ("(epoch: 3, iters: 400, time: 0.012, data: 0.004) G_GAN: 0.6931 G_L1: 12.5 "
@@ -124,92 +123,6 @@ def test_bad_settings_are_config_errors(tmp_path):
         Visualizer(tmp_path, "exp", hu_min=10.0, hu_max=-10.0)
 
 
-@pytest.mark.parametrize(("kwargs", "package", "hint"), [
-    ({"display_id": 1}, "visdom",
-     "--display_id 1 needs the visdom package: pip install visdom, or use --display_id 0"),
-    ({"use_wandb": True}, "wandb",
-     "--use_wandb needs the wandb package: pip install wandb, or leave out --use_wandb"),
-])
-def test_missing_optional_package_is_config_error(tmp_path, monkeypatch, kwargs, package, hint):
-    monkeypatch.setitem(sys.modules, package, None)  # makes `import package` fail
-    with pytest.raises(ConfigError) as info:
-        make_visualizer(tmp_path, **kwargs)
-    assert str(info.value) == hint
-
-
-def test_visdom_gets_pictures_and_loss_points(tmp_path, monkeypatch):
-    calls = []
-
-    class FakeVisdom:
-        def __init__(self, **kwargs):
-            calls.append(("init", kwargs))
-
-        def check_connection(self):
-            return True
-
-        def image(self, img, win, opts):
-            calls.append(("image", img.shape, img.dtype, win, opts["title"]))
-
-        def line(self, Y, X, win, update, opts):  # visdom's argument names
-            calls.append(("line", Y.tolist(), X.tolist(), win, update, opts["legend"]))
-
-    monkeypatch.setitem(sys.modules, "visdom", types.SimpleNamespace(Visdom=FakeVisdom))
-    vis = make_visualizer(tmp_path, display_id=3, display_port=9000, display_env="ct")
-    vis.display_current_results(make_visuals(), 1, 100)
-    vis.print_current_losses(1, 100, {"G_L1": 2.0, "D_real": 0.5}, 0.1, 0.1)
-    vis.print_current_losses(1, 200, {"G_L1": 1.0, "D_real": 0.25}, 0.1, 0.1)
-    assert calls == [
-        ("init", {"server": "http://localhost", "port": 9000, "env": "ct"}),
-        ("image", (6, 8), np.uint8, "3_real_A", "exp: real_A"),
-        ("image", (6, 8), np.uint8, "3_fake_B", "exp: fake_B"),
-        ("image", (6, 8), np.uint8, "3_real_B", "exp: real_B"),
-        ("line", [[2.0, 0.5]], [[0.0, 0.0]], "3_loss", None, ["G_L1", "D_real"]),
-        ("line", [[1.0, 0.25]], [[1.0, 1.0]], "3_loss", "append", ["G_L1", "D_real"]),
-    ]
-
-
-def test_visdom_without_server_is_config_error(tmp_path, monkeypatch):
-    fake = types.SimpleNamespace(Visdom=lambda **_: types.SimpleNamespace(
-        check_connection=lambda: False))
-    monkeypatch.setitem(sys.modules, "visdom", fake)
-    with pytest.raises(ConfigError, match=r"no visdom server answers at http://localhost:8097"):
-        make_visualizer(tmp_path, display_id=1)
-
-
-def test_wandb_gets_pictures_and_losses(tmp_path, monkeypatch):
-    logged = []
-    run = types.SimpleNamespace(log=logged.append)
-    inits = []
-
-    def init(**kwargs):
-        inits.append(kwargs)
-        return run
-
-    fake = types.SimpleNamespace(run=None, init=init,
-                                 Image=lambda img, caption: (img.shape, caption))
-    monkeypatch.setitem(sys.modules, "wandb", fake)
-    vis = make_visualizer(tmp_path / "run", use_wandb=True, wandb_project="proj")
-    vis.display_current_results(make_visuals(), 2, 50)
-    vis.print_current_losses(2, 50, {"G_L1": 3.0}, 0.1, 0.1)
-    assert inits == [{"project": "proj", "name": "exp", "dir": str(tmp_path / "run")}]
-    assert logged[0]["real_A"] == ((6, 8), "real_A, epoch 2, iters 50, thorax (L -300, W 1600 HU)")
-    assert (logged[0]["epoch"], logged[0]["total_iters"]) == (2, 50)
-    assert logged[1] == {"G_L1": 3.0, "epoch": 2}
-
-
-@pytest.mark.parametrize(("raw", "safe"), [
-    ("../x", "__x"), ("a/b\\c", "a_b_c"), ("..", "_"), (".hidden", "hidden"),
-    ("pt 01_slice003", "pt_01_slice003"), ("v1.2-x", "v1.2-x")])
-def test_safe_name(raw, safe):
-    assert safe_name(raw) == safe
-
-
-@pytest.mark.parametrize("raw", ["", "."])
-def test_safe_name_refuses_nothing_usable(raw):
-    with pytest.raises(DataError, match="nothing usable"):
-        safe_name(raw)
-
-
 def test_save_test_images_writes_row_and_stays_inside(tmp_path):
     page = HTMLPage(tmp_path / "results", "test")
     paths = save_test_images(page, make_visuals(), "../x", window=WINDOWS["lung"], width=64,
@@ -250,7 +163,7 @@ def test_validation_is_logged_plotted_and_on_the_page(tmp_path, caplog):
     vis.display_current_results(make_visuals(), 1, 400)
     vis.print_current_losses(1, 400, {"G_L1": 12.5}, 0.1, 0.1, epoch_progress=1.5)
     metrics = {"val_motion_mae_hu": 123.456, "baseline_motion_mae_hu": 150.04}
-    with caplog.at_level(logging.INFO, logger="util.visualizer"):
+    with caplog.at_level(logging.INFO, logger="display.visualizer"):
         line = vis.log_validation(1, metrics)
     assert line == "(epoch: 1, validation) val_motion_mae_hu: 123.5 baseline_motion_mae_hu: 150.0"
     assert line in caplog.messages
@@ -277,7 +190,7 @@ def test_curves_wait_for_a_record_and_survive_a_restart(tmp_path):
 
 def test_unreadable_log_costs_the_curves_not_the_page(tmp_path, caplog):
     (tmp_path / "loss_log.jsonl").write_text("not json\n{}\n", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="util.visualizer"):
+    with caplog.at_level(logging.WARNING, logger="display.visualizer"):
         make_visualizer(tmp_path)
     assert "curves.png" not in (tmp_path / "web" / "index.html").read_text(encoding="utf-8")
     assert any("line 1: not a JSON object" in m for m in caplog.messages)
@@ -287,29 +200,3 @@ def test_no_html_validation_writes_logs_only(tmp_path):
     make_visualizer(tmp_path, no_html=True).log_validation(2, {"val_body_mae_hu": 40.0})
     assert (tmp_path / "val_log.jsonl").is_file()
     assert not (tmp_path / "web").exists()
-
-
-def test_validation_goes_to_visdom_and_wandb(tmp_path, monkeypatch):
-    lines, logged = [], []
-
-    class FakeVisdom:
-        def __init__(self, **_):
-            pass
-
-        def check_connection(self):
-            return True
-
-        def line(self, Y, X, win, update, opts):  # visdom's argument names
-            lines.append((Y.tolist(), X.tolist(), win, update, opts["legend"], opts["ylabel"]))
-
-    fake_wandb = types.SimpleNamespace(run=types.SimpleNamespace(log=logged.append))
-    monkeypatch.setitem(sys.modules, "visdom", types.SimpleNamespace(Visdom=FakeVisdom))
-    monkeypatch.setitem(sys.modules, "wandb", fake_wandb)
-    vis = make_visualizer(tmp_path, display_id=2, use_wandb=True)
-    vis.log_validation(1, {"val_motion_mae_hu": 90.0, "baseline_motion_mae_hu": 100.0})
-    vis.log_validation(2, {"val_motion_mae_hu": 80.0, "baseline_motion_mae_hu": 100.0})
-    names = ["val_motion_mae_hu", "baseline_motion_mae_hu"]
-    assert lines == [([[90.0, 100.0]], [[1.0, 1.0]], "2_val", None, names, "HU"),
-                     ([[80.0, 100.0]], [[2.0, 2.0]], "2_val", "append", names, "HU")]
-    assert logged == [{"val_motion_mae_hu": 90.0, "baseline_motion_mae_hu": 100.0, "epoch": 1},
-                      {"val_motion_mae_hu": 80.0, "baseline_motion_mae_hu": 100.0, "epoch": 2}]

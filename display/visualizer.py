@@ -14,30 +14,28 @@ Layout under ``run_dir``::
                                                     from the two .jsonl logs with the page
     web/images/epoch{E:03d}_iter{N:08d}_{label}.png first sample of each visual, in a CT window
 
-The page is rebuilt from the PNGs present in ``web/images`` and the ``.jsonl`` logs, so the
-record of the run survives a restart without a second copy of it. Pictures are 8-bit windowed
-previews, not data.
+The page is rebuilt from the PNGs present in ``web/images`` (:mod:`display.step_images`) and
+the ``.jsonl`` logs, so the record of the run survives a restart without a second copy of it.
+Pictures are 8-bit windowed previews, not data. visdom and wandb are reached through
+:mod:`display.remote`.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
-import re
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 import numpy as np
 import torch
 
-from util.curves import append_jsonl, plot_training_curves, read_jsonl
-from util.display import (
+from display.curves import append_jsonl, plot_training_curves, read_jsonl
+from display.remote import connect_visdom, start_wandb
+from display.step_images import displayed_steps, step_image_name
+from display.windows import (
     DEFAULT_WINDOW,
     WINDOWS,
     DisplayWindow,
@@ -58,43 +56,8 @@ logger = logging.getLogger(__name__)
 LOSS_TAIL_LINES = 50
 #: How often (seconds) a browser reloads the run page.
 PAGE_REFRESH_S = 60
-#: Visual names shown first, in this order; others follow alphabetically.
-LABEL_ORDER = ("real_A", "fake_B", "real_B")
 #: Width (pixels) of the training curves on the run page.
 CURVES_WIDTH_PX = 900
-
-_STEP_FILE = re.compile(r"^epoch(\d+)_iter(\d+)_(.+)\.png$")
-
-
-def step_image_name(epoch: int, total_iters: int, label: str) -> str:
-    """The file name of a training picture: ``epoch{E:03d}_iter{N:08d}_{label}.png``."""
-    return f"epoch{epoch:03d}_iter{total_iters:08d}_{safe_name(label)}.png"
-
-
-@dataclass(frozen=True)
-class DisplayedStep:
-    """A training step with pictures in ``web/images``: its epoch, iteration count and visuals."""
-
-    epoch: int
-    total_iters: int
-    labels: tuple[str, ...]
-
-
-def _label_key(label: str) -> tuple[int, str]:
-    rank = LABEL_ORDER.index(label) if label in LABEL_ORDER else len(LABEL_ORDER)
-    return rank, label
-
-
-def displayed_steps(image_dir: Path) -> list[DisplayedStep]:
-    """The steps whose pictures are in ``image_dir``, newest (epoch, iteration) first."""
-    found: dict[tuple[int, int], list[str]] = {}
-    if image_dir.is_dir():
-        for path in image_dir.iterdir():
-            match = _STEP_FILE.match(path.name)
-            if match:
-                found.setdefault((int(match[1]), int(match[2])), []).append(match[3])
-    return [DisplayedStep(epoch, iters, tuple(sorted(labels, key=_label_key)))
-            for (epoch, iters), labels in sorted(found.items(), reverse=True)]
 
 
 def tail_lines(path: Path, n: int) -> list[str]:
@@ -136,15 +99,6 @@ def save_test_images(page: HTMLPage, visuals: Mapping[str, torch.Tensor], image_
     return paths
 
 
-def _import_optional(module: str, wanted_by: str, instead: str) -> ModuleType:
-    """Import an optional package, or say which option needs it and how to do without it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ConfigError(f"{wanted_by} needs the {module} package: pip install {module}, "
-                          f"or {instead}") from exc
-
-
 class Visualizer:
     """Shows a training run: PNGs and ``web/index.html``, ``loss_log.txt``, visdom, wandb.
 
@@ -152,7 +106,7 @@ class Visualizer:
     pictures and loss curves to the visdom server ``display_server:display_port`` (environment
     ``display_env``); ``use_wandb`` logs them to the wandb project ``wandb_project``. Both
     packages are imported only when asked for. ``no_html`` skips the PNGs and the page.
-    ``display_window``: a name in :data:`util.display.WINDOWS`; ``display_winsize``: picture
+    ``display_window``: a name in :data:`display.windows.WINDOWS`; ``display_winsize``: picture
     width on the page, pixels. The page is (re)written on construction, listing the steps
     already shown, and at every :meth:`display_current_results` and :meth:`log_validation`; its
     training curves (``web/curves.png``) and loss-log tail are redrawn then, and only then.
@@ -180,9 +134,9 @@ class Visualizer:
         self.loss_records_path = self.run_dir / "loss_log.jsonl"
         self.val_records_path = self.run_dir / "val_log.jsonl"
         self.curves_path = self.web_dir / "curves.png"
-        self._visdom = (_connect_visdom(display_id, display_server, display_port, display_env)
+        self._visdom = (connect_visdom(display_id, display_server, display_port, display_env)
                         if display_id > 0 else None)
-        self._wandb, self._wandb_run = (_start_wandb(wandb_project, name, self.run_dir)
+        self._wandb, self._wandb_run = (start_wandb(wandb_project, name, self.run_dir)
                                         if use_wandb else (None, None))
         self._loss_points = 0
         self._val_points = 0
@@ -312,26 +266,3 @@ class Visualizer:
         if not self.no_html:
             self._write_page()
         return line
-
-
-def _connect_visdom(display_id: int, server: str, port: int, env: str) -> Any:
-    """A visdom client connected to ``server:port``; :class:`ConfigError` if it cannot be."""
-    visdom = _import_optional("visdom", f"--display_id {display_id}", "use --display_id 0")
-    client = visdom.Visdom(server=server, port=port, env=env)
-    if not client.check_connection():
-        raise ConfigError(f"--display_id {display_id}: no visdom server answers at {server}:"
-                          f"{port}; start one with `python -m visdom.server`, or use "
-                          f"--display_id 0")
-    logger.info("sending pictures and losses to visdom at %s:%d, environment %r", server, port,
-                env)
-    return client
-
-
-def _start_wandb(project: str, name: str, run_dir: Path) -> tuple[ModuleType, Any]:
-    """The wandb module and a run (the current one, or a new one in ``project``)."""
-    wandb = _import_optional("wandb", "--use_wandb", "leave out --use_wandb")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run = wandb.run if wandb.run is not None else wandb.init(project=project, name=name,
-                                                             dir=str(run_dir))
-    logger.info("logging to wandb project %r as %r", project, name)
-    return wandb, run

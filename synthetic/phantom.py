@@ -18,89 +18,30 @@ phantom is built by pulling every output voxel back into the end-exhale anatomy,
 rounded to integers and clipped to [-1024, 3071] like a CT export, and the AVG is the mean of
 those ten noisy phases.
 
-The volume centre sits at a fixed, non-zero world position; the voxel order is LPS by default
-(affine ``diag(-dx, -dy, dz)``) or RAS, and both describe the same physical phantom.
+Arrays are built in LPS voxel order on a :class:`synthetic.grid.SyntheticGrid` and returned in
+the grid's voxel order (LPS or RAS), with its affine.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
-import nibabel as nib
 import numpy as np
-from tqdm import tqdm
 
-from data.nifti_io import Volume, save_volume
-from data.synthetic_params import (
-    DEFAULT_RANGES,
-    ParamRanges,
-    PatientParams,
-    sample_patient_params,
-)
-from util.errors import ConfigError
-
-logger = logging.getLogger(__name__)
+from synthetic.grid import SyntheticGrid, to_grid_order
+from synthetic.params import PatientParams
 
 N_PHASES = 10
-ORIENTATIONS = ("LPS", "RAS")
-STORAGES = ("int16", "uint16")
 HU_STORED_MIN, HU_STORED_MAX = -1024.0, 3071.0
 
 HU_AIR, HU_FAT, HU_SOFT_TISSUE, HU_LUNG = -1000.0, -100.0, 40.0, -850.0
 HU_HEART, HU_LIVER, HU_BONE, HU_VESSEL, HU_TUMOUR = 40.0, 60.0, 700.0, 40.0, 20.0
 
-#: World position (RAS+, mm) of the volume centre: a non-zero origin, as scanners export.
-_CENTRE_MM = np.array([1.5, -18.0, -142.0])
 _DOME_DEPTH_MM = 15.0  # how much lower the dome is at the lung periphery than at its top
 _LEFT_DOME_DROP_MM = 6.0  # the left hemidiaphragm sits a little lower than the right
 _ABDOMEN_TAPER_MM = 100.0  # below the dome, motion fades to zero over this distance
 _VESSEL_RADIUS_MM = 3.5
-
-
-@dataclass(frozen=True)
-class SyntheticGrid:
-    """Voxel grid of the synthetic CT: ``size`` x ``size`` voxels over ``fov_mm``, then slices."""
-
-    size: int = 64
-    n_slices: int = 32
-    fov_mm: float = 350.0
-    slice_thickness_mm: float = 3.0
-    orientation: str = "LPS"
-
-    def __post_init__(self) -> None:
-        if self.size < 8 or self.n_slices < 2:
-            raise ConfigError(f"synthetic grid must be at least 8 x 8 x 2 voxels, "
-                              f"got size={self.size}, n_slices={self.n_slices}")
-        if not (self.fov_mm > 0 and self.slice_thickness_mm > 0):
-            raise ConfigError(f"fov_mm and slice_thickness_mm must be > 0, "
-                              f"got {self.fov_mm} and {self.slice_thickness_mm}")
-        if self.orientation not in ORIENTATIONS:
-            raise ConfigError(f"unknown orientation {self.orientation!r}; valid: {ORIENTATIONS}")
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """(I, J, K) voxel shape."""
-        return (self.size, self.size, self.n_slices)
-
-    @property
-    def spacing_mm(self) -> tuple[float, float, float]:
-        """Voxel size (mm) along I, J, K."""
-        return (self.fov_mm / self.size, self.fov_mm / self.size, self.slice_thickness_mm)
-
-    def affine(self) -> np.ndarray:
-        """(4, 4) voxel -> world (RAS+, mm): ``diag(-dx, -dy, dz)`` for LPS, ``diag(dx, dy, dz)``
-        for RAS, centred on a fixed non-zero world point."""
-        sign = (-1.0, -1.0, 1.0) if self.orientation == "LPS" else (1.0, 1.0, 1.0)
-        linear = np.diag(np.array(sign) * np.array(self.spacing_mm))
-        centre_vox = (np.array(self.shape, dtype=np.float64) - 1.0) / 2.0
-        affine = np.eye(4)
-        affine[:3, :3] = linear
-        affine[:3, 3] = _CENTRE_MM - linear @ centre_vox
-        return affine
 
 
 @dataclass(frozen=True)
@@ -260,17 +201,10 @@ def _canonical_phase(params: PatientParams, grid: SyntheticGrid, phase: int) -> 
     return vol
 
 
-def _to_grid_order(arr: np.ndarray, grid: SyntheticGrid) -> np.ndarray:
-    """(..., I, J, K) in LPS voxel order -> the grid's voxel order (a flip of I and J for RAS)."""
-    if grid.orientation == "RAS":
-        return np.ascontiguousarray(np.flip(arr, axis=(-3, -2)))
-    return arr
-
-
 def noiseless_phases(params: PatientParams, grid: SyntheticGrid) -> np.ndarray:
     """The ten noiseless phases: (10, I, J, K) float32 HU in the grid's voxel order."""
     clean = np.stack([_canonical_phase(params, grid, p) for p in range(N_PHASES)])
-    return _to_grid_order(clean, grid)
+    return to_grid_order(clean, grid)
 
 
 def synthetic_patient(params: PatientParams, grid: SyntheticGrid) -> SyntheticPatient:
@@ -280,92 +214,7 @@ def synthetic_patient(params: PatientParams, grid: SyntheticGrid) -> SyntheticPa
     rng = np.random.default_rng(params.noise_seed)
     noisy = clean + rng.normal(0.0, params.noise_hu, size=clean.shape)
     phases = np.clip(np.rint(noisy), HU_STORED_MIN, HU_STORED_MAX).astype(np.float32)
-    phases = _to_grid_order(phases, grid)
+    phases = to_grid_order(phases, grid)
     return SyntheticPatient(phases_hu=phases, avg_hu=phases.mean(axis=0, dtype=np.float64)
-                            .astype(np.float32), noiseless_hu=_to_grid_order(clean, grid),
+                            .astype(np.float32), noiseless_hu=to_grid_order(clean, grid),
                             affine=grid.affine())
-
-
-def patient_id(index: int, prefix: str = "PT") -> str:
-    """Id of the ``index``-th (0-based) synthetic patient: ``PT001``, ``PT002``, ..."""
-    if not prefix.isalnum():
-        raise ConfigError(f"patient id prefix must be letters and digits, not {prefix!r}")
-    return f"{prefix}{index + 1:03d}"
-
-
-def patient_params(seed: int, index: int, ranges: ParamRanges = DEFAULT_RANGES, *,
-                   chest_expansion_mm: float | None = None, fat_mm: float = 8.0) -> PatientParams:
-    """The parameters of patient ``index`` of the tree written with ``seed`` and ``ranges``:
-    they depend on ``(seed, index)`` only, so adding patients never changes earlier ones."""
-    return sample_patient_params(np.random.default_rng([seed, index]), ranges,
-                                 chest_expansion_mm=chest_expansion_mm, fat_mm=fat_mm)
-
-
-def avg_file_name(pid: str) -> str:
-    """File name of a patient's average CT: ``PT001_AVG.nii.gz``."""
-    return f"{pid}_AVG.nii.gz"
-
-
-def phase_file_name(pid: str, phase: int) -> str:
-    """File name of a gated phase: ``PT001_4DCT_Gated 0.0A.nii.gz`` ... ``Gated 90.0A``."""
-    return f"{pid}_4DCT_Gated {10 * phase}.0A.nii.gz"
-
-
-def _storage_header(affine: np.ndarray, storage: str, description: str) -> nib.Nifti1Header:
-    """Header storing HU as int16 (slope 1, inter 0) or uint16 with ``scl_inter = -1024``."""
-    if storage not in STORAGES:
-        raise ConfigError(f"unknown storage {storage!r}; valid: {STORAGES}")
-    header = nib.Nifti1Header()
-    header.set_data_dtype(np.int16 if storage == "int16" else np.uint16)
-    header.set_slope_inter(1.0, 0.0 if storage == "int16" else -1024.0)
-    header.set_xyzt_units("mm", "sec")
-    header.set_qform(affine, code=1)
-    header.set_sform(affine, code=1)
-    header["descrip"] = description.encode("ascii")[:79]
-    return header
-
-
-def _write(hu: np.ndarray, affine: np.ndarray, storage: str, description: str,
-           path: Path) -> None:
-    """Write (I, J, K) HU to ``path`` atomically with the chosen on-disk storage."""
-    header = _storage_header(affine, storage, description)
-    save_volume(hu, Volume(hu=hu, affine=affine, header=header, path=path), path)
-
-
-def write_synthetic_4dct(out_root: str | os.PathLike[str], n_patients: int, *,
-                         grid: SyntheticGrid = SyntheticGrid(), seed: int = 0,
-                         ranges: ParamRanges = DEFAULT_RANGES,
-                         chest_expansion_mm: float | None = None, fat_mm: float = 8.0,
-                         storage: str = "int16", id_prefix: str = "PT",
-                         progress: bool = True) -> list[str]:
-    """Write ``out_root/res_avg/<pid>/<pid>_AVG.nii.gz`` and the ten
-    ``out_root/res_phases/<pid>/<pid>_4DCT_Gated {0,10,...,90}.0A.nii.gz``; return the ids.
-
-    Patient ``k`` is :func:`patient_params` ``(seed, k, ranges, ...)`` on ``grid``.
-    """
-    if n_patients < 1:
-        raise ConfigError(f"n_patients must be >= 1, got {n_patients}")
-    if seed < 0:
-        raise ConfigError(f"seed must be >= 0, got {seed}")
-    if storage not in STORAGES:
-        raise ConfigError(f"unknown storage {storage!r}; valid: {STORAGES}")
-    out_root = Path(out_root)
-    ids = []
-    for index in tqdm(range(n_patients), desc="synthetic 4DCT", unit="patient",
-                      disable=not progress):
-        pid = patient_id(index, id_prefix)
-        params = patient_params(seed, index, ranges, chest_expansion_mm=chest_expansion_mm,
-                                fat_mm=fat_mm)
-        patient = synthetic_patient(params, grid)
-        _write(patient.avg_hu, patient.affine, storage, f"synthetic 4DCT {pid} AVG",
-               out_root / "res_avg" / pid / avg_file_name(pid))
-        for phase in range(N_PHASES):
-            _write(patient.phases_hu[phase], patient.affine, storage,
-                   f"synthetic 4DCT {pid} phase {10 * phase}%",
-                   out_root / "res_phases" / pid / phase_file_name(pid, phase))
-        logger.debug("%s: amplitude %.1f mm, tumour r=%.1f mm in the %s lung", pid,
-                     params.amplitude_mm, params.tumour_radius_mm, params.tumour_side)
-        ids.append(pid)
-    logger.info("wrote %d synthetic patients (%d x %d x %d, %s, %s) under %s", len(ids),
-                *grid.shape, grid.orientation, storage, out_root)
-    return ids

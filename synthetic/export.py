@@ -1,0 +1,105 @@
+"""Writing the synthetic 4DCT as a scanner export: ``res_avg/`` and ``res_phases/``.
+
+Each patient is one AVG file and ten gated-phase files, stored as int16 (slope 1, inter 0) or as
+uint16 with ``scl_inter = -1024``, both holding the same integer HU. Files are written through
+:func:`data.nifti_io.save_volume`, the project's one NIfTI writer (atomic, HU rounded to the
+header's storage).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from tqdm import tqdm
+
+from data.nifti_io import Volume, save_volume
+from synthetic.grid import DEFAULT_GRID, SyntheticGrid
+from synthetic.params import DEFAULT_RANGES, ParamRanges, patient_params
+from synthetic.phantom import N_PHASES, synthetic_patient
+from util.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+STORAGES = ("int16", "uint16")
+
+
+def patient_id(index: int, prefix: str = "PT") -> str:
+    """Id of the ``index``-th (0-based) synthetic patient: ``PT001``, ``PT002``, ..."""
+    if not prefix.isalnum():
+        raise ConfigError(f"patient id prefix must be letters and digits, not {prefix!r}")
+    return f"{prefix}{index + 1:03d}"
+
+
+def avg_file_name(pid: str) -> str:
+    """File name of a patient's average CT: ``PT001_AVG.nii.gz``."""
+    return f"{pid}_AVG.nii.gz"
+
+
+def phase_file_name(pid: str, phase: int) -> str:
+    """File name of a gated phase: ``PT001_4DCT_Gated 0.0A.nii.gz`` ... ``Gated 90.0A``."""
+    return f"{pid}_4DCT_Gated {10 * phase}.0A.nii.gz"
+
+
+def _storage_header(affine: np.ndarray, storage: str, description: str) -> nib.Nifti1Header:
+    """Header storing HU as int16 (slope 1, inter 0) or uint16 with ``scl_inter = -1024``."""
+    if storage not in STORAGES:
+        raise ConfigError(f"unknown storage {storage!r}; valid: {STORAGES}")
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.int16 if storage == "int16" else np.uint16)
+    header.set_slope_inter(1.0, 0.0 if storage == "int16" else -1024.0)
+    header.set_xyzt_units("mm", "sec")
+    header.set_qform(affine, code=1)
+    header.set_sform(affine, code=1)
+    header["descrip"] = description.encode("ascii")[:79]
+    return header
+
+
+def _write(hu: np.ndarray, affine: np.ndarray, storage: str, description: str,
+           path: Path) -> None:
+    """Write (I, J, K) HU to ``path`` atomically with the chosen on-disk storage."""
+    header = _storage_header(affine, storage, description)
+    save_volume(hu, Volume(hu=hu, affine=affine, header=header, path=path), path)
+
+
+def write_synthetic_4dct(out_root: str | os.PathLike[str], n_patients: int, *,
+                         grid: SyntheticGrid = DEFAULT_GRID, seed: int = 0,
+                         ranges: ParamRanges = DEFAULT_RANGES,
+                         chest_expansion_mm: float | None = None, fat_mm: float = 8.0,
+                         storage: str = "int16", id_prefix: str = "PT",
+                         progress: bool = True) -> list[str]:
+    """Write ``out_root/res_avg/<pid>/<pid>_AVG.nii.gz`` and the ten
+    ``out_root/res_phases/<pid>/<pid>_4DCT_Gated {0,10,...,90}.0A.nii.gz``; return the ids.
+
+    Patient ``k`` is :func:`synthetic.params.patient_params` ``(seed, k, ranges, ...)`` on
+    ``grid``.
+    """
+    if n_patients < 1:
+        raise ConfigError(f"n_patients must be >= 1, got {n_patients}")
+    if seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {seed}")
+    if storage not in STORAGES:
+        raise ConfigError(f"unknown storage {storage!r}; valid: {STORAGES}")
+    out_root = Path(out_root)
+    ids = []
+    for index in tqdm(range(n_patients), desc="synthetic 4DCT", unit="patient",
+                      disable=not progress):
+        pid = patient_id(index, id_prefix)
+        params = patient_params(seed, index, ranges, chest_expansion_mm=chest_expansion_mm,
+                                fat_mm=fat_mm)
+        patient = synthetic_patient(params, grid)
+        _write(patient.avg_hu, patient.affine, storage, f"synthetic 4DCT {pid} AVG",
+               out_root / "res_avg" / pid / avg_file_name(pid))
+        for phase in range(N_PHASES):
+            _write(patient.phases_hu[phase], patient.affine, storage,
+                   f"synthetic 4DCT {pid} phase {10 * phase}%",
+                   out_root / "res_phases" / pid / phase_file_name(pid, phase))
+        logger.debug("%s: amplitude %.1f mm, tumour r=%.1f mm in the %s lung", pid,
+                     params.amplitude_mm, params.tumour_radius_mm, params.tumour_side)
+        ids.append(pid)
+    logger.info("wrote %d synthetic patients (%d x %d x %d, %s, %s) under %s", len(ids),
+                *grid.shape, grid.orientation, storage, out_root)
+    return ids

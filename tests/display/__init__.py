@@ -1,0 +1,1 @@
+"""Tests of the display package (windows, CT views, curves, the training visualizer)."""

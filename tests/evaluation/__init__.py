@@ -1,0 +1,1 @@
+"""Tests of the evaluation package (metrics and reports)."""

@@ -1,0 +1,1 @@
+"""Tests of the synthetic 4DCT package (parameters, phantom, export)."""

@@ -32,7 +32,7 @@ from data import create_dataloader
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.sampling import PatientBlockSampler
 from options.train_options import TrainOptions
-from synthetic import avg_file_name, phase_file_name, write_synthetic_4dct
+from synthetic import SyntheticGrid, avg_file_name, phase_file_name, write_synthetic_4dct
 
 
 def proc_status_mib(key: str) -> float:
@@ -98,8 +98,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         synthetic = args.synthetic or Path(tmp) / "synthetic"
         if args.synthetic is None:
-            write_synthetic_4dct(synthetic, args.distinct, size=args.size,
-                                 n_slices=args.n_slices, progress=False)
+            grid = SyntheticGrid(size=args.size, n_slices=args.n_slices)
+            write_synthetic_4dct(synthetic, args.distinct, grid=grid, progress=False)
         print(f"torch {torch.__version__}; {args.size} x {args.size} x {args.n_slices} "
               "synthetic patients (int16 on disk, gzip)")
         print(f"{'N':>3} {'mode':>8} {'int16 MiB':>9} {'RSS built':>9} {'RSS served':>10} "

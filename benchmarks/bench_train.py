@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
@@ -145,7 +146,7 @@ def run_one(net_g: str, size: int, args: argparse.Namespace) -> dict[str, float]
             "matmul_gflops": peak_gflops, "peak_mib": peak_mib}
 
 
-def profile_step(step: object) -> None:
+def profile_step(step: Callable[[], object]) -> None:
     """Print the operators that take the most time over three steps."""
     from torch.profiler import ProfilerActivity, profile
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.arrayproxy import ArrayProxy
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
@@ -112,6 +113,16 @@ def _open_image(path: Path) -> nib.Nifti1Image:
     return img
 
 
+def file_proxy(path: Path, img: nib.Nifti1Image) -> ArrayProxy:
+    """``img.dataobj`` as the proxy nibabel gives an image it opened from ``path``: the raw stored
+    values and the ``scl_slope``/``scl_inter`` it resolved from the header (1 and 0 when unset)."""
+    proxy = img.dataobj
+    if not isinstance(proxy, ArrayProxy):
+        raise RuntimeError(f"{path}: nibabel holds the voxel data as {type(proxy).__name__}, "
+                           f"not as a file proxy that knows its scaling")
+    return proxy
+
+
 def _volume_shape(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
     """The 3-D shape of an image of ``shape``; a singleton 4th axis is accepted and dropped."""
     if len(shape) == 4 and shape[3] == 1:
@@ -154,8 +165,9 @@ def read_info(path: str | os.PathLike[str]) -> VolumeInfo:
     alone, without reading voxels; DataError naming the file when it is not a 3-D NIfTI."""
     path = Path(path)
     img = _open_image(path)
+    proxy = file_proxy(path, img)
     header = img.header.copy()
-    header.set_slope_inter(float(img.dataobj.slope), float(img.dataobj.inter))
+    header.set_slope_inter(float(proxy.slope), float(proxy.inter))
     return VolumeInfo(path=path, shape=_volume_shape(path, img.shape),
                       affine=np.asarray(img.affine, dtype=np.float64), header=header)
 
@@ -177,9 +189,9 @@ def load_volume(path: str | os.PathLike[str]) -> Volume:
                         f"or corrupt ({exc})") from exc
     if not np.isfinite(hu).all():
         raise DataError(f"{path}: {int((~np.isfinite(hu)).sum())} voxels are NaN or Inf")
+    proxy = file_proxy(path, img)
     header = img.header.copy()
-    slope, inter = img.dataobj.slope, img.dataobj.inter
-    header.set_slope_inter(float(slope), float(inter))
+    header.set_slope_inter(float(proxy.slope), float(proxy.inter))
     return Volume(hu=hu, affine=affine, header=header, path=path)
 
 

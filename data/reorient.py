@@ -14,7 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from data.nifti_io import READ_ERRORS
+from data.nifti_io import READ_ERRORS, file_proxy
 from data.voxel_grid import reorder_transform
 from util.errors import DataError
 
@@ -38,7 +38,13 @@ def reoriented_image(path: Path, from_axcodes: str, to_axcodes: str) -> nib.Nift
     """
     try:
         img = nib.load(path)
-        raw = np.asanyarray(img.dataobj.get_unscaled())
+    except READ_ERRORS as exc:
+        raise DataError(f"{path}: cannot be read for reordering ({exc})") from exc
+    if not isinstance(img, nib.Nifti1Image):  # NIfTI-2 images are a subclass
+        raise DataError(f"{path}: expected a NIfTI image, got {type(img).__name__}")
+    proxy = file_proxy(path, img)
+    try:
+        raw = np.asanyarray(proxy.get_unscaled())
     except READ_ERRORS as exc:
         raise DataError(f"{path}: cannot be read for reordering ({exc})") from exc
     header = img.header
@@ -49,14 +55,14 @@ def reoriented_image(path: Path, from_axcodes: str, to_axcodes: str) -> nib.Nift
     shape3 = img.shape[:3]
     to_old = nib.orientations.inv_ornt_aff(transform, shape3)
     out = type(img)(nib.orientations.apply_orientation(raw, transform), None, header.copy())
-    zooms = np.array(header.get_zooms(), dtype=float)
+    zooms = np.array(header.get_zooms(), dtype=np.float64)
     zooms[:3] = zooms[:3][np.argsort(transform[:, 0])]
     out.header.set_zooms(tuple(zooms))
     out.header.set_dim_info(*(_moved_axis(a, transform) for a in header.get_dim_info()))
     for getter, setter in ((header.get_qform, out.set_qform), (header.get_sform, out.set_sform)):
         affine, code = getter(coded=True)
         setter(None if affine is None else affine @ to_old, code=int(code))
-    out.header.set_slope_inter(float(img.dataobj.slope), float(img.dataobj.inter))
+    out.header.set_slope_inter(float(proxy.slope), float(proxy.inter))
     return out
 
 

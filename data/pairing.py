@@ -89,7 +89,7 @@ def list_patients(avg_root: Path, phases_root: Path) -> list[str]:
     """Sorted names of every entry under either root: patient folders, and anything else
     (a stray file, a broken link), which :func:`check_patient` then reports. Hidden plain files
     (``.DS_Store``, ``._PT1``) are the only entries skipped; they are logged."""
-    names = set()
+    names: set[str] = set()
     for root in (avg_root, phases_root):
         try:
             entries = sorted(root.iterdir())
@@ -152,10 +152,13 @@ def check_patient(patient: str, layout: ExportLayout, atol_mm: float = AFFINE_AT
     phase0_path, found = _find_one(layout.phases_root / patient, layout.phase0_pattern,
                                    "phase-0", layout.avg_root)
     problems += found
-    infos = [_read_fully(p, problems) for p in (avg_path, phase0_path) if p is not None]
+    avg = _read_fully(avg_path, problems) if avg_path is not None else None
+    phase0 = _read_fully(phase0_path, problems) if phase0_path is not None else None
     if problems:
         return None, problems
-    avg, phase0 = infos
+    if avg is None or phase0 is None:  # _find_one and _read_fully note why they give None
+        raise RuntimeError(f"{patient}: an AVG or phase-0 file is missing, yet no problem was "
+                           f"noted")
     match = compare_grids(avg, phase0, atol_mm)
     if match.differences:
         return None, [f"different voxel grids: {avg.path} and {phase0.path}: "
@@ -167,7 +170,7 @@ def check_patient(patient: str, layout: ExportLayout, atol_mm: float = AFFINE_AT
                           f"{avg.path} ({reorder[1]}): it has neither a qform nor an sform"]
         logger.info("%s: phase 0 stores its voxels %s, the AVG %s; same world grid, phase 0 "
                     "will be reordered", patient, *reorder)
-    return PairedPatient(patient, safe_patient_id(patient), avg_path, phase0_path, avg.shape,
+    return PairedPatient(patient, safe_patient_id(patient), avg.path, phase0.path, avg.shape,
                          avg.spacing_mm, reorder), []
 
 

@@ -20,7 +20,11 @@ T = TypeVar("T")
 def available_names(package: str, kind: str) -> list[str]:
     """Sorted names ``X`` for which ``<package>/X_<kind>.py`` exists, except the abstract
     ``base_<kind>.py`` (no import needed)."""
-    folder = Path(importlib.import_module(package).__file__).parent
+    init_file = importlib.import_module(package).__file__
+    if init_file is None:
+        raise ConfigError(f"package '{package}' has no __init__.py, so it has no folder of "
+                          f"*_{kind}.py modules to list")
+    folder = Path(init_file).parent
     suffix = f"_{kind}.py"
     names = (p.name[: -len(suffix)] for p in folder.glob(f"*{suffix}"))
     return sorted(n for n in names if n != "base")

@@ -128,7 +128,10 @@ def no_grad_sync(net: nn.Module) -> contextlib.AbstractContextManager:
 def unwrap(net: nn.Module) -> nn.Module:
     """The plain module inside compile / DistributedDataParallel / DataParallel wrappers."""
     while isinstance(net, DistributedDataParallel | nn.DataParallel) or hasattr(net, "_orig_mod"):
-        net = net._orig_mod if hasattr(net, "_orig_mod") else net.module
+        inner = net._orig_mod if hasattr(net, "_orig_mod") else net.module
+        if not isinstance(inner, nn.Module):
+            raise TypeError(f"{type(net).__name__} wraps a {type(inner).__name__}, not a module")
+        net = inner
     return net
 
 

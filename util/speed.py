@@ -17,6 +17,7 @@ import logging
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -93,7 +94,8 @@ def configure_backends(device: torch.device, *, tf32: bool = True,
                     torch.cuda.get_device_name(device), *capability)
     precision = "tf32" if use_tf32 else "ieee"
     torch.backends.cuda.matmul.fp32_precision = precision
-    torch.backends.cudnn.conv.fp32_precision = precision
+    # torch swaps this module for a CudnnModule whose ``conv`` the module's stubs leave out.
+    torch.backends.cudnn.conv.fp32_precision = precision  # type: ignore[attr-defined]
     torch.backends.cudnn.benchmark = cudnn_benchmark
     logger.info("TF32 %s, cudnn benchmark %s on %s", "on" if use_tf32 else "off",
                 "on" if cudnn_benchmark else "off", torch.cuda.get_device_name(device))
@@ -121,11 +123,13 @@ def speed_up_network(net: nn.Module, settings: SpeedSettings,
     """``net`` in channels_last order when asked, then ``wrap``-ped (e.g. in
     DistributedDataParallel), then compiled when asked; the parameters stay the same objects."""
     if settings.channels_last:
-        net = net.to(memory_format=torch.channels_last)
+        # Module.to takes memory_format at run time; its overloads in the stubs leave it out.
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if wrap is not None:
         net = wrap(net)
     if settings.compile:
-        net = torch.compile(net)
+        # torch.compile of a module returns a module (OptimizedModule); stubs say a callable.
+        net = cast(nn.Module, torch.compile(net))
     return net
 
 

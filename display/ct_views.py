@@ -18,6 +18,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -108,7 +109,7 @@ def _check_spacing(spacing_mm: tuple[float, float, float]) -> tuple[float, float
     if len(values) != 3 or not all(math.isfinite(s) and s > 0 for s in values):
         raise ValueError(f"spacing_mm must be 3 finite sizes > 0 mm (thickness, row, column), "
                          f"got {spacing_mm}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def _check_volumes(avg: np.ndarray, pred: np.ndarray,
@@ -140,7 +141,8 @@ def _bare(ax: Axes) -> None:
 
 def _orientation_letters(ax: Axes, top: str) -> None:
     """Letters at the picture's top edge (``top``) and its left / right edges (R / L)."""
-    style = {"color": "yellow", "fontsize": 8, "fontweight": "bold", "transform": ax.transAxes}
+    style: dict[str, Any] = {"color": "yellow", "fontsize": 8, "fontweight": "bold",
+                             "transform": ax.transAxes}
     ax.text(0.5, 0.98, top, ha="center", va="top", **style)
     ax.text(0.02, 0.5, "R", ha="left", va="center", **style)
     ax.text(0.98, 0.5, "L", ha="right", va="center", **style)

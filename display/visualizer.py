@@ -28,6 +28,8 @@ from collections import deque
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
@@ -136,8 +138,10 @@ class Visualizer:
         self.curves_path = self.web_dir / "curves.png"
         self._visdom = (connect_visdom(display_id, display_server, display_port, display_env)
                         if display_id > 0 else None)
-        self._wandb, self._wandb_run = (start_wandb(wandb_project, name, self.run_dir)
-                                        if use_wandb else (None, None))
+        self._wandb: ModuleType | None = None
+        self._wandb_run: Any = None
+        if use_wandb:
+            self._wandb, self._wandb_run = start_wandb(wandb_project, name, self.run_dir)
         self._loss_points = 0
         self._val_points = 0
         stamp = datetime.now().astimezone().isoformat(timespec="seconds")
@@ -169,7 +173,7 @@ class Visualizer:
             for label, img in images.items():
                 self._visdom.image(img, win=f"{self.display_id}_{label}",
                                    opts={"title": f"{self.name}: {label}", "caption": caption})
-        if self._wandb_run is not None:
+        if self._wandb is not None and self._wandb_run is not None:
             self._wandb_run.log({**{label: self._wandb.Image(img, caption=f"{label}, {caption}")
                                     for label, img in images.items()},
                                  "epoch": epoch, "total_iters": total_iters})

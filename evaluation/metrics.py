@@ -211,12 +211,15 @@ def region_masks(avg_hu: np.ndarray | None, truth_hu: np.ndarray | None, axial_a
     "whole" is every voxel; "body" is ``body_mask`` of the AVG, or of the truth when ``avg_hu`` is
     None; "motion" is ``motion_mask`` and only present when both volumes are given.
     """
-    if avg_hu is None and truth_hu is None:
+    if avg_hu is not None:
+        ref = avg_hu
+    elif truth_hu is not None:
+        ref = truth_hu
+    else:
         raise ValueError("region_masks needs avg_hu or truth_hu, got neither")
     if avg_hu is not None and truth_hu is not None:
         _check_same_shape(avg_hu, truth_hu, "avg_hu and truth_hu")
-    ref = avg_hu if avg_hu is not None else truth_hu
-    masks = {"whole": np.ones(np.shape(ref), dtype=bool),
+    masks = {"whole": np.ones(np.shape(ref), dtype=np.bool_),
              "body": body_mask(ref, axial_axis, settings.body_threshold_hu)}
     if avg_hu is not None and truth_hu is not None:
         masks["motion"] = motion_mask(avg_hu, truth_hu, settings.motion_threshold_hu,

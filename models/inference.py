@@ -123,7 +123,7 @@ def predict_stack(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_m
     afterwards), without gradients; ``amp_dtype`` (bf16, fp16) runs it under autocast.
     """
     device = torch.device(device)
-    pad_value = float(hu_to_unit(np.float32(PAD_HU), hu_min, hu_max))
+    pad_value = float(hu_to_unit(np.array(PAD_HU, dtype=np.float32), hu_min, hu_max))
     batches = _input_batches(stack_hu, hu_min=hu_min, hu_max=hu_max, resize_to=resize_to,
                              batch_size=batch_size, context_slices=context_slices)
     with inference_modes(net_g), torch.inference_mode(), autocast(device, amp_dtype):
@@ -149,7 +149,7 @@ def sample_stack(net_g: nn.Module, stack_hu: np.ndarray, *, samples: int, seed: 
         raise ValueError(f"samples must be >= 1, got {samples}")
     device = torch.device(device)
     native = (stack_hu.shape[1], stack_hu.shape[2])
-    pad_value = float(hu_to_unit(np.float32(PAD_HU), hu_min, hu_max))
+    pad_value = float(hu_to_unit(np.array(PAD_HU, dtype=np.float32), hu_min, hu_max))
     batches = _input_batches(stack_hu, hu_min=hu_min, hu_max=hu_max, resize_to=resize_to,
                              batch_size=batch_size, context_slices=context_slices)
     means, stds = [], []
@@ -174,12 +174,14 @@ def predict_hu(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_max:
                size_rule: SliceSizeRule | None = None) -> StackPrediction:
     """The prediction test.py and predict.py write: one deterministic pass (``samples`` 1, no
     std), else :func:`sample_stack`'s mean and std. Other arguments as :func:`predict_stack`."""
-    common = {"hu_min": hu_min, "hu_max": hu_max, "resize_to": resize_to,
-              "batch_size": batch_size, "context_slices": context_slices, "device": device,
-              "amp_dtype": amp_dtype, "size_rule": size_rule}
     if samples > 1:
-        return sample_stack(net_g, stack_hu, samples=samples, seed=seed, **common)
-    unit = predict_stack(net_g, stack_hu, **common)
+        return sample_stack(net_g, stack_hu, samples=samples, seed=seed, hu_min=hu_min,
+                            hu_max=hu_max, resize_to=resize_to, batch_size=batch_size,
+                            context_slices=context_slices, device=device, amp_dtype=amp_dtype,
+                            size_rule=size_rule)
+    unit = predict_stack(net_g, stack_hu, hu_min=hu_min, hu_max=hu_max, resize_to=resize_to,
+                         batch_size=batch_size, context_slices=context_slices, device=device,
+                         amp_dtype=amp_dtype, size_rule=size_rule)
     return StackPrediction(unit_slices_to_hu(unit, (stack_hu.shape[1], stack_hu.shape[2]),
                                              hu_min, hu_max))
 

@@ -47,7 +47,7 @@ class BaseModel(ABC):
         self.continue_train: bool = getattr(opt, "continue_train", False)
         self.load_suffix = checkpoint_tag(opt.epoch, opt.load_iter)
         self.verbose: bool = opt.verbose
-        self.schedule = {k: getattr(opt, k, None) for k in
+        self.schedule: dict[str, Any] = {k: getattr(opt, k, None) for k in
                          ("lr_policy", "epoch_count", "n_epochs", "n_epochs_decay",
                           "lr_decay_iters")}
         configure_backends(self.device, tf32=not opt.no_tf32,
@@ -86,12 +86,11 @@ class BaseModel(ABC):
     def setup(self) -> None:
         """Create schedulers (training) and load checkpoints (testing or resuming)."""
         if self.is_train:
-            self.schedulers = [get_scheduler(o, self.schedule["lr_policy"],
-                                             epoch_count=self.schedule["epoch_count"],
-                                             n_epochs=self.schedule["n_epochs"],
-                                             n_epochs_decay=self.schedule["n_epochs_decay"],
-                                             lr_decay_iters=self.schedule["lr_decay_iters"])
-                               for o in self.optimizers]
+            missing = [f"--{k}" for k, v in self.schedule.items() if v is None]
+            if missing:
+                raise ConfigError(f"a training model needs the options {', '.join(missing)} "
+                                  f"(training options define them)")
+            self.schedulers = [get_scheduler(o, **self.schedule) for o in self.optimizers]
         if not self.is_train or self.continue_train:
             self.load_networks(self.load_suffix)
         self.log_networks()
@@ -217,8 +216,11 @@ def serialize(obj: Any) -> bytes:
     return buffer.getvalue()
 
 
-def load_weights(path: Path, device: torch.device) -> dict[str, torch.Tensor]:
-    """Load a state dict with ``weights_only=True``: pickled code is refused, not run."""
+def load_weights(path: Path, device: torch.device) -> dict[str, Any]:
+    """Load a state dict with ``weights_only=True``: pickled code is refused, not run.
+
+    A network's weights map names to tensors; a training state also holds numbers, strings and
+    nested dicts (optimizer and scheduler states, the plan)."""
     if not path.is_file():
         found = sorted(p.name for p in path.parent.glob("*_net_*.pth")) if path.parent.is_dir() \
             else []

@@ -79,11 +79,22 @@ class Pix2PixModel(BaseModel):
         """fake_B = G(real_A)."""
         self.fake_B = self.netG(self.real_A)
 
+    def _step_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(real_A, real_B, fake_B) of the current training step; RuntimeError when the batch
+        given to :meth:`set_input` had no ``B`` or :meth:`forward` has not run."""
+        if self.real_A is None or self.fake_B is None:
+            raise RuntimeError("a training step needs set_input(batch) and forward() first")
+        if self.real_B is None:
+            raise RuntimeError("a training step needs a target: the batch given to set_input "
+                               "has no 'B'")
+        return self.real_A, self.real_B, self.fake_B
+
     def backward_D(self) -> None:
         """D learns to call (A, B) real and (A, G(A)) fake."""
+        real_A, real_B, fake_B = self._step_tensors()
         with self.autocast():
-            fake_AB = self.fake_AB_pool.query(torch.cat((self.real_A, self.fake_B), 1).detach())
-            real_AB = torch.cat((self.real_A, self.real_B), 1)
+            fake_AB = self.fake_AB_pool.query(torch.cat((real_A, fake_B), 1).detach())
+            real_AB = torch.cat((real_A, real_B), 1)
             self.loss_D_fake = self.criterionGAN(self.netD(fake_AB), False)
             self.loss_D_real = self.criterionGAN(self.netD(real_AB), True)
             self.loss_D = 0.5 * (self.loss_D_fake + self.loss_D_real)
@@ -93,11 +104,11 @@ class Pix2PixModel(BaseModel):
 
     def backward_G(self) -> None:
         """G tries to fool D and to match B in L1 (D's weights get no gradient here)."""
+        real_A, real_B, fake_B = self._step_tensors()
         with self.autocast(), no_grad_sync(self.netD):
-            fake_AB = torch.cat((self.real_A, self.fake_B), 1)
+            fake_AB = torch.cat((real_A, fake_B), 1)
             self.loss_G_GAN = self.criterionGAN(self.netD(fake_AB), True) * self.lambda_GAN
-            self.loss_G_L1 = weighted_l1(self.fake_B, self.real_B,
-                                         self.l1_weights()) * self.lambda_L1
+            self.loss_G_L1 = weighted_l1(fake_B, real_B, self.l1_weights()) * self.lambda_L1
             self.loss_G = self.loss_G_GAN + self.loss_G_L1
         self.grad_scaler.scale(self.loss_G).backward()
 
@@ -106,6 +117,8 @@ class Pix2PixModel(BaseModel):
         channel) exceeds the motion threshold; None with ``--motion_weight 0``."""
         if self.motion_weight == 0:
             return None
+        if self.real_A is None or self.real_B is None:
+            raise RuntimeError("L1 weights need set_input(batch) with a 'B' first")
         centre = self.real_A[:, self.centre_channel:self.centre_channel + 1]
         moving = (self.real_B - centre).abs() > self.motion_threshold
         return 1.0 + self.motion_weight * moving.float()

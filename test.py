@@ -99,8 +99,12 @@ def patient_inputs(dataset: NiftiAlignedDataset, index: int) -> PatientInputs:
     """The stacks of patient ``index``, sorted by ``--direction``."""
     a = dataset.stacks_a[index]
     b = dataset.stacks_b[index] if dataset.has_target else None
-    source, truth = (a, b) if dataset.a_to_b else (b, a)
-    return PatientInputs(dataset.patient_ids[index], source, truth, a)
+    if dataset.a_to_b:
+        return PatientInputs(dataset.patient_ids[index], a, b, a)
+    if b is None:  # the dataset refuses BtoA without a phase-0 folder
+        raise RuntimeError(f"{dataset.patient_ids[index]}: --direction BtoA, but the dataset "
+                           f"holds no phase-0 volume to use as input")
+    return PatientInputs(dataset.patient_ids[index], b, a, a)
 
 
 def score_patient(saved_hu: np.ndarray, p: PatientInputs,

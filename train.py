@@ -19,7 +19,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sized
 from pathlib import Path
 
 import torch
@@ -217,8 +217,9 @@ def train(opt: argparse.Namespace, record_options: Callable[[], None] = lambda: 
                                 save, ctx)
         at = Progress(epoch + 1, 0, total_iters)
         if validator is not None and (epoch % opt.val_freq == 0 or epoch == last_epoch):
-            metrics = validator(unwrap(model.netG))
-            visualizer.log_validation(epoch, metrics)
+            metrics = validator(unwrap(model.networks()["G"]))
+            if visualizer is not None:  # both exist on rank 0 alone
+                visualizer.log_validation(epoch, metrics)
             validation = {"epoch": epoch, "patients": [p.patient_id for p in validator.patients],
                           "mae_hu": metrics}
             if selection_score(metrics) < best:
@@ -273,6 +274,10 @@ def run_epoch(model: BaseModel, loader: DataLoader, visualizer: Visualizer | Non
     Returns the updated count of slices seen since the start of training, by all processes
     (``ctx.world_size`` batches per step); only rank 0 has a ``visualizer``.
     """
+    if not isinstance(loader.dataset, Sized):  # torch's Dataset declares no __len__
+        raise TypeError(f"the training loader's dataset ({type(loader.dataset).__name__}) has "
+                        f"no length")
+    n_slices = len(loader.dataset)
     epoch, batches, total_iters = start.epoch, start.batches_done, start.total_iters
     epoch_iter = batches * opt.batch_size * ctx.world_size
     t_data_start = time.perf_counter()
@@ -291,7 +296,7 @@ def run_epoch(model: BaseModel, loader: DataLoader, visualizer: Visualizer | Non
             visualizer.print_current_losses(epoch, epoch_iter, model.get_current_losses(),
                                             (time.perf_counter() - t_start) / step,
                                             (t_start - t_data_start) / step,
-                                            epoch - 1 + epoch_iter / len(loader.dataset))
+                                            epoch - 1 + epoch_iter / n_slices)
         if crossed(total_iters, step, opt.save_latest_freq):
             save("latest", epoch, Progress(epoch, batches, total_iters))
             if opt.save_by_iter:

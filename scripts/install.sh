@@ -3,7 +3,7 @@
 # torch is installed first and pinned, because a bare `torch` requirement can pull a multi-GB
 # CUDA build; an already installed torch (e.g. your CUDA build) is kept.
 #   bash scripts/install.sh          # runtime requirements
-#   bash scripts/install.sh --dev    # plus pytest and ruff
+#   bash scripts/install.sh --dev    # plus pytest, ruff and mypy
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON="${PYTHON:-python3}"

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.ct_volumes import AFFINE_ATOL_MM
+from data.nifti_io import read_info
 from data.pairing import (
     SPLITS,
     ExportLayout,
@@ -39,7 +40,8 @@ from data.pairing import (
     assign_splits,
     pair_patients,
 )
-from data.split_folders import make_folder, sync_split_folders
+from data.split_folders import make_folder, sync_split_folders, sync_structure_folders
+from data.structures import find_structures
 from util.atomic import atomic_write_text
 from util.cli import printable, run_cli
 from util.errors import ConfigError, DataError
@@ -60,6 +62,7 @@ class PrepareOptions:
     test_fraction: float = 0.2
     seed: int = 0
     geometry_atol_mm: float = AFFINE_ATOL_MM
+    structures_root: Path | None = None
 
     @property
     def layout(self) -> ExportLayout:
@@ -100,17 +103,45 @@ def unpaired_text(unpaired: list[UnpairedPatient], opts: PrepareOptions, n_paire
     return printable("\n".join(lines) + "\n")
 
 
+def _sync_structures(opts: PrepareOptions, paired: list[PairedPatient], splits: dict[str, str],
+                     output: Path, entries: list[dict]) -> list[str]:
+    """Copy the phase-0 structure masks of ``--structures_root`` (when given) into
+    ``<split>B_structures/``, add them to the manifest entries; returns the problems (masks that
+    are missing, ambiguous or off the AVG's grid are left out, not the patient)."""
+    if opts.structures_root is None:
+        return []
+    sources, problems = {}, []
+    for pair in paired:
+        found, issues = find_structures(opts.structures_root, pair.patient, opts.phase0_pattern,
+                                        read_info(pair.avg_path), opts.geometry_atol_mm)
+        sources[pair.patient] = found
+        problems += [f"{pair.patient}: {issue}" for issue in issues]
+    by_patient, written = sync_structure_folders(sources, paired, splits, output)
+    for entry in entries:
+        entry["structures"] = by_patient.get(entry["patient"], {})
+    n_masks = sum(len(v) for v in by_patient.values())
+    logger.info("%d phase-0 structure masks of %d patients in <split>B_structures/ (%d written)",
+                n_masks, len(by_patient), written)
+    for problem in problems:
+        logger.warning("structure left out: %s", problem)
+    return problems
+
+
 def write_reports(output: Path, opts: PrepareOptions, entries: list[dict],
-                  unpaired: list[UnpairedPatient], n_paired: int) -> None:
+                  unpaired: list[UnpairedPatient], n_paired: int,
+                  structure_problems: list[str] | None = None) -> None:
     """Write ``manifest.json``, ``unpaired.json`` and ``unpaired.txt`` atomically."""
     options = {"avg_root": str(opts.avg_root.absolute()),
                "phases_root": str(opts.phases_root.absolute()), "output": str(output),
                "avg_pattern": opts.avg_pattern, "phase0_pattern": opts.phase0_pattern,
                "val_fraction": opts.val_fraction, "test_fraction": opts.test_fraction,
-               "seed": opts.seed, "geometry_atol_mm": opts.geometry_atol_mm}
+               "seed": opts.seed, "geometry_atol_mm": opts.geometry_atol_mm,
+               "structures_root": None if opts.structures_root is None
+               else str(opts.structures_root.absolute())}
     counts = {split: sum(e["split"] == split for e in entries) for split in SPLITS}
     manifest = {"options": options, "counts": counts, "patients": entries,
-                "unpaired_patients": sorted({u.patient for u in unpaired})}
+                "unpaired_patients": sorted({u.patient for u in unpaired}),
+                "structure_problems": structure_problems or []}
     reasons = [{"patient": u.patient, "reason": u.reason} for u in unpaired]
     for name, text in (("manifest.json", json.dumps(manifest, indent=2, sort_keys=True)),
                        ("unpaired.json", json.dumps(reasons, indent=2))):
@@ -150,7 +181,9 @@ def _check_options(opts: PrepareOptions) -> None:
         raise ConfigError(f"--geometry_atol_mm must be a finite distance >= 0 mm, got "
                           f"{opts.geometry_atol_mm}")
     _check_output(opts.output)
-    for flag, root in (("--avg_root", opts.avg_root), ("--phases_root", opts.phases_root)):
+    roots = [("--avg_root", opts.avg_root), ("--phases_root", opts.phases_root)]
+    roots += [("--structures_root", opts.structures_root)] if opts.structures_root else []
+    for flag, root in roots:
         if not root.is_dir():
             raise DataError(f"{flag} {root}: no such folder")
         out, src = opts.output.resolve(), root.resolve()
@@ -181,7 +214,8 @@ def prepare_dataset(opts: PrepareOptions, progress: bool = True) -> PrepareResul
     output = opts.output.resolve()
     make_folder(output)
     entries, copied, skipped, removed = sync_split_folders(paired, splits, output, progress)
-    write_reports(output, opts, entries, unpaired, len(paired))
+    structure_problems = _sync_structures(opts, paired, splits, output, entries)
+    write_reports(output, opts, entries, unpaired, len(paired), structure_problems)
     logger.info("%d files copied, %d already up to date, %d stale files removed", copied,
                 skipped, removed)
     reordered = sum(p.phase0_reorder is not None for p in paired)
@@ -223,6 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest difference (mm) between the affine entries of a patient's "
                              "AVG and phase 0 (in the AVG's voxel order) for them to count as one "
                              "voxel grid")
+    parser.add_argument("--structures_root", type=Path, default=None,
+                        help="optional folder of per-patient structure masks, "
+                             "<root>/<patient>/<structure>/<file matching --phase0_pattern>: "
+                             "copied to <split>B_structures/<structure>/<id>.nii.gz for the "
+                             "structure metrics of test.py")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars")
     return parser
 
@@ -234,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
                           output=args.output, phase0_pattern=args.phase0_pattern,
                           avg_pattern=args.avg_pattern, val_fraction=args.val_fraction,
                           test_fraction=args.test_fraction, seed=args.seed,
-                          geometry_atol_mm=args.geometry_atol_mm)
+                          geometry_atol_mm=args.geometry_atol_mm,
+                          structures_root=args.structures_root)
 
     def go() -> int:
         result = prepare_dataset(opts, progress=not args.no_progress)

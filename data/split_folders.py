@@ -25,6 +25,7 @@ from tqdm import tqdm
 from data.nifti_io import is_nifti_file
 from data.pairing import SPLITS, PairedPatient
 from data.reorient import reoriented_bytes
+from data.structures import StructureSource, structures_dir
 from util.atomic import atomic_write_with
 from util.errors import DataError, OutputError
 
@@ -215,3 +216,38 @@ def sync_split_folders(paired: list[PairedPatient], splits: dict[str, str], outp
                 _remove(path)
                 removed += 1
     return entries, copied, skipped, removed
+
+
+def sync_structure_folders(sources: dict[str, list[StructureSource]],
+                           paired: list[PairedPatient], splits: dict[str, str],
+                           output: Path) -> tuple[dict[str, dict], int]:
+    """Make ``<split>B_structures/<structure>/<safe id>.nii.gz`` hold exactly the phase-0
+    masks in ``sources`` (patient -> masks), copied or reordered into the AVG's voxel order
+    like phase 0. Returns ({patient: {structure: manifest entry}}, files written); stale masks
+    and empty structure folders of patients no longer there are removed."""
+    entries: dict[str, dict] = {}
+    expected: set[Path] = set()
+    written = 0
+    for pair in paired:
+        for source in sources.get(pair.patient, []):
+            dest = (structures_dir(output, splits[pair.patient]) / source.name
+                    / f"{pair.safe_id}.nii.gz")
+            if not _inside(dest, output):
+                raise DataError(f"{dest}: destination of {source.path} resolves outside {output}")
+            make_folder(dest.parent)
+            digest = _source_sha256(source.path)
+            written += place_source(source.path, digest, dest, source.reorder)
+            expected.add(dest)
+            entries.setdefault(pair.patient, {})[source.name] = {
+                "source": str(source.path.absolute()), "sha256": digest,
+                "file": dest.relative_to(output).as_posix(),
+                "reoriented": None if source.reorder is None else
+                dict(zip(("from", "to"), source.reorder, strict=True))}
+    for split in SPLITS:
+        folder = structures_dir(output, split)
+        for sub in _listing(folder) if folder.is_dir() else []:
+            for path in _listing(sub) if sub.is_dir() and not sub.is_symlink() else []:
+                if is_nifti_file(path) and path not in expected:
+                    logger.info("removing stale %s", path)
+                    _remove(path)
+    return entries, written

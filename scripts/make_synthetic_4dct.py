@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     """Command-line options of the synthetic 4DCT writer."""
     parser = argparse.ArgumentParser(
         description="Write a synthetic 4DCT tree: OUT/res_avg/<pid>/<pid>_AVG.nii.gz and "
-                    "OUT/res_phases/<pid>/<pid>_4DCT_Gated {0,...,90}.0A.nii.gz.")
+                    "OUT/res_phases/<pid>/<pid>_4DCT_Gated {0,...,90}.0A.nii.gz, and the tumour "
+                    "masks OUT/res_structures/<pid>/GTV/<pid>_GTV_Gated {0,...,90}.0A.nii.gz.")
     parser.add_argument("--out", type=Path, default=Path("./synthetic_4dct"),
                         help="root folder to write res_avg/ and res_phases/ into")
     parser.add_argument("--n_patients", type=int, default=6)
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="int16 (slope 1, inter 0) or uint16 with scl_inter = -1024")
     parser.add_argument("--id_prefix", default="PT",
                         help="patient ids are <prefix>001, <prefix>002, ... (letters, digits)")
+    parser.add_argument("--no_structures", action="store_true",
+                        help="do not write the tumour masks (res_structures/<pid>/GTV/)")
     parser.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -92,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         ids = write_synthetic_4dct(
             args.out, args.n_patients, grid=grid, seed=args.seed, ranges=ranges_from_args(args),
             chest_expansion_mm=args.chest_expansion_mm, fat_mm=args.fat_mm,
-            storage=args.storage, id_prefix=args.id_prefix, progress=not args.no_progress)
+            storage=args.storage, id_prefix=args.id_prefix, structures=not args.no_structures,
+            progress=not args.no_progress)
         print(f"wrote {len(ids)} patients ({ids[0]}..{ids[-1]}) under {args.out}")  # noqa: T201
         return 0
 

@@ -3,7 +3,8 @@
 - :mod:`synthetic.params`: per-patient parameters and the ranges they are drawn from.
 - :mod:`synthetic.grid`: the voxel grid (size, spacing, LPS or RAS voxel order, affine).
 - :mod:`synthetic.phantom`: anatomy and breathing; the ten phases and their average, in HU.
-- :mod:`synthetic.export`: the ``res_avg/`` and ``res_phases/`` tree of NIfTI files.
+- :mod:`synthetic.export`: the ``res_avg/``, ``res_phases/`` and ``res_structures/`` tree of
+  NIfTI files.
 
 Dependencies: this package sits above ``data/``. It writes its files with
 :func:`data.nifti_io.save_volume`, the project's one NIfTI writer, and otherwise uses ``util/``
@@ -13,9 +14,11 @@ imported here: the phantom knows nothing of training.
 
 from synthetic.export import (
     STORAGES,
+    TUMOUR_STRUCTURE,
     avg_file_name,
     patient_id,
     phase_file_name,
+    structure_file_name,
     write_synthetic_4dct,
 )
 from synthetic.grid import DEFAULT_GRID, ORIENTATIONS, SyntheticGrid
@@ -32,6 +35,7 @@ from synthetic.phantom import (
     noiseless_phases,
     phase_displacement_mm,
     synthetic_patient,
+    tumour_masks,
 )
 
 __all__ = [
@@ -40,6 +44,7 @@ __all__ = [
     "N_PHASES",
     "ORIENTATIONS",
     "STORAGES",
+    "TUMOUR_STRUCTURE",
     "ParamRanges",
     "PatientParams",
     "SyntheticGrid",
@@ -51,6 +56,8 @@ __all__ = [
     "phase_displacement_mm",
     "phase_file_name",
     "sample_patient_params",
+    "structure_file_name",
     "synthetic_patient",
+    "tumour_masks",
     "write_synthetic_4dct",
 ]

@@ -1,7 +1,10 @@
-"""Writing the synthetic 4DCT as a scanner export: ``res_avg/`` and ``res_phases/``.
+"""Writing the synthetic 4DCT as a scanner export: ``res_avg/``, ``res_phases/`` and, as a
+planning system exports contours, ``res_structures/``.
 
 Each patient is one AVG file and ten gated-phase files, stored as int16 (slope 1, inter 0) or as
-uint16 with ``scl_inter = -1024``, both holding the same integer HU. Files are written through
+uint16 with ``scl_inter = -1024``, both holding the same integer HU; and, per phase, the tumour
+as a binary uint8 mask on the same grid (``res_structures/<pid>/GTV/<pid>_GTV_Gated 0.0A.nii.gz``
+...), the structure a physicist follows over the cycle. Files are written through
 :func:`data.nifti_io.save_volume`, the project's one NIfTI writer (atomic, HU rounded to the
 header's storage).
 """
@@ -19,7 +22,7 @@ from tqdm import tqdm
 from data.nifti_io import Volume, save_volume
 from synthetic.grid import DEFAULT_GRID, SyntheticGrid
 from synthetic.params import DEFAULT_RANGES, ParamRanges, patient_params
-from synthetic.phantom import N_PHASES, synthetic_patient
+from synthetic.phantom import N_PHASES, synthetic_patient, tumour_masks
 from util.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -44,6 +47,27 @@ def phase_file_name(pid: str, phase: int) -> str:
     return f"{pid}_4DCT_Gated {10 * phase}.0A.nii.gz"
 
 
+#: Name of the phantom's tumour structure in ``res_structures/<pid>/``.
+TUMOUR_STRUCTURE = "GTV"
+
+
+def structure_file_name(pid: str, structure: str, phase: int) -> str:
+    """File name of a structure mask of one phase: ``PT001_GTV_Gated 0.0A.nii.gz``."""
+    return f"{pid}_{structure}_Gated {10 * phase}.0A.nii.gz"
+
+
+def _mask_header(affine: np.ndarray, description: str) -> nib.Nifti1Header:
+    """Header of a binary mask: uint8, no scaling, the volume's qform and sform."""
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.uint8)
+    header.set_slope_inter(1.0, 0.0)
+    header.set_xyzt_units("mm", "sec")
+    header.set_qform(affine, code=1)
+    header.set_sform(affine, code=1)
+    header["descrip"] = description.encode("ascii")[:79]
+    return header
+
+
 def _storage_header(affine: np.ndarray, storage: str, description: str) -> nib.Nifti1Header:
     """Header storing HU as int16 (slope 1, inter 0) or uint16 with ``scl_inter = -1024``."""
     if storage not in STORAGES:
@@ -65,14 +89,26 @@ def _write(hu: np.ndarray, affine: np.ndarray, storage: str, description: str,
     save_volume(hu, Volume(hu=hu, affine=affine, header=header, path=path), path)
 
 
+def _write_tumour_masks(masks: np.ndarray, affine: np.ndarray, pid: str, folder: Path) -> None:
+    """Write the (10, I, J, K) bool tumour masks of one patient into ``folder``."""
+    for phase, mask in enumerate(masks):
+        path = folder / structure_file_name(pid, TUMOUR_STRUCTURE, phase)
+        header = _mask_header(affine, f"synthetic 4DCT {pid} {TUMOUR_STRUCTURE} phase "
+                                      f"{10 * phase}%")
+        values = mask.astype(np.float32)
+        save_volume(values, Volume(hu=values, affine=affine, header=header, path=path), path)
+
+
 def write_synthetic_4dct(out_root: str | os.PathLike[str], n_patients: int, *,
                          grid: SyntheticGrid = DEFAULT_GRID, seed: int = 0,
                          ranges: ParamRanges = DEFAULT_RANGES,
                          chest_expansion_mm: float | None = None, fat_mm: float = 8.0,
                          storage: str = "int16", id_prefix: str = "PT",
-                         progress: bool = True) -> list[str]:
+                         structures: bool = True, progress: bool = True) -> list[str]:
     """Write ``out_root/res_avg/<pid>/<pid>_AVG.nii.gz`` and the ten
-    ``out_root/res_phases/<pid>/<pid>_4DCT_Gated {0,10,...,90}.0A.nii.gz``; return the ids.
+    ``out_root/res_phases/<pid>/<pid>_4DCT_Gated {0,10,...,90}.0A.nii.gz``, and with
+    ``structures`` the tumour masks ``out_root/res_structures/<pid>/GTV/<pid>_GTV_Gated
+    {0,...,90}.0A.nii.gz``; return the ids.
 
     Patient ``k`` is :func:`synthetic.params.patient_params` ``(seed, k, ranges, ...)`` on
     ``grid``.
@@ -97,6 +133,9 @@ def write_synthetic_4dct(out_root: str | os.PathLike[str], n_patients: int, *,
             _write(patient.phases_hu[phase], patient.affine, storage,
                    f"synthetic 4DCT {pid} phase {10 * phase}%",
                    out_root / "res_phases" / pid / phase_file_name(pid, phase))
+        if structures:
+            _write_tumour_masks(tumour_masks(params, grid), patient.affine, pid,
+                                out_root / "res_structures" / pid / TUMOUR_STRUCTURE)
         logger.debug("%s: amplitude %.1f mm, tumour r=%.1f mm in the %s lung", pid,
                      params.amplitude_mm, params.tumour_radius_mm, params.tumour_side)
         ids.append(pid)

@@ -159,19 +159,45 @@ def _tumour(params: PatientParams, xyz: tuple[np.ndarray, ...], apex: float, dom
     return _soft((dist - r) / edge_mm)
 
 
-def _canonical_phase(params: PatientParams, grid: SyntheticGrid, phase: int) -> np.ndarray:
-    """Noiseless phase ``phase`` as (I, J, K) float32 HU in LPS voxel order."""
+@dataclass(frozen=True)
+class _PhaseFrame:
+    """Where each output voxel of one phase comes from in the end-exhale anatomy: pulled-back
+    coordinates ``xs, ys, zs`` (mm, broadcastable to (I, J, K) in LPS order), the lung apex and
+    dome heights (mm), the voxel size (mm) and the plain output coordinates ``x, y``."""
+
+    xs: np.ndarray
+    ys: np.ndarray
+    zs: np.ndarray
+    apex: float
+    dome: float
+    dx: float
+    dz: float
+    x: np.ndarray
+    y: np.ndarray
+
+
+def _phase_frame(params: PatientParams, grid: SyntheticGrid, phase: int) -> _PhaseFrame:
+    """The pulled-back coordinates of phase ``phase`` (see the module docstring)."""
     dx, dy, dz = grid.spacing_mm
     x = -(np.arange(grid.size) - (grid.size - 1) / 2.0) * dx  # + towards the patient's right
     y = -(np.arange(grid.size) - (grid.size - 1) / 2.0) * dy  # + anterior
     z = (np.arange(grid.n_slices) - (grid.n_slices - 1) / 2.0) * dz  # + superior
     apex, dome = _si_landmarks_mm(params, grid)
     z_ref, weight = _pull_back_z(z, phase_displacement_mm(phase, params.amplitude_mm), apex, dome)
-    bx, by, fat = params.body_half_width_mm, params.body_half_depth_mm, params.fat_mm
+    by = params.body_half_depth_mm
     expansion = params.chest_expansion_mm * (1.0 + math.cos(2.0 * math.pi * phase / N_PHASES)) / 2
     y_ref = -by + (y[:, None] + by) * (2 * by) / (2 * by + expansion * weight[None, :])
-    xs, ys = x[:, None, None].astype(np.float32), y_ref[None, :, :].astype(np.float32)
-    zs = z_ref[None, None, :].astype(np.float32)
+    return _PhaseFrame(xs=x[:, None, None].astype(np.float32),
+                       ys=y_ref[None, :, :].astype(np.float32),
+                       zs=z_ref[None, None, :].astype(np.float32), apex=apex, dome=dome,
+                       dx=dx, dz=dz, x=x, y=y)
+
+
+def _canonical_phase(params: PatientParams, grid: SyntheticGrid, phase: int) -> np.ndarray:
+    """Noiseless phase ``phase`` as (I, J, K) float32 HU in LPS voxel order."""
+    f = _phase_frame(params, grid, phase)
+    xs, ys, zs, apex, dome, dx, dz, x, y = f.xs, f.ys, f.zs, f.apex, f.dome, f.dx, f.dz, f.x, f.y
+    bx, by, fat = params.body_half_width_mm, params.body_half_depth_mm, params.fat_mm
     xyz = (xs, ys, zs)
 
     vol = np.full(grid.shape, HU_AIR, dtype=np.float32)
@@ -199,6 +225,16 @@ def _canonical_phase(params: PatientParams, grid: SyntheticGrid, phase: int) -> 
     _paint(vol, _vessels(params, xyz, apex, dome, dx) * np.maximum(lungs[0], lungs[1]), HU_VESSEL)
     _paint(vol, _tumour(params, xyz, apex, dome, dx), HU_TUMOUR)
     return vol
+
+
+def tumour_masks(params: PatientParams, grid: SyntheticGrid) -> np.ndarray:
+    """The tumour (a GTV) of each phase: (10, I, J, K) bool in the grid's voxel order, the
+    voxels whose tumour occupancy is at least one half (the phantom's soft edges)."""
+    masks = []
+    for phase in range(N_PHASES):
+        f = _phase_frame(params, grid, phase)
+        masks.append(_tumour(params, (f.xs, f.ys, f.zs), f.apex, f.dome, f.dx) >= 0.5)
+    return to_grid_order(np.stack(masks), grid)
 
 
 def noiseless_phases(params: PatientParams, grid: SyntheticGrid) -> np.ndarray:

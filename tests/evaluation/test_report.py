@@ -66,8 +66,8 @@ def test_reports_from_real_scores_are_written_atomically(tmp_path):
     truth[3:9, 3:9, 2:6] = 40.0
     avg = truth.copy()
     avg[3:9, 3:9, 5] = -300.0  # the AVG blurs the top of the block
-    scores = {"p1": evaluate_volumes(truth + 10.0, truth, avg, (1.0, 1.0, 2.0), 2,
-                                     RegionSettings())}
+    scores = {"p1": evaluate_volumes(truth + 10.0, truth, avg,
+                                     np.diag([1.0, 1.0, 2.0, 1.0]), RegionSettings())}
     csv_path, json_path = write_reports(tmp_path, scores)
     data = json.loads(json_path.read_text())
     assert data["n_patients"] == 1

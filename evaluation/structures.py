@@ -25,9 +25,10 @@ found the same way, by the HU threshold that best reproduces the given mask from
    exactly 0 whatever the mask's margins; ``threshold_dice`` says how well the threshold
    reproduces the drawn mask.
 
-A structure that touches tissue of its own HU (a tumour on the chest wall or the mediastinum)
-merges with it at any threshold: ``threshold_dice`` is then low and the centre is that of the
-merged component, so read the error with the Dice.
+A structure that touches tissue of its own HU merges with it at any threshold: on the truth (a
+tumour on the chest wall) ``threshold_dice`` is then low; in an answer only (a lower-lobe tumour
+that the blurred AVG joins to the diaphragm) ``predicted_voxels`` far exceeds ``truth_voxels``,
+a warning says so, and the centre is that of the merged component. Read the error with both.
 """
 
 from __future__ import annotations
@@ -83,7 +84,9 @@ class StructureScore:
     com_error_mm: length of the error vector (mm; NaN when the answer holds no component);
     com_error_vector_mm: (3,) answer's centre minus the truth's, world mm; threshold_hu and
     threshold_dice: the fitted threshold and how well it reproduces the given mask;
-    predicted_voxels: voxels of the answer's component (0 when none).
+    predicted_voxels: voxels of the answer's component (0 when none); truth_voxels: of the
+    truth's (0 when no threshold fits). Far more predicted than true voxels means the structure
+    merged with neighbouring tissue in the answer (see the module docstring).
     """
 
     com_error_mm: float
@@ -91,6 +94,7 @@ class StructureScore:
     threshold_hu: float
     threshold_dice: float
     predicted_voxels: int
+    truth_voxels: int
 
 
 def _inside(hu: np.ndarray, threshold_hu: float, above: bool) -> np.ndarray:
@@ -198,6 +202,7 @@ def score_structure(answer_hu: np.ndarray, fit: StructureFit,
                     affine: np.ndarray) -> StructureScore:
     """Step 3-4 of the module docstring for one answer ((I, J, K) HU on the truth's grid)."""
     check_same_shape(answer_hu, fit.near, "the answer and the structure mask")
+    truth_voxels = int(np.count_nonzero(fit.truth))
     found = None
     if math.isfinite(fit.threshold_hu):
         found = _answer_structure(answer_hu, fit, affine)
@@ -207,10 +212,16 @@ def score_structure(answer_hu: np.ndarray, fit: StructureFit,
             logger.warning("no component %s %.1f HU in the answer overlaps the structure or "
                            "lies near it with a like size; its centre of mass error is NaN",
                            side, fit.threshold_hu)
-        return StructureScore(math.nan, np.full(3, np.nan), fit.threshold_hu, fit.dice, 0)
+        return StructureScore(math.nan, np.full(3, np.nan), fit.threshold_hu, fit.dice, 0,
+                              truth_voxels)
     vector = _centre_mm(found, fit.box, affine) - fit.truth_com_mm
+    predicted_voxels = int(np.count_nonzero(found))
+    if predicted_voxels > SIZE_FACTOR * truth_voxels:
+        logger.warning("the structure merges with neighbouring tissue in the answer (%d voxels "
+                       "against %d in the truth); its centre is that of the merged component",
+                       predicted_voxels, truth_voxels)
     return StructureScore(float(np.linalg.norm(vector)), vector, fit.threshold_hu, fit.dice,
-                          int(np.count_nonzero(found)))
+                          predicted_voxels, truth_voxels)
 
 
 def structure_com_error(pred_hu: np.ndarray, truth_hu: np.ndarray, mask: np.ndarray,
@@ -228,7 +239,7 @@ def _as_json(score: StructureScore) -> dict[str, Any]:
     return {"com_error_mm": score.com_error_mm,
             "com_error_vector_mm": [float(v) for v in score.com_error_vector_mm],
             "threshold_hu": score.threshold_hu, "threshold_dice": score.threshold_dice,
-            "predicted_voxels": score.predicted_voxels}
+            "predicted_voxels": score.predicted_voxels, "truth_voxels": score.truth_voxels}
 
 
 def structure_scores(answers: Mapping[str, np.ndarray | None], truth_hu: np.ndarray,
@@ -236,8 +247,8 @@ def structure_scores(answers: Mapping[str, np.ndarray | None], truth_hu: np.ndar
                      margin_mm: float = STRUCTURE_MARGIN_MM
                      ) -> dict[str, dict[str, dict[str, Any]] | None]:
     """``{answer: {structure: {"com_error_mm", "com_error_vector_mm": [x, y, z],
-    "threshold_hu", "threshold_dice", "predicted_voxels"}} or None}`` (None for an answer that
-    is None); each structure's threshold is fitted once on the truth."""
+    "threshold_hu", "threshold_dice", "predicted_voxels", "truth_voxels"}} or None}`` (None for
+    an answer that is None); each structure's threshold is fitted once on the truth."""
     fits = {}
     for structure, mask in structures.items():
         try:

@@ -88,6 +88,20 @@ def test_a_sphere_moved_beyond_its_size_is_found_by_its_centre_not_the_wall():
     assert math.isnan(lost.com_error_mm)
 
 
+def test_a_structure_merged_with_a_wall_in_the_answer_is_reported(caplog):
+    mask = _sphere(CENTRE)
+    truth = _volume(mask, 40.0, -800.0, seed=12)
+    wall = np.zeros(SHAPE, dtype=bool)
+    wall[:, :, : int(CENTRE[2]) - 1] = True  # tissue up to the sphere's lower slices
+    with caplog.at_level(logging.WARNING):
+        score = structure_com_error(_volume(mask | wall, 40.0, -800.0, seed=13), truth, mask,
+                                    AFFINE)
+    assert score.truth_voxels == mask.sum()
+    assert score.predicted_voxels > 2 * mask.sum()  # the sphere and the wall in the box
+    assert score.com_error_mm > 5.0  # pulled into the wall
+    assert "merges with neighbouring tissue" in caplog.text
+
+
 def test_nothing_past_the_threshold_gives_nan_and_a_warning(caplog):
     mask = _sphere(CENTRE)
     truth = _volume(mask, 40.0, -800.0, seed=6)

@@ -51,7 +51,7 @@ from data.nifti_io import load_volume, save_volume
 from display.ct_views import choose_planes, save_patient_views
 from display.visualizer import save_test_images
 from display.windows import get_window
-from evaluation.metrics import RegionSettings, evaluate_volumes, motion_mask
+from evaluation.metrics import RegionSettings, evaluate_volumes, region_masks
 from evaluation.report import write_and_describe
 from models.base_model import checkpoint_tag
 from models.inference import check_samples, float32_storage
@@ -62,7 +62,7 @@ from util.atomic import ensure_writable_dir
 from util.cli import run_cli
 from util.errors import ConfigError, OutputError
 from util.file_set import remove_stale_temp_files
-from util.geometry import axial_axis, from_slice_stack, stack_spacing_mm, to_slice_stack
+from util.geometry import from_slice_stack, stack_spacing_mm, to_slice_stack
 from util.html import HTMLPage
 from util.hu_window import hu_to_unit
 from util.names import (
@@ -115,8 +115,7 @@ def score_patient(saved_hu: np.ndarray, p: PatientInputs,
         return None
     affine = p.avg.info.affine
     return evaluate_volumes(saved_hu, from_slice_stack(p.truth.hu, affine),
-                            from_slice_stack(p.avg.hu, affine), p.avg.info.spacing_mm,
-                            axial_axis(affine), settings)
+                            from_slice_stack(p.avg.hu, affine), affine, settings)
 
 
 def add_patient_views(page: HTMLPage, p: PatientInputs, pred_stack: np.ndarray,
@@ -124,8 +123,8 @@ def add_patient_views(page: HTMLPage, p: PatientInputs, pred_stack: np.ndarray,
     """Axial + coronal views of AVG, prediction, truth and |error| in each of
     :data:`VIEW_WINDOWS`, through the slice and row with the most motion."""
     truth = p.truth.hu if p.truth is not None else None
-    motion = (motion_mask(p.avg.hu, truth, settings.motion_threshold_hu,
-                          settings.motion_dilate_vox) if truth is not None else None)
+    motion = (region_masks(p.avg.hu, truth, 0, p.avg.stack_spacing_mm, settings)["motion"]
+              if truth is not None else None)
     planes = choose_planes(pred_stack.shape, motion)
     spacing = stack_spacing_mm(p.avg.info.affine)
     stem = safe_name(p.patient_id)

@@ -46,7 +46,6 @@ from synthetic import (
     write_synthetic_4dct,
 )
 from util.atomic import atomic_write_json
-from util.geometry import axial_axis
 from util.names import prediction_file_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,8 +157,7 @@ def _mean_scores(scores: list[dict]) -> dict:
 def _score(pred: np.ndarray, truth: Volume, avg: np.ndarray) -> dict:
     """``evaluate_volumes`` of ``pred`` against ``truth`` with the AVG baseline, fixed default
     regions; all (I, J, K) HU."""
-    return evaluate_volumes(pred, truth.hu, avg, truth.info.spacing_mm,
-                            axial_axis(truth.info.affine), RegionSettings())
+    return evaluate_volumes(pred, truth.hu, avg, truth.info.affine, RegionSettings())
 
 
 def _truth_and_avg(cohort: Cohort, pid: str) -> tuple[Volume, np.ndarray]:

@@ -22,6 +22,7 @@ from nibabel.spatialimages import HeaderDataError
 
 from util.atomic import atomic_path
 from util.errors import DataError
+from util.geometry import voxel_spacing_mm
 
 logger = logging.getLogger(__name__)
 
@@ -90,12 +91,6 @@ def nifti_stem(path: str | os.PathLike[str]) -> str:
         if name.lower().endswith(ext):
             return name[: -len(ext)]
     return name
-
-
-def voxel_spacing_mm(affine: np.ndarray) -> tuple[float, float, float]:
-    """Voxel size in mm along each voxel axis: the column norms of the (4, 4) affine."""
-    sizes = nib.affines.voxel_sizes(np.asarray(affine, dtype=np.float64))
-    return (float(sizes[0]), float(sizes[1]), float(sizes[2]))
 
 
 def _open_image(path: Path) -> nib.Nifti1Image:

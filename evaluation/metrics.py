@@ -2,8 +2,10 @@
 
 Every function is pure and takes numpy arrays of HU in voxel order ``(I, J, K)`` (float or int);
 arithmetic is done in float64. ``axial_axis`` (0, 1 or 2) names the voxel axis along which axial
-slices are taken (``util.geometry.axial_axis(affine)``). The baseline of every score is the AVG
-itself, the identity answer a model has to beat.
+slices are taken (``util.geometry.axial_axis(affine)``) and ``spacing_mm`` the voxel size along
+I, J, K in mm; :func:`evaluate_volumes` derives both from the affine. The baseline of every score
+is the AVG itself, the identity answer a model has to beat. The geometric scores (lungs, lung
+base, structures) are in :mod:`evaluation.geometry` and :mod:`evaluation.structures`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +21,11 @@ import numpy as np
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
+from evaluation.checks import check_margin, check_same_shape, check_spacing, check_volume
+from evaluation.geometry import breathing_amplitude_mm, dilate_mm, lung_mask, lung_scores
+from evaluation.structures import STRUCTURE_MARGIN_MM, structure_scores
+from util.geometry import axial_axis as axial_axis_of
+from util.geometry import voxel_spacing_mm, voxel_volume_ml
 from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, check_window
 
 logger = logging.getLogger(__name__)
@@ -28,6 +36,8 @@ METRICS: tuple[str, ...] = ("mae_hu", "rmse_hu", "bias_hu", "psnr_db", "ssim")
 _ERROR_METRICS = ("mae_hu", "rmse_hu", "bias_hu")
 _CUBE = np.ones((3, 3, 3), dtype=bool)
 _SSIM_WIN = 7  # skimage's default window: an axial slice must be at least 7 x 7 voxels
+#: Default margin (mm) of the motion region; see :class:`RegionSettings`.
+MOTION_MARGIN_MM = 5.0
 
 
 @dataclass(frozen=True)
@@ -37,14 +47,19 @@ class RegionSettings:
     body_threshold_hu: body = voxels of the AVG above this (HU), holes filled, largest component.
     motion_threshold_hu: motion = voxels where |phase 0 - AVG| exceeds this (HU), in groups of
         at least :data:`MOTION_MIN_VOXELS` ...
-    motion_dilate_vox: ... then dilated by this many voxels.
+    motion_margin_mm: ... then grown by a sphere of this radius (mm, world space) and cut to
+        the body. 5 mm by default: a moved boundary is blurred over about one voxel of partial
+        volume plus the scanner's blur (1-2 mm), and the threshold cuts the tails of that
+        ramp, so the margin must reach one voxel past the thresholded edge at 5 mm pixels and
+        the 2-3 mm of blur at 1 mm pixels; more would mostly add static tissue (the old
+        2 voxels of a 3 x 3 x 3 cube were 11 mm at 5.5 mm pixels).
     lung_threshold_hu: lung = voxels below this (HU) inside the body.
     hu_min, hu_max: the HU range; its width (4095 HU by default) is the PSNR/SSIM data range.
     """
 
     body_threshold_hu: float = -500.0
     motion_threshold_hu: float = 50.0
-    motion_dilate_vox: int = 2
+    motion_margin_mm: float = MOTION_MARGIN_MM
     lung_threshold_hu: float = -400.0
     hu_min: float = DEFAULT_HU_MIN
     hu_max: float = DEFAULT_HU_MAX
@@ -53,9 +68,7 @@ class RegionSettings:
         for name in ("body_threshold_hu", "motion_threshold_hu", "lung_threshold_hu"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number of HU, not {getattr(self, name)}")
-        dilate = self.motion_dilate_vox
-        if isinstance(dilate, bool) or not isinstance(dilate, int) or dilate < 0:
-            raise ValueError(f"motion_dilate_vox must be an integer >= 0, not {dilate!r}")
+        check_margin(self.motion_margin_mm, "motion_margin_mm")
         check_window(self.hu_min, self.hu_max)
 
     @property
@@ -66,16 +79,6 @@ class RegionSettings:
 
 def _float(a: np.ndarray) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
-
-
-def _check_same_shape(a: np.ndarray, b: np.ndarray, names: str) -> None:
-    if np.shape(a) != np.shape(b):
-        raise ValueError(f"{names} must have the same shape, got {np.shape(a)} and {np.shape(b)}")
-
-
-def _check_volume(vol: np.ndarray, name: str) -> None:
-    if np.ndim(vol) != 3:
-        raise ValueError(f"{name} must be a 3-D volume (I, J, K), got shape {np.shape(vol)}")
 
 
 def _check_axis(axial_axis: int) -> None:
@@ -95,16 +98,16 @@ def masked_mean(values: np.ndarray, mask: np.ndarray | None = None) -> float:
     """
     values = _float(values)
     if mask is not None:
-        _check_same_shape(values, mask, "values and mask")
+        check_same_shape(values, mask, "values and mask")
         values = values[np.asarray(mask, dtype=bool)]
     return float(np.mean(values)) if values.size else float("nan")
 
 
 def _error(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """pred - truth in HU (float64, same shape) after checking the shapes of all three."""
-    _check_same_shape(pred, truth, "pred and truth")
+    check_same_shape(pred, truth, "pred and truth")
     if mask is not None:
-        _check_same_shape(pred, mask, "pred and mask")
+        check_same_shape(pred, mask, "pred and mask")
     return _float(pred) - _float(truth)
 
 
@@ -140,8 +143,8 @@ def ssim_map(pred: np.ndarray, truth: np.ndarray, axial_axis: int,
     pred, truth: (I, J, K) HU -> (I, J, K) float64 SSIM (1 = identical structure). Each axial
     slice must be at least 7 x 7 voxels.
     """
-    _check_volume(pred, "pred")
-    _check_same_shape(pred, truth, "pred and truth")
+    check_volume(pred, "pred")
+    check_same_shape(pred, truth, "pred and truth")
     _check_axis(axial_axis)
     _check_data_range(data_range_hu)
     pred_s, truth_s = (np.moveaxis(_float(v), axial_axis, 0) for v in (pred, truth))
@@ -163,7 +166,7 @@ def body_mask(avg_hu: np.ndarray, axial_axis: int, threshold_hu: float = -500.0)
     component, which drops the couch and specks of noise. All False when nothing exceeds the
     threshold.
     """
-    _check_volume(avg_hu, "avg_hu")
+    check_volume(avg_hu, "avg_hu")
     _check_axis(axial_axis)
     slices = np.moveaxis(_float(avg_hu) > threshold_hu, axial_axis, 0)
     filled = np.stack([ndimage.binary_fill_holes(s) for s in slices])
@@ -178,20 +181,23 @@ def body_mask(avg_hu: np.ndarray, axial_axis: int, threshold_hu: float = -500.0)
 MOTION_MIN_VOXELS = 5
 
 
-def motion_mask(avg_hu: np.ndarray, truth_hu: np.ndarray, threshold_hu: float = 50.0,
-                dilate_vox: int = 2, min_voxels: int = MOTION_MIN_VOXELS) -> np.ndarray:
+def motion_mask(avg_hu: np.ndarray, truth_hu: np.ndarray, body: np.ndarray,
+                spacing_mm: tuple[float, float, float], threshold_hu: float = 50.0,
+                margin_mm: float = MOTION_MARGIN_MM,
+                min_voxels: int = MOTION_MIN_VOXELS) -> np.ndarray:
     """Where anatomy moves between the AVG and phase 0: two (I, J, K) HU -> (I, J, K) bool.
 
     ``|truth - avg| > threshold_hu``; then groups of fewer than ``min_voxels`` voxels connected
     through faces, edges or corners are dropped (noise specks: with independent noise of sigma
     15 HU per phase, a voxel exceeds 50 HU by chance about once in 700, and its neighbours
     rarely do too), while thin moving sheets such as a one-slice band at the diaphragm are kept;
-    then ``dilate_vox`` binary dilations with a 3 x 3 x 3 cube (a margin around the anatomy).
+    then the rest grows by a sphere of ``margin_mm`` in world space (``spacing_mm``: voxel size
+    along I, J, K in mm; :func:`evaluation.geometry.dilate_mm`, i.e. ``floor(margin_mm /
+    spacing)`` voxels along each axis) and is cut to ``body`` ((I, J, K) bool).
     """
-    _check_volume(avg_hu, "avg_hu")
-    _check_same_shape(avg_hu, truth_hu, "avg_hu and truth_hu")
-    if isinstance(dilate_vox, bool) or not isinstance(dilate_vox, int) or dilate_vox < 0:
-        raise ValueError(f"dilate_vox must be an integer >= 0, not {dilate_vox!r}")
+    check_volume(avg_hu, "avg_hu")
+    check_same_shape(avg_hu, truth_hu, "avg_hu and truth_hu")
+    check_same_shape(avg_hu, body, "avg_hu and body")
     mask = np.abs(_float(truth_hu) - _float(avg_hu)) > threshold_hu
     labels, n_groups = ndimage.label(mask, _CUBE)
     if n_groups:
@@ -199,17 +205,18 @@ def motion_mask(avg_hu: np.ndarray, truth_hu: np.ndarray, threshold_hu: float = 
         keep = sizes >= min_voxels
         keep[0] = False  # background
         mask = keep[labels]
-    if dilate_vox:  # iterations=0 would mean "dilate until nothing changes" to scipy
-        mask = ndimage.binary_dilation(mask, _CUBE, iterations=dilate_vox)
-    return mask
+    return dilate_mm(mask, spacing_mm, margin_mm) & np.asarray(body, dtype=bool)
 
 
 def region_masks(avg_hu: np.ndarray | None, truth_hu: np.ndarray | None, axial_axis: int,
+                 spacing_mm: tuple[float, float, float],
                  settings: RegionSettings) -> dict[str, np.ndarray]:
     """Region name -> (I, J, K) bool mask, in the order of ``REGIONS``.
 
     "whole" is every voxel; "body" is ``body_mask`` of the AVG, or of the truth when ``avg_hu`` is
-    None; "motion" is ``motion_mask`` and only present when both volumes are given.
+    None; "motion" is ``motion_mask`` cut to the body of either volume (the chest wall that rises
+    beyond the AVG's skin at inhale still counts) and only present when both volumes are given.
+    ``spacing_mm``: voxel size along the arrays' axes, mm.
     """
     if avg_hu is not None:
         ref = avg_hu
@@ -218,27 +225,25 @@ def region_masks(avg_hu: np.ndarray | None, truth_hu: np.ndarray | None, axial_a
     else:
         raise ValueError("region_masks needs avg_hu or truth_hu, got neither")
     if avg_hu is not None and truth_hu is not None:
-        _check_same_shape(avg_hu, truth_hu, "avg_hu and truth_hu")
+        check_same_shape(avg_hu, truth_hu, "avg_hu and truth_hu")
     masks = {"whole": np.ones(np.shape(ref), dtype=np.bool_),
              "body": body_mask(ref, axial_axis, settings.body_threshold_hu)}
     if avg_hu is not None and truth_hu is not None:
-        masks["motion"] = motion_mask(avg_hu, truth_hu, settings.motion_threshold_hu,
-                                      settings.motion_dilate_vox)
+        either = masks["body"] | body_mask(truth_hu, axial_axis, settings.body_threshold_hu)
+        masks["motion"] = motion_mask(avg_hu, truth_hu, either, spacing_mm,
+                                      settings.motion_threshold_hu, settings.motion_margin_mm)
     return masks
 
 
 def lung_volume_ml(hu: np.ndarray, body: np.ndarray, spacing_mm: tuple[float, float, float],
                    threshold_hu: float = -400.0) -> float:
-    """Lung volume (mL): voxels below ``threshold_hu`` inside ``body`` times the voxel volume.
+    """Lung volume (mL): voxels of :func:`evaluation.geometry.lung_mask` times the voxel volume.
 
     hu: (I, J, K) HU; body: (I, J, K) bool; spacing_mm: voxel size along I, J, K in mm.
     """
-    _check_same_shape(hu, body, "hu and body")
-    spacing = tuple(float(s) for s in spacing_mm)
-    if len(spacing) != np.ndim(hu) or not all(math.isfinite(s) and s > 0 for s in spacing):
-        raise ValueError(f"spacing_mm must be {np.ndim(hu)} positive sizes in mm, got {spacing_mm}")
-    count = int(np.count_nonzero((_float(hu) < threshold_hu) & np.asarray(body, dtype=bool)))
-    return count * math.prod(spacing) / 1000.0
+    check_same_shape(hu, body, "hu and body")
+    spacing = check_spacing(spacing_mm, np.ndim(hu))
+    return int(np.count_nonzero(lung_mask(hu, body, threshold_hu))) * math.prod(spacing) / 1000.0
 
 
 def score_prediction(pred: np.ndarray, truth: np.ndarray, masks: dict[str, np.ndarray],
@@ -266,32 +271,63 @@ def _improvement(model: dict[str, float], baseline: dict[str, float]) -> dict[st
             for m in METRICS}
 
 
+def _geometry(pred: np.ndarray, truth: np.ndarray, avg: np.ndarray | None, body: np.ndarray,
+              affine: np.ndarray, lung_threshold_hu: float,
+              structures: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The "lung_volume_ml", "geometry" and "amplitude_mm" entries of :func:`evaluate_volumes`."""
+    voxel_ml = voxel_volume_ml(affine)
+    truth_lung, pred_lung = (lung_mask(hu, body, lung_threshold_hu) for hu in (truth, pred))
+    avg_lung = None if avg is None else lung_mask(avg, body, lung_threshold_hu)
+    found = structure_scores({"model": pred, "avg": avg}, truth, structures, affine,
+                             STRUCTURE_MARGIN_MM)
+    baseline = None if avg_lung is None else (lung_scores(avg_lung, truth_lung, affine)
+                                              | {"structures": found["avg"]})
+    return {"lung_volume_ml": {name: None if m is None else int(np.count_nonzero(m)) * voxel_ml
+                               for name, m in (("truth", truth_lung), ("model", pred_lung),
+                                               ("avg", avg_lung))},
+            "geometry": {"model": lung_scores(pred_lung, truth_lung, affine)
+                         | {"structures": found["model"]}, "baseline": baseline},
+            "amplitude_mm": None if avg_lung is None else
+            breathing_amplitude_mm(avg_lung, truth_lung, affine)}
+
+
 def evaluate_volumes(pred: np.ndarray, truth: np.ndarray, avg: np.ndarray | None,
-                     spacing_mm: tuple[float, float, float], axial_axis: int,
-                     settings: RegionSettings = RegionSettings()) -> dict[str, Any]:
+                     affine: np.ndarray, settings: RegionSettings = RegionSettings(),
+                     structures: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Score a predicted phase 0 and, when ``avg`` is given, the AVG baseline; JSON-serialisable.
 
-    pred, truth, avg: (I, J, K) HU; spacing_mm: voxel size in mm. Returns "model" and "baseline"
-    (region -> metric -> value; baseline None without ``avg``), "improvement" (positive = model
-    better; None without ``avg``), "region_voxels", "lung_volume_ml" (inside the body) and
-    "settings". NaN/inf values (empty region, perfect PSNR) pass ``json.dumps`` as NaN/Infinity.
+    pred, truth, avg: (I, J, K) HU on the grid of ``affine`` ((4, 4) voxel -> world mm, from
+    which spacing and the axial axis are derived); structures: name -> (I, J, K) bool mask on
+    the truth (e.g. a GTV). Returns
+
+    - "model" and "baseline": region -> metric -> value (baseline None without ``avg``);
+      "improvement" (positive = model better; None without ``avg``);
+    - "region_voxels" and "region_ml": region -> size (voxels, mL);
+    - "lung_volume_ml": "truth", "model", "avg" (None without ``avg``), lungs of
+      :func:`evaluation.geometry.lung_mask` inside the body;
+    - "geometry": {"model": G, "baseline": G or None}, G = :func:`evaluation.geometry.lung_scores`
+      plus "structures": name -> entry of :func:`evaluation.structures.structure_scores`;
+    - "amplitude_mm": the AVG-to-phase-0 lung-base shift (mm,
+      :func:`evaluation.geometry.lung_base_shift_mm`), None without ``avg``;
+    - "settings".
+
+    NaN/inf values (empty region, perfect PSNR) pass ``json.dumps`` as NaN/Infinity.
     """
-    _check_volume(pred, "pred")
-    _check_same_shape(pred, truth, "pred and truth")
+    check_volume(pred, "pred")
+    check_same_shape(pred, truth, "pred and truth")
     if avg is not None:
-        _check_same_shape(pred, avg, "pred and avg")
-    masks = region_masks(avg, truth, axial_axis, settings)
-    model = score_prediction(pred, truth, masks, axial_axis, settings.data_range_hu)
-    baseline = None if avg is None else score_prediction(avg, truth, masks, axial_axis,
+        check_same_shape(pred, avg, "pred and avg")
+    axis, voxel_ml = axial_axis_of(affine), voxel_volume_ml(affine)
+    masks = region_masks(avg, truth, axis, voxel_spacing_mm(affine), settings)
+    model = score_prediction(pred, truth, masks, axis, settings.data_range_hu)
+    baseline = None if avg is None else score_prediction(avg, truth, masks, axis,
                                                          settings.data_range_hu)
     improvement = None if baseline is None else {
         region: _improvement(model[region], baseline[region]) for region in model}
-
-    def lung(hu: np.ndarray) -> float:
-        return lung_volume_ml(hu, masks["body"], spacing_mm, settings.lung_threshold_hu)
-
     return {"model": model, "baseline": baseline, "improvement": improvement,
             "region_voxels": {region: int(np.count_nonzero(m)) for region, m in masks.items()},
-            "lung_volume_ml": {"truth": lung(truth), "model": lung(pred),
-                               "avg": None if avg is None else lung(avg)},
+            "region_ml": {region: int(np.count_nonzero(m)) * voxel_ml
+                          for region, m in masks.items()},
+            **_geometry(pred, truth, avg, masks["body"], affine, settings.lung_threshold_hu,
+                        structures or {}),
             "settings": dataclasses.asdict(settings)}

@@ -55,7 +55,7 @@ class Validator:
         self.resize_to, self.batch_size, self.device = resize_to, batch_size, device
         self.patients = []
         for pid, avg, truth in patients:
-            masks = region_masks(avg.hu, truth.hu, 0, settings)
+            masks = region_masks(avg.hu, truth.hu, 0, avg.stack_spacing_mm, settings)
             self.patients.append(_ValPatient(pid, avg, truth.hu.astype(np.float32),
                                              {r: masks[r] for r in VAL_REGIONS}))
         self.baseline = self._mean_mae({p.patient_id: p.avg.hu for p in self.patients})

@@ -17,7 +17,7 @@ import torch
 import data
 import models
 from data.ct_volumes import AFFINE_ATOL_MM
-from evaluation.metrics import RegionSettings
+from evaluation.metrics import MOTION_MARGIN_MM, RegionSettings
 from models import networks
 from util.atomic import atomic_write_json, atomic_write_text
 from util.distributed import is_main_process
@@ -95,9 +95,11 @@ class BaseOptions:
         g.add_argument("--body_threshold_hu", type=float, default=-500.0,
                        help="body = AVG above this, holes filled per slice, largest component")
         g.add_argument("--motion_threshold_hu", type=float, default=50.0,
-                       help="motion region = |phase 0 - AVG| above this, opened, then dilated")
-        g.add_argument("--motion_dilate_vox", type=int, default=2,
-                       help="dilation of the motion region, voxels")
+                       help="motion region = |phase 0 - AVG| above this, specks dropped, "
+                            "then grown by --motion_margin_mm")
+        g.add_argument("--motion_margin_mm", type=float, default=MOTION_MARGIN_MM,
+                       help="margin grown around the motion region (sphere in world space, "
+                            "mm), then cut to the body")
         g.add_argument("--lung_threshold_hu", type=float, default=-400.0,
                        help="lung = below this inside the body (lung volume in mL)")
         g = parser.add_argument_group("speed (see util/speed.py; each is off where unsupported)")
@@ -226,7 +228,7 @@ def region_settings(opt: argparse.Namespace) -> RegionSettings:
     try:
         return RegionSettings(body_threshold_hu=opt.body_threshold_hu,
                               motion_threshold_hu=opt.motion_threshold_hu,
-                              motion_dilate_vox=opt.motion_dilate_vox,
+                              motion_margin_mm=opt.motion_margin_mm,
                               lung_threshold_hu=opt.lung_threshold_hu, hu_min=opt.hu_min,
                               hu_max=opt.hu_max)
     except ValueError as exc:

@@ -28,7 +28,6 @@ from evaluation.report import write_and_describe
 from options.base_options import region_settings
 from util.cli import run_cli
 from util.errors import DataError
-from util.geometry import axial_axis
 from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN
 from util.names import PREDICTION_SUFFIX, STD_SUFFIX, safe_name, unique_output_names
 
@@ -113,7 +112,7 @@ def score(pred_path: Path, truth_path: Path, avg_path: Path | None,
         check_same_geometry(avg.info, truth.info)
         check_hu(avg)
     return evaluate_volumes(pred.hu, truth.hu, avg.hu if avg is not None else None,
-                            truth.spacing_mm, axial_axis(truth.affine), settings)
+                            truth.affine, settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="where the metric files go (<pred>/evaluation)")
     for name, help_text in (("body_threshold_hu", "body: AVG (or truth) above this, HU"),
                             ("motion_threshold_hu", "motion: |truth - AVG| above this, HU"),
-                            ("motion_dilate_vox", "dilation of the motion region, voxels"),
+                            ("motion_margin_mm", "margin of the motion region, mm"),
                             ("lung_threshold_hu", "lung: below this inside the body, HU"),
                             ("hu_min", "PSNR/SSIM data range: lower end, HU"),
                             ("hu_max", "PSNR/SSIM data range: upper end, HU")):

@@ -118,9 +118,10 @@ def test_seed_test_command_writes_hu_volumes_with_source_geometry(workdir):
         assert scores["baseline"]["whole"]["mae_hu"] == pytest.approx(
             np.abs(nib.load(src_path).get_fdata() - truth).mean(), rel=1e-6)
         assert scores["region_voxels"]["motion"] > 0  # the phantom breathes
+        assert scores["amplitude_mm"] > 0  # the AVG's lung base is above phase 0's
     assert metrics["summary"]["baseline"]["motion"]["mae_hu"]["mean"] > 0
     rows = (out / "metrics.csv").read_text().splitlines()
-    assert len(rows) == 1 + 3 * len(sources)  # header + patient x region
+    assert len(rows) == 1 + 4 * len(sources)  # header + patient x (3 regions + geometry)
     assert "verdict: in the motion region" in proc.stdout
     html = (out / "index.html").read_text()
     assert "_views_lung.png" in html

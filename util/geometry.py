@@ -86,6 +86,22 @@ def stack_shape(shape: tuple[int, int, int], affine: np.ndarray) -> tuple[int, i
     return (by_world[2], by_world[1], by_world[0])
 
 
+def voxel_spacing_mm(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel size in mm along each voxel axis (I, J, K): the column norms of the (4, 4) affine
+    (a singular affine is not refused here: its zero-length axis reads 0 mm)."""
+    matrix = np.asarray(affine, dtype=np.float64)
+    if matrix.shape != (4, 4):
+        raise ValueError(f"affine must be (4, 4), not {matrix.shape}")
+    sizes = np.linalg.norm(matrix[:3, :3], axis=0)
+    return (float(sizes[0]), float(sizes[1]), float(sizes[2]))
+
+
+def voxel_volume_ml(affine: np.ndarray) -> float:
+    """Volume of one voxel in mL: |det| of the affine's 3 x 3 part (mm^3) / 1000, which is also
+    right for a sheared grid (gantry tilt), where the product of the spacings is not."""
+    return float(abs(np.linalg.det(_check_affine(affine)[:3, :3]))) / 1000.0
+
+
 def stack_spacing_mm(affine: np.ndarray) -> tuple[float, float, float]:
     """(slice thickness, row spacing, column spacing) in mm of the stack of a volume."""
     sizes = nib.affines.voxel_sizes(_check_affine(affine))

@@ -26,6 +26,9 @@ from evaluation.metrics import (
 )
 
 SHAPE = (30, 40, 12)  # axial slices of 30 x 40 voxels along axis 2
+#: 1 x 1 x 2 mm voxels, axial slices along axis 2.
+AFFINE_112 = np.diag([1.0, 1.0, 2.0, 1.0])
+AFFINE_111 = np.eye(4)
 
 
 def _truth(shape: tuple[int, int, int] = (8, 9, 10)) -> np.ndarray:
@@ -143,13 +146,15 @@ def test_motion_mask_drops_noise_keeps_and_grows_moving_blocks():
     truth[8:12, 8:12, 8:12] = 100.0  # 4^3 moving block
     block = np.zeros(avg.shape, dtype=bool)
     block[8:12, 8:12, 8:12] = True
-    kept = motion_mask(avg, truth, threshold_hu=50.0, dilate_vox=0)
+    body, mm = np.ones(avg.shape, dtype=bool), (1.0, 1.0, 1.0)
+    kept = motion_mask(avg, truth, body, mm, threshold_hu=50.0, margin_mm=0.0)
     np.testing.assert_array_equal(kept, block)  # keeps the block, drops the lone voxel
-    assert motion_mask(avg, truth, 50.0, dilate_vox=1).sum() == 6**3
-    grown = motion_mask(avg, truth, 50.0, dilate_vox=2)
-    assert grown.sum() == 8**3
-    assert grown[6:14, 6:14, 6:14].all()
-    assert not motion_mask(avg, truth, threshold_hu=250.0).any()
+    # a 1 mm sphere reaches the 6 face neighbours only: the block plus a 4 x 4 slab per face
+    assert motion_mask(avg, truth, body, mm, 50.0, margin_mm=1.0).sum() == 4**3 + 6 * 4**2
+    grown = motion_mask(avg, truth, body, mm, 50.0, margin_mm=1.75)  # > sqrt(3): corners too
+    assert grown.sum() == 6**3
+    assert grown[7:13, 7:13, 7:13].all()
+    assert not motion_mask(avg, truth, body, mm, threshold_hu=250.0).any()
 
 
 def test_motion_mask_keeps_a_one_voxel_thick_sheet_and_drops_small_specks():
@@ -158,7 +163,8 @@ def test_motion_mask_keeps_a_one_voxel_thick_sheet_and_drops_small_specks():
     truth[2:10, 2:10, 5] = 150.0  # a diaphragm band one slice thick: 64 voxels
     truth[0, 0, 0:2] = 300.0  # a 2-voxel speck
     truth[11, 11, 6:10] = 300.0  # a 4-voxel speck, still below MOTION_MIN_VOXELS = 5
-    mask = motion_mask(avg, truth, threshold_hu=50.0, dilate_vox=0)
+    mask = motion_mask(avg, truth, np.ones(avg.shape, dtype=bool), (1.0, 1.0, 1.0),
+                       threshold_hu=50.0, margin_mm=0.0)
     assert mask.sum() == 64
     assert mask[2:10, 2:10, 5].all()
 
@@ -191,31 +197,35 @@ def _motion_case() -> tuple[np.ndarray, np.ndarray]:
 
 def test_region_masks():
     truth, avg = _motion_case()
-    settings = RegionSettings(motion_dilate_vox=0)
-    masks = region_masks(avg, truth, axial_axis=2, settings=settings)
+    settings = RegionSettings(motion_margin_mm=0.0)
+    masks = region_masks(avg, truth, 2, (1.0, 1.0, 2.0), settings)
     assert tuple(masks) == REGIONS
     assert masks["whole"].all()
     assert masks["motion"].sum() == 125
-    no_avg = region_masks(None, truth, axial_axis=2, settings=settings)
+    no_avg = region_masks(None, truth, 2, (1.0, 1.0, 2.0), settings)
     assert set(no_avg) == {"whole", "body"}
     np.testing.assert_array_equal(no_avg["body"], masks["body"])  # body of the truth
     with pytest.raises(ValueError, match="neither"):
-        region_masks(None, None, axial_axis=2, settings=settings)
+        region_masks(None, None, 2, (1.0, 1.0, 2.0), settings)
 
 
 def test_evaluate_volumes_structure_and_improvement():
     truth, avg = _motion_case()
-    settings = RegionSettings(motion_dilate_vox=1)
-    result = evaluate_volumes(truth.copy(), truth, avg, (1.0, 1.0, 2.0), 2, settings)
-    assert set(result) == {"model", "baseline", "improvement", "region_voxels", "lung_volume_ml",
-                           "settings"}
+    settings = RegionSettings(motion_margin_mm=1.0)  # one voxel along I and J, none along K
+    result = evaluate_volumes(truth.copy(), truth, avg, AFFINE_112, settings)
+    assert set(result) == {"model", "baseline", "improvement", "region_voxels", "region_ml",
+                           "lung_volume_ml", "geometry", "amplitude_mm", "settings"}
     for answer in ("model", "baseline", "improvement"):
         assert tuple(result[answer]) == REGIONS
         assert all(tuple(scores) == METRICS for scores in result[answer].values())
     body = _phantom()[1]
-    assert result["region_voxels"] == {"whole": truth.size, "body": body.sum(), "motion": 7**3}
+    motion = 5**3 + 4 * 5**2  # the 5^3 block and a 5 x 5 slab on each of its 4 sides in I, J
+    assert result["region_voxels"] == {"whole": truth.size, "body": body.sum(), "motion": motion}
+    assert result["region_ml"] == pytest.approx({"whole": truth.size * 0.002,
+                                                 "body": body.sum() * 0.002,
+                                                 "motion": motion * 0.002})
     assert result["model"]["motion"]["mae_hu"] == 0.0
-    assert result["baseline"]["motion"]["mae_hu"] == pytest.approx(800 * 125 / 343)
+    assert result["baseline"]["motion"]["mae_hu"] == pytest.approx(800 * 125 / motion)
     assert result["baseline"]["whole"]["bias_hu"] == pytest.approx(800 * 125 / truth.size)
     for region in REGIONS:
         assert all(v > 0 for v in result["improvement"][region].values()), region
@@ -223,12 +233,12 @@ def test_evaluate_volumes_structure_and_improvement():
     assert lungs["model"] == lungs["truth"]
     assert lungs["truth"] - lungs["avg"] == pytest.approx(125 * 2 / 1000)
     assert result["settings"] == dataclasses.asdict(settings)
-    assert json.loads(json.dumps(result))["region_voxels"]["motion"] == 343
+    assert json.loads(json.dumps(result))["region_voxels"]["motion"] == motion
 
 
 def test_improvement_is_negative_when_the_model_is_worse():
     truth, _ = _motion_case()
-    result = evaluate_volumes(truth - 6, truth, truth + 4, (1.0, 1.0, 2.0), axial_axis=2)
+    result = evaluate_volumes(truth - 6, truth, truth + 4, AFFINE_112)
     better = result["improvement"]["whole"]
     assert better["mae_hu"] == pytest.approx(4 - 6)
     assert better["rmse_hu"] == pytest.approx(4 - 6)
@@ -240,10 +250,13 @@ def test_improvement_is_negative_when_the_model_is_worse():
 
 def test_evaluate_volumes_without_avg():
     truth, _ = _motion_case()
-    result = evaluate_volumes(truth + 5, truth, None, (1.0, 1.0, 2.0), axial_axis=2)
+    result = evaluate_volumes(truth + 5, truth, None, AFFINE_112)
     assert result["baseline"] is None
     assert result["improvement"] is None
     assert result["lung_volume_ml"]["avg"] is None
+    assert result["geometry"]["baseline"] is None
+    assert result["amplitude_mm"] is None
+    assert set(result["region_ml"]) == {"whole", "body"}
     assert set(result["model"]) == {"whole", "body"}
     assert result["model"]["body"]["bias_hu"] == pytest.approx(5.0)
     json.dumps(result)
@@ -258,7 +271,7 @@ def test_empty_region_gives_nan_not_an_error():
     scores = score_prediction(truth + 1, truth, {"body": empty}, 2, 4095.0)
     assert all(math.isnan(v) for v in scores["body"].values())
     air = np.full((8, 9, 10), -1000.0)  # no body at all
-    result = evaluate_volumes(air + 1, air, air, (1.0, 1.0, 1.0), 2)
+    result = evaluate_volumes(air + 1, air, air, AFFINE_111)
     assert result["region_voxels"]["body"] == 0
     assert math.isnan(result["model"]["body"]["mae_hu"])
     assert "NaN" in json.dumps(result)
@@ -266,8 +279,9 @@ def test_empty_region_gives_nan_not_an_error():
 
 @pytest.mark.parametrize("call", [
     lambda a, b: mae_hu(a, b), lambda a, b: rmse_hu(a, b), lambda a, b: bias_hu(a, b),
-    lambda a, b: psnr_db(a, b), lambda a, b: ssim_map(a, b, 2), lambda a, b: motion_mask(a, b),
-    lambda a, b: evaluate_volumes(a, b, None, (1.0, 1.0, 1.0), 2),
+    lambda a, b: psnr_db(a, b), lambda a, b: ssim_map(a, b, 2),
+    lambda a, b: motion_mask(a, b, np.ones(a.shape, bool), (1.0, 1.0, 1.0)),
+    lambda a, b: evaluate_volumes(a, b, None, AFFINE_111),
     lambda a, b: mae_hu(a, a, np.zeros(b.shape, bool))])
 def test_shape_mismatch_names_both_shapes(call):
     with pytest.raises(ValueError, match=r"\(8, 9, 10\).*\(8, 10, 9\)"):
@@ -277,8 +291,9 @@ def test_shape_mismatch_names_both_shapes(call):
 def test_bad_axis_and_settings_are_rejected():
     with pytest.raises(ValueError, match="axial_axis must be 0, 1 or 2, not 3"):
         body_mask(np.zeros((8, 8, 8)), axial_axis=3)
-    with pytest.raises(ValueError, match="motion_dilate_vox"):
-        RegionSettings(motion_dilate_vox=-1)
+    for bad in (-1.0, math.inf, math.nan, True, "5"):
+        with pytest.raises(ValueError, match="motion_margin_mm must be a"):
+            RegionSettings(motion_margin_mm=bad)
     with pytest.raises(ValueError, match=r"HU window must satisfy hu_min < hu_max"):
         RegionSettings(hu_min=100.0, hu_max=100.0)
     with pytest.raises(ValueError, match="body_threshold_hu"):

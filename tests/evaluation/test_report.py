@@ -66,13 +66,66 @@ def test_reports_from_real_scores_are_written_atomically(tmp_path):
     truth[3:9, 3:9, 2:6] = 40.0
     avg = truth.copy()
     avg[3:9, 3:9, 5] = -300.0  # the AVG blurs the top of the block
-    scores = {"p1": evaluate_volumes(truth + 10.0, truth, avg, (1.0, 1.0, 2.0), 2,
-                                     RegionSettings())}
+    scores = {"p1": evaluate_volumes(truth + 10.0, truth, avg,
+                                     np.diag([1.0, 1.0, 2.0, 1.0]), RegionSettings())}
     csv_path, json_path = write_reports(tmp_path, scores)
     data = json.loads(json_path.read_text())
     assert data["n_patients"] == 1
     assert data["summary"]["model"]["whole"]["mae_hu"]["mean"] == pytest.approx(10.0)
     assert data["summary"]["model"]["whole"]["bias_hu"]["mean"] == pytest.approx(10.0)
     assert data["patients"]["p1"]["baseline"]["motion"]["mae_hu"] > 10.0
+    assert data["summary"]["data"]["region_ml"]["whole"]["mean"] == pytest.approx(
+        12 * 12 * 8 * 2 / 1000)  # 1 x 1 x 2 mm voxels
+    assert data["units"]["diaphragm_error_mean_mm"] == "mm"
     assert csv_path.read_text().startswith("patient,region,voxels,model_mae_hu")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv", "metrics.json"]
+
+
+def _geometry(diaphragm_mm: float, com_mm: float) -> dict:
+    return {"lung_dice": 0.9, "lung_volume_error_ml": -50.0, "lung_volume_error_pct": -5.0,
+            "diaphragm_error_mean_mm": diaphragm_mm, "diaphragm_error_p95_mm": 2 * diaphragm_mm,
+            "diaphragm_bias_mm": diaphragm_mm, "diaphragm_columns": 100,
+            "structures": {"gtv": {"com_error_mm": com_mm,
+                                   "com_error_vector_mm": [0.0, 0.0, com_mm],
+                                   "threshold_hu": -300.0}}}
+
+
+def _with_geometry(model_mm: float, avg_mm: float, motion_ml: float) -> dict:
+    return _scores(10, 30) | {
+        "region_ml": {"whole": 1000.0, "body": 600.0, "motion": motion_ml},
+        "geometry": {"model": _geometry(model_mm, model_mm / 2),
+                     "baseline": _geometry(avg_mm, avg_mm / 2)},
+        "amplitude_mm": avg_mm}
+
+
+def test_csv_has_region_ml_a_geometry_row_and_a_structure_row():
+    rows = list(csv.DictReader(io.StringIO(csv_text({"p1": _with_geometry(2.0, 9.0, 80.0)}))))
+    assert [r["region"] for r in rows] == ["whole", "body", "motion", "geometry", "structure:gtv"]
+    assert float(rows[2]["ml"]) == 80.0
+    geometry, gtv = rows[3], rows[4]
+    assert float(geometry["model_diaphragm_error_mean_mm"]) == 2.0
+    assert float(geometry["baseline_diaphragm_error_p95_mm"]) == 18.0
+    assert float(geometry["amplitude_mm"]) == 9.0
+    assert geometry["model_mae_hu"] == ""  # HU metrics do not apply to this row
+    assert float(gtv["baseline_com_error_mm"]) == 4.5
+    assert float(gtv["baseline_com_error_z_mm"]) == 4.5
+    assert float(gtv["threshold_hu"]) == -300.0
+
+
+def test_summary_of_geometry_and_region_sizes_over_patients():
+    summary = summarize_over_patients({"a": _with_geometry(2.0, 9.0, 80.0),
+                                       "b": _with_geometry(4.0, 13.0, 120.0)})
+    stats = summary["model"]["geometry"]["diaphragm_error_mean_mm"]
+    assert (stats["mean"], stats["std"], stats["n"]) == (3.0, 1.0, 2)
+    assert summary["baseline"]["structure:gtv"]["com_error_mm"]["mean"] == pytest.approx(5.5)
+    assert summary["data"]["region_ml"]["motion"]["mean"] == 100.0
+    assert summary["data"]["amplitude_mm"]["mean"] == 11.0
+    assert "the lung base is closer to phase 0's than the AVG's: mean error 3.0 vs 11.0 mm" in (
+        verdict(summary))
+    table = summary_table({"a": _with_geometry(2.0, 9.0, 80.0)})
+    assert "diaphragm error mean mm" in table
+    assert "gtv centre error mm" in table
+    assert "region size mL: whole 1000 (0), body 600 (0), motion 80 (0)" in table
+    worse = summarize_over_patients({"a": _with_geometry(12.0, 9.0, 80.0)})
+    assert "the lung base is NOT closer to phase 0's than the AVG's" in verdict(worse)
+    assert "lung base" not in verdict(summarize_over_patients({"a": _scores(10, 30)}))

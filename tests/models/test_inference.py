@@ -63,15 +63,16 @@ def _val_patient(tmp_path, name, motion_hu):
 
 def test_validator_scores_model_and_baseline_and_restores_training_mode(tmp_path):
     patients = [_val_patient(tmp_path, "p1", 300.0), _val_patient(tmp_path, "p2", 300.0)]
-    validator = Validator(patients, RegionSettings(), batch_size=4)
+    # 0.9 mm pixels, 3 mm slices: a 0.9 mm margin adds one voxel across each in-plane face
+    validator = Validator(patients, RegionSettings(motion_margin_mm=0.9), batch_size=4)
     net = Shift().train()
     metrics = validator(net)
     assert net.training
     # the identity answer is the AVG itself: model == baseline, the AVG is 300 HU off inside
-    # the moving block and the motion region is the block dilated by 2 voxels
+    # the moving block, and the motion region is the block grown in-plane: 8 x 8 - 4 corners
     assert metrics["val_motion_mae_hu"] == pytest.approx(metrics["baseline_motion_mae_hu"],
                                                          abs=0.1)
-    block, region = 6 * 6 * 4, 10 * 10 * 8
+    block, region = 6 * 6 * 4, (8 * 8 - 4) * 4
     assert metrics["baseline_motion_mae_hu"] == pytest.approx(300.0 * block / region, rel=1e-3)
     assert selection_score(metrics) == metrics["val_motion_mae_hu"]
     shifted = validator(Shift(100.0 / 2047.5))  # +100 HU everywhere

@@ -48,14 +48,18 @@ def argv(root: Path, *extra: str) -> list[str]:
 
 def test_scores_every_patient_model_against_baseline(tmp_path, evaluate, capsys):
     make_case(tmp_path)
-    assert evaluate.main(argv(tmp_path)) == 0
+    # 0.9 mm pixels, 3 mm slices: a 0.9 mm margin adds one voxel across each in-plane face
+    assert evaluate.main(argv(tmp_path, "--motion_margin_mm", "0.9")) == 0
     data = json.loads((tmp_path / "pred" / "evaluation" / "metrics.json").read_text())
     assert set(data["patients"]) == {"p1", "p2"}
     assert data["summary"]["model"]["whole"]["mae_hu"]["mean"] == pytest.approx(10.0, abs=0.01)
     assert data["summary"]["model"]["whole"]["bias_hu"]["mean"] == pytest.approx(10.0, abs=0.01)
     motion = data["summary"]["improvement"]["motion"]["mae_hu"]["mean"]
-    # AVG 200 HU off in the 8x8x4 block, 0 in its 2-voxel margin (12x12x8); the model 10 everywhere
-    assert motion == pytest.approx(200.0 * 8 * 8 * 4 / (12 * 12 * 8) - 10.0, abs=0.01)
+    # AVG 200 HU off in the 8x8x4 block, 0 in its margin ((10 x 10 - 4 corners) x 4 slices);
+    # the model 10 everywhere
+    assert motion == pytest.approx(200.0 * 8 * 8 * 4 / ((10 * 10 - 4) * 4) - 10.0, abs=0.01)
+    assert data["patients"]["p1"]["region_ml"]["motion"] == pytest.approx(
+        (10 * 10 - 4) * 4 * 0.9 * 0.9 * 3.0 / 1000)
     out = capsys.readouterr().out
     assert "verdict: in the motion region the model is better than the AVG" in out
 

@@ -1,5 +1,7 @@
 """Slice stacks: the axial axis from the affine, canonical frame, exact inverse."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,8 @@ from util.geometry import (
     stack_shape,
     stack_spacing_mm,
     to_slice_stack,
+    voxel_spacing_mm,
+    voxel_volume_ml,
 )
 
 # Voxel axis 0 -> world z (3 mm), axis 1 -> world x (0.9 mm), axis 2 -> world y (-0.8 mm).
@@ -120,3 +124,16 @@ def test_property_stack_round_trip_and_canonical_frame(geometry):
             step = np.take(world, 1, axis=axis) - np.take(world, 0, axis=axis)
             assert np.all(sign * step[..., world_axis] > 0)
             assert np.all(np.abs(step[..., world_axis]) >= np.abs(step).max(axis=-1) - 1e-9)
+
+
+def test_voxel_spacing_and_volume_of_a_sheared_affine():
+    # columns of lengths 0.5, 2 and 5 mm; the third is tilted 30 degrees towards the second
+    tilt = math.radians(30.0)
+    affine = np.array([[0.5, 0.0, 0.0, 10.0],
+                       [0.0, 2.0, 5.0 * math.sin(tilt), -3.0],
+                       [0.0, 0.0, 5.0 * math.cos(tilt), 7.0],
+                       [0.0, 0.0, 0.0, 1.0]])
+    assert voxel_spacing_mm(affine) == pytest.approx((0.5, 2.0, 5.0))
+    assert voxel_volume_ml(affine) == pytest.approx(0.5 * 2.0 * 5.0 * math.cos(tilt) / 1000)
+    with pytest.raises(ValueError, match=r"affine must be \(4, 4\), not \(3, 3\)"):
+        voxel_spacing_mm(np.eye(3))

@@ -36,6 +36,7 @@ from benchmarks.machine import cpu_name
 from data.nifti_io import Volume, load_volume
 from evaluation.metrics import REGIONS, RegionSettings, evaluate_volumes
 from synthetic import (
+    TUMOUR_STRUCTURE,
     ParamRanges,
     SyntheticGrid,
     avg_file_name,
@@ -43,6 +44,7 @@ from synthetic import (
     patient_params,
     phase_file_name,
     synthetic_patient,
+    tumour_masks,
     write_synthetic_4dct,
 )
 from util.atomic import atomic_write_json
@@ -148,16 +150,40 @@ def make_cohorts(work: Path, grid: SyntheticGrid,
                                          for k, pid in enumerate(ids)})]
 
 
-def _mean_scores(scores: list[dict]) -> dict:
-    """{region: {metric: mean over patients}} of ``evaluate_volumes`` answers."""
-    return {r: {m: float(np.nanmean([s[r][m] for s in scores])) for m in scores[0][r]}
-            for r in REGIONS}
+#: Geometry figures averaged over patients, as :func:`evaluation.metrics.evaluate_volumes`
+#: names them in its "geometry" block.
+GEOMETRY_KEYS = ("lung_dice", "lung_volume_error_pct", "diaphragm_error_mean_mm",
+                 "diaphragm_error_p95_mm", "diaphragm_bias_mm")
 
 
-def _score(pred: np.ndarray, truth: Volume, avg: np.ndarray) -> dict:
-    """``evaluate_volumes`` of ``pred`` against ``truth`` with the AVG baseline, fixed default
-    regions; all (I, J, K) HU."""
-    return evaluate_volumes(pred, truth.hu, avg, truth.info.affine, RegionSettings())
+def _answer_scores(scores: dict, answer: str) -> dict:
+    """One answer's figures of an ``evaluate_volumes`` result: {region: {metric}}, plus
+    "geometry" {key: value} and "gtv_com_mm" (the tumour's centre-of-mass error)."""
+    geometry = scores["geometry"][answer]
+    structures = geometry.get("structures", {})
+    return {**{r: scores[answer][r] for r in REGIONS},
+            "geometry": {k: geometry[k] for k in GEOMETRY_KEYS},
+            "gtv_com_mm": structures.get(TUMOUR_STRUCTURE, {}).get("com_error_mm", float("nan"))}
+
+
+def _mean_scores(answers: list[dict]) -> dict:
+    """Means over patients of :func:`_answer_scores` dicts (NaN-aware)."""
+    def mean(values: list[float]) -> float:
+        finite = [v for v in values if v is not None and np.isfinite(v)]
+        return float(np.mean(finite)) if finite else float("nan")
+
+    out: dict = {r: {m: mean([a[r][m] for a in answers]) for m in answers[0][r]}
+                 for r in REGIONS}
+    out["geometry"] = {k: mean([a["geometry"][k] for a in answers]) for k in GEOMETRY_KEYS}
+    out["gtv_com_mm"] = mean([a["gtv_com_mm"] for a in answers])
+    return out
+
+
+def _score(pred: np.ndarray, truth: Volume, avg: np.ndarray, gtv: np.ndarray) -> dict:
+    """``evaluate_volumes`` of ``pred`` against ``truth`` with the AVG baseline and the
+    phase-0 tumour mask ``gtv``, fixed default regions; all (I, J, K) on the truth's grid."""
+    return evaluate_volumes(pred, truth.hu, avg, truth.info.affine, RegionSettings(),
+                            structures={TUMOUR_STRUCTURE: gtv})
 
 
 def _truth_and_avg(cohort: Cohort, pid: str) -> tuple[Volume, np.ndarray]:
@@ -166,26 +192,35 @@ def _truth_and_avg(cohort: Cohort, pid: str) -> tuple[Volume, np.ndarray]:
             load_volume(cohort.dataroot / "testA" / f"{pid}.nii.gz").hu)
 
 
+def _patient(cohort: Cohort, pid: str, grid: SyntheticGrid) -> tuple[np.ndarray, np.ndarray]:
+    """(noiseless phase 0 in HU, phase-0 tumour mask) regenerated from the patient's
+    parameters, in the written volumes' voxel order."""
+    seed, index, ranges = cohort.patients[pid]
+    params = patient_params(seed, index, ranges)
+    return synthetic_patient(params, grid).noiseless_hu[0], tumour_masks(params, grid)[0]
+
+
 def reference_scores(cohort: Cohort, grid: SyntheticGrid) -> dict:
     """Mean scores of the answers no model gives: {"identity" (the AVG), "noise_floor" (the
     noiseless phase 0, regenerated from the patient's parameters)}."""
     identity, floor = [], []
-    for pid, (seed, index, ranges) in cohort.patients.items():
+    for pid in cohort.patients:
         truth, avg = _truth_and_avg(cohort, pid)
-        clean = synthetic_patient(patient_params(seed, index, ranges), grid).noiseless_hu[0]
-        scores = _score(clean, truth, avg)
-        identity.append(scores["baseline"])
-        floor.append(scores["model"])
+        clean, gtv = _patient(cohort, pid, grid)
+        scores = _score(clean, truth, avg, gtv)
+        identity.append(_answer_scores(scores, "baseline"))
+        floor.append(_answer_scores(scores, "model"))
     return {"identity": _mean_scores(identity), "noise_floor": _mean_scores(floor)}
 
 
-def model_scores(cohort: Cohort, volumes: Path) -> dict:
+def model_scores(cohort: Cohort, volumes: Path, grid: SyntheticGrid) -> dict:
     """Mean scores of the predicted volumes ``volumes/<pid>_fake_B.nii.gz`` of the cohort."""
     scores = []
     for pid in cohort.patients:
         truth, avg = _truth_and_avg(cohort, pid)
         pred = load_volume(volumes / prediction_file_name(pid)).hu
-        scores.append(_score(pred, truth, avg)["model"])
+        scores.append(_answer_scores(_score(pred, truth, avg, _patient(cohort, pid, grid)[1]),
+                                     "model"))
     return _mean_scores(scores)
 
 
@@ -207,21 +242,28 @@ def run_variant(name: str, flags: list[str], dataroot: Path, cohorts: list[Cohor
              "nifti_aligned", "--preprocess", "none", "--axial_slice", "--epoch", "best",
              "--eval", "--no_pictures", "--num_threads", "0"],
             work / f"{name}.{cohort.name}.test.log", args.threads)
-        out[cohort.name] = model_scores(cohort, results / name / "test_best" / "volumes")
+        out[cohort.name] = model_scores(cohort, results / name / "test_best" / "volumes",
+                                        SyntheticGrid(size=args.size, n_slices=args.n_slices))
     return out
 
 
 def table(results: dict, references: dict, cohort: str) -> str:
-    """Markdown table: one row per answer, MAE (HU) per region, body SSIM, seconds."""
-    lines = [f"| {cohort} | motion MAE | body MAE | whole MAE | body SSIM | train s |",
-             "|---|---:|---:|---:|---:|---:|"]
+    """Markdown table: one row per answer, MAE (HU) per region, body SSIM, the geometry
+    (diaphragm error mean and p95 in mm, lung Dice, tumour centre error in mm), seconds."""
+    lines = [f"| {cohort} | motion MAE | body MAE | whole MAE | body SSIM | diaphragm mm | "
+             f"p95 mm | lung Dice | GTV mm | train s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     rows = [("noise floor", references[cohort]["noise_floor"], None),
             ("identity (AVG)", references[cohort]["identity"], None)]
     rows += [(name, r[cohort], r["train_seconds"]) for name, r in results.items()]
     for name, s, seconds in rows:
         mae = [f"{s[region]['mae_hu']:.1f}" for region in ("motion", "body", "whole")]
+        g = s["geometry"]
+        geo = [f"{g['diaphragm_error_mean_mm']:.2f}", f"{g['diaphragm_error_p95_mm']:.1f}",
+               f"{g['lung_dice']:.3f}", f"{s['gtv_com_mm']:.2f}"]
         secs = "" if seconds is None else f"{seconds:.0f}"
-        lines.append(f"| {name} | {' | '.join(mae)} | {s['body']['ssim']:.3f} | {secs} |")
+        lines.append(f"| {name} | {' | '.join(mae)} | {s['body']['ssim']:.3f} | "
+                     f"{' | '.join(geo)} | {secs} |")
     return "\n".join(lines)
 
 

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.ct_volumes import check_same_geometry
 from data.nifti_io import Volume, is_nifti_file, load_volume, nifti_stem
+from data.structures import load_structures
 from evaluation.metrics import RegionSettings, evaluate_volumes
 from evaluation.report import write_and_describe
 from options.base_options import region_settings
@@ -99,9 +100,10 @@ def match(pred: dict[str, Path], truth: dict[str, Path],
 
 
 def score(pred_path: Path, truth_path: Path, avg_path: Path | None,
-          settings: RegionSettings) -> dict:
+          settings: RegionSettings, structures: Path | None = None) -> dict:
     """Check one patient's files and score them (see
-    :func:`evaluation.metrics.evaluate_volumes`)."""
+    :func:`evaluation.metrics.evaluate_volumes`), with the patient's masks in the
+    ``structures`` folder (``<structure>/<truth id>.nii.gz``, on the truth's grid) when given."""
     truth = load_volume(truth_path)
     pred = load_volume(pred_path)
     check_same_geometry(pred.info, truth.info)
@@ -111,8 +113,10 @@ def score(pred_path: Path, truth_path: Path, avg_path: Path | None,
         avg = load_volume(avg_path)
         check_same_geometry(avg.info, truth.info)
         check_hu(avg)
+    masks = (load_structures(structures, nifti_stem(truth_path), truth.info)
+             if structures is not None else None)
     return evaluate_volumes(pred.hu, truth.hu, avg.hu if avg is not None else None,
-                            truth.affine, settings)
+                            truth.affine, settings, structures=masks)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--truth", type=Path, required=True, help="folder of phase-0 volumes")
     parser.add_argument("--avg", type=Path, help="folder of AVG volumes: baseline and regions")
     parser.add_argument("--out", type=Path, help="where the metric files go (<pred>/evaluation)")
+    parser.add_argument("--structures", type=Path,
+                        help="folder of phase-0 structure masks, <structure>/<id>.nii.gz (e.g. "
+                             "testB_structures/ of a dataset): centre-of-mass error in mm")
     for name, help_text in (("body_threshold_hu", "body: AVG (or truth) above this, HU"),
                             ("motion_threshold_hu", "motion: |truth - AVG| above this, HU"),
                             ("motion_margin_mm", "margin of the motion region, mm"),
@@ -143,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         pred = volumes_by_id(args.pred, PREDICTION_SUFFIX)
         truth = volumes_by_id(args.truth)
         avg = volumes_by_id(args.avg) if args.avg is not None else None
-        scores = {pid: score(path, truth[pid], avg[pid] if avg else None, settings)
+        scores = {pid: score(path, truth[pid], avg[pid] if avg else None, settings,
+                             args.structures)
                   for pid, path in match(pred, truth, avg).items()}
         print(write_and_describe(args.out or args.pred / "evaluation", scores))  # noqa: T201
         return 0

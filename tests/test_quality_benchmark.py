@@ -54,6 +54,12 @@ def test_tiny_run_scores_held_out_patients_against_avg_and_noise_floor(
         assert refs["noise_floor"]["body"]["mae_hu"] == pytest.approx(
             noise_hu * math.sqrt(2 / math.pi), abs=0.6)
         assert refs["identity"]["motion"]["mae_hu"] > 2 * refs["noise_floor"]["motion"]["mae_hu"]
+        # the noiseless phase 0 has phase 0's lung base and tumour; the AVG's base is too high
+        floor, identity = refs["noise_floor"], refs["identity"]
+        assert floor["geometry"]["diaphragm_error_mean_mm"] < 0.5
+        assert identity["geometry"]["diaphragm_error_mean_mm"] > 1.0
+        assert identity["geometry"]["diaphragm_bias_mm"] > 0  # too superior
+        assert floor["gtv_com_mm"] < 1.0
         scores = report["results"]["recipe"][cohort]
         assert all(np.isfinite(scores[r]["mae_hu"]) for r in quality.REGIONS)
         volumes = work / "results" / cohort / "recipe" / "test_best" / "volumes"

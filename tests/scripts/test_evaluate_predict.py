@@ -164,3 +164,22 @@ def test_two_truths_matching_one_prediction_are_refused_naming_both(tmp_path, ev
         in caplog.text
     assert "PT_1_fake_B.nii.gz" in caplog.text
     assert not (tmp_path / "pred" / "evaluation").exists()
+
+
+def test_structure_masks_give_the_centre_of_mass_error_in_mm(tmp_path, evaluate):
+    """A bright cube moved by 2 voxels along i in the prediction: 2 x 0.9 mm (RAS_AFFINE)."""
+    shape = (20, 20, 8)
+    base = np.full(shape, 40.0, dtype=np.float32)
+    truth, pred = base.copy(), base.copy()
+    truth[6:10, 6:10, 2:6] = 400.0
+    pred[8:12, 6:10, 2:6] = 400.0
+    write_nifti(tmp_path / "truth" / "p1.nii.gz", truth)
+    write_nifti(tmp_path / "pred" / "p1_fake_B.nii.gz", pred)
+    write_nifti(tmp_path / "avg" / "p1.nii.gz", truth)
+    write_nifti(tmp_path / "masks" / "GTV" / "p1.nii.gz", (truth > 200).astype(np.float32),
+                dtype=np.uint8)
+    assert evaluate.main([*argv(tmp_path), "--structures", str(tmp_path / "masks")]) == 0
+    scores = json.loads((tmp_path / "pred" / "evaluation" / "metrics.json").read_text())
+    gtv = scores["patients"]["p1"]["geometry"]
+    assert gtv["model"]["structures"]["GTV"]["com_error_mm"] == pytest.approx(1.8, abs=1e-6)
+    assert gtv["baseline"]["structures"]["GTV"]["com_error_mm"] == pytest.approx(0.0, abs=1e-6)

@@ -56,9 +56,10 @@ def test_tiny_run_scores_held_out_patients_against_avg_and_noise_floor(
         assert refs["identity"]["motion"]["mae_hu"] > 2 * refs["noise_floor"]["motion"]["mae_hu"]
         # the noiseless phase 0 has phase 0's lung base and tumour; the AVG's base is too high
         floor, identity = refs["noise_floor"], refs["identity"]
-        assert floor["geometry"]["diaphragm_error_mean_mm"] < 0.5
-        assert identity["geometry"]["diaphragm_error_mean_mm"] > 1.0
-        assert identity["geometry"]["diaphragm_bias_mm"] > 0  # too superior
+        assert floor["geometry"]["diaphragm_error_mean_mm"] < 1.0  # noise at partial voxels
+        assert identity["geometry"]["diaphragm_error_mean_mm"] > \
+            3 * floor["geometry"]["diaphragm_error_mean_mm"]
+        assert identity["geometry"]["lung_dice"] < floor["geometry"]["lung_dice"]
         assert floor["gtv_com_mm"] < 350.0 / 64  # within one in-plane voxel (5.5 mm)
         scores = report["results"]["recipe"][cohort]
         assert all(np.isfinite(scores[r]["mae_hu"]) for r in quality.REGIONS)

@@ -7,12 +7,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from display.patient_page import PatientPictures, Picture, PictureRow, patient_page
+from display.patient_page import Picture, patient_page
 from display.results_page import PLOT_PATH, RunInfo, verdict_class, write_results_pages
 from evaluation.report import summarize_over_patients, verdict
-from tests.display.scores import scores
+from tests.display.page_inputs import pictures, scores
 
 RUN = RunInfo(name="demo <run>", checkpoint="checkpoints/demo/best_net_G.pth",
               inputs="data/testA, truth data/testB", prediction="one deterministic pass")
@@ -42,21 +41,6 @@ def links(path: Path) -> Links:
     parser = Links()
     parser.feed(path.read_text(encoding="utf-8"))
     return parser
-
-
-def pictures(folder: Path, pid: str) -> PatientPictures:
-    """Two views and two slice rows of real PNGs in ``folder/images``."""
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    stem = pid.replace(" ", "_")
-    names = [f"{stem}_views_lung_base.png", f"{stem}_views_lung.png",
-             f"{stem}_slice000_real_A.png", f"{stem}_slice001_real_A.png"]
-    for name in names:
-        Image.new("RGB", (8, 6), "gray").save(folder / "images" / name)
-    return PatientPictures(
-        views=(Picture(f"images/{names[0]}", "lung base"), Picture(f"images/{names[1]}", "lung")),
-        slices=(PictureRow("slice 000", (Picture(f"images/{names[2]}", "input"),)),
-                PictureRow("slice 001", (Picture(f"images/{names[3]}", "input"),))),
-        slice_width_px=128)
 
 
 def geometry_scores() -> dict[str, dict]:

@@ -6,7 +6,7 @@ import pytest
 
 from display import score_tables as st
 from evaluation.report import summarize_over_patients
-from tests.display.scores import scores
+from tests.display.page_inputs import scores
 
 
 def test_values_are_read_with_and_without_the_geometry_keys():

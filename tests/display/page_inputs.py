@@ -1,8 +1,14 @@
-"""Score dicts as test.py hands them to the results page, with and without the geometry keys."""
+"""What test.py hands the results page: score dicts, with and without the geometry keys, and
+patient pictures (real PNGs)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from PIL import Image
+
+from display.patient_page import PatientPictures, Picture, PictureRow
 
 REGION_VOXELS = {"whole": 4096, "body": 2000, "motion": 300}
 
@@ -44,3 +50,18 @@ def scores(model_mae: float, avg_mae: float, *, geometry: bool = False,
         out["geometry"] = {"model": geometry_block(0.95, -2.0, model_diaphragm_mm, 1.5),
                            "baseline": geometry_block(0.85, -8.0, avg_diaphragm_mm, 4.0)}
     return out
+
+
+def pictures(folder: Path, pid: str) -> PatientPictures:
+    """Two views and two slice rows of small grey PNGs written into ``folder/images``."""
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    stem = pid.replace(" ", "_")
+    names = [f"{stem}_views_lung_base.png", f"{stem}_views_lung.png",
+             f"{stem}_slice000_real_A.png", f"{stem}_slice001_real_A.png"]
+    for name in names:
+        Image.new("RGB", (8, 6), "gray").save(folder / "images" / name)
+    return PatientPictures(
+        views=(Picture(f"images/{names[0]}", "lung base"), Picture(f"images/{names[1]}", "lung")),
+        slices=(PictureRow("slice 000", (Picture(f"images/{names[2]}", "input"),)),
+                PictureRow("slice 001", (Picture(f"images/{names[3]}", "input"),))),
+        slice_width_px=128)

@@ -174,7 +174,7 @@ def _scored(patient_ids: Sequence[str], scores: Mapping[str, st.Scores], verdict
     if plot:
         tags.h2("Diaphragm position error per patient")
         tags.img(src=quote(PLOT_PATH), alt="diaphragm error per patient")
-    with tags.p("Every number per patient and region: ", cls="note"):
+    with tags.p("Every number per patient and region: ", cls="note", __pretty=False):
         tags.a("metrics.csv", href="metrics.csv")
         tags.span(", ")
         tags.a("metrics.json", href="metrics.json")

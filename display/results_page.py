@@ -52,8 +52,7 @@ class RunInfo:
 
 def _summary_tables(scores: Mapping[str, st.Scores]) -> None:
     """Per region: size, MAE and SSIM of the model and the AVG; then the geometry rows."""
-    units = {st.region_size(s, r)[1] for s in scores.values() for r in st.regions(scores)}
-    unit = "mL" if units == {"mL"} else "voxels"
+    unit = st.size_unit(scores)
     with tags.table(id="summary"):
         with tags.tr():
             for head in ("region", f"size ({unit})", "MAE model (HU)", "MAE AVG (HU)",
@@ -62,7 +61,7 @@ def _summary_tables(scores: Mapping[str, st.Scores]) -> None:
         for region in st.regions(scores):
             with tags.tr():
                 tags.th(region)
-                sizes = st.mean_std(st.region_size(s, region)[0] for s in scores.values())
+                sizes = st.mean_std(st.region_size(s, region, unit) for s in scores.values())
                 mean_cell(sizes, 0)
                 for name in ("mae_hu", "ssim"):
                     _summary_pair(scores, st.hu_metric(name, region))

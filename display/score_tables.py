@@ -97,12 +97,19 @@ def amplitude_mm(scores: Scores) -> float | None:
     return None if math.isnan(amplitude) else amplitude
 
 
-def region_size(scores: Scores, region: str) -> tuple[float, str]:
-    """The region's size: (mL, "mL") when ``region_ml`` is given, else (voxels, "voxels")."""
-    if isinstance(scores.get("region_ml"), Mapping):
-        return _number(scores["region_ml"].get(region)), "mL"
-    voxels = scores.get("region_voxels")
-    return (_number(voxels.get(region)) if isinstance(voxels, Mapping) else math.nan), "voxels"
+def region_size(scores: Scores, region: str, unit: str) -> float:
+    """The region's size in ``unit``: "mL" (from ``region_ml``) or "voxels" (from
+    ``region_voxels``); NaN when not given."""
+    if unit not in ("mL", "voxels"):
+        raise ValueError(f"unknown region size unit {unit!r}; valid: mL, voxels")
+    sizes = scores.get("region_ml" if unit == "mL" else "region_voxels")
+    return _number(sizes.get(region)) if isinstance(sizes, Mapping) else math.nan
+
+
+def size_unit(per_patient: Mapping[str, Scores]) -> str:
+    """"mL" when every patient's region sizes are given in mL, else "voxels"."""
+    known = all(isinstance(s.get("region_ml"), Mapping) for s in per_patient.values())
+    return "mL" if per_patient and known else "voxels"
 
 
 def comparison(model: float, avg: float, metric: Metric) -> str:

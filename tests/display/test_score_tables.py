@@ -22,8 +22,13 @@ def test_values_are_read_with_and_without_the_geometry_keys():
     assert math.isnan(st.value(new, st.structure_metric("heart"), "model"))
     assert st.amplitude_mm(old) is None
     assert st.amplitude_mm(new) == 12.5
-    assert st.region_size(old, "body") == (2000.0, "voxels")
-    assert st.region_size(new, "body") == (1000.0, "mL")
+    assert st.region_size(old, "body", "voxels") == 2000.0
+    assert math.isnan(st.region_size(old, "body", "mL"))
+    assert st.region_size(new, "body", "mL") == 1000.0
+    assert st.size_unit({"a": new}) == "mL"
+    assert st.size_unit({"a": new, "b": old}) == "voxels"
+    with pytest.raises(ValueError, match="unknown region size unit 'cc'"):
+        st.region_size(new, "body", "cc")
 
 
 def test_missing_or_odd_values_are_nan():

@@ -12,14 +12,19 @@ Reads ``<dataroot>/<phase>A`` (and ``<phase>B`` when present) and writes, under
   ``_``); with ``--samples N`` (N > 1) it is the mean of N passes with dropout on, seeded by
   ``--seed``, and ``volumes/<id>_fake_B_std.nii.gz`` holds their voxelwise standard deviation
   (HU, float32, the same geometry);
-- ``index.html`` with per-patient axial and coronal views (AVG, prediction, truth, |error|) in a
-  lung and a soft-tissue window, and per-slice pictures;
 - with ground truth, ``metrics.csv`` and ``metrics.json``: MAE, RMSE, bias, PSNR and SSIM in the
   whole volume, the body and the motion region, for the prediction and for the AVG itself (the
-  identity baseline), scored on the written files, plus lung volumes in mL.
+  identity baseline), scored on the written files, plus lung volumes in mL;
+- ``index.html``, written after the metrics (:mod:`display.results_page`): what was run, the
+  summary and the verdict, a row per patient and the diaphragm error plot, then
+  ``patients/<id>.html``: per patient its numbers, the lung base (coronal and sagittal, with the
+  lung outlines of truth, prediction and AVG), axial and coronal views (AVG, prediction, truth,
+  |error|) in a lung and a soft-tissue window, and every slice; pictures in ``images/``. With
+  ``--no_pictures``, ``index.html`` holds the numbers only and no pictures or patient pages.
 
-Volumes and pictures left there by an earlier run for patients not in this one are removed,
-and standard deviations from an earlier run when this one does not sample.
+Volumes, pictures and patient pages left there by an earlier run for patients not in this one
+are removed (all pictures and patient pages with ``--no_pictures``), and standard deviations from
+an earlier run when this one does not sample.
 
 The generator is loaded from the run folder by :func:`models.trained_run.load_generator`, with the
 architecture and input settings of its ``opt.json`` (``--model`` is accepted, as in the seed's
@@ -45,14 +50,18 @@ import torch
 from tqdm import tqdm
 
 from data import create_dataset
-from data.ct_volumes import SliceStack, slice_to_unit
+from data.ct_volumes import SliceStack
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_io import load_volume, save_volume
+from data.structures import load_structures, structures_dir
 from display.ct_views import choose_planes, save_patient_views
-from display.visualizer import save_test_images
-from display.windows import get_window
-from evaluation.metrics import RegionSettings, evaluate_volumes, region_masks
-from evaluation.report import write_and_describe
+from display.geometry_views import lung_base_planes, save_lung_base_views
+from display.patient_page import PATIENT_DIR, PatientPictures, Picture, PictureRow
+from display.results_page import RunInfo, write_results_pages
+from display.windows import DEFAULT_WINDOW, get_window, save_png, window_to_uint8
+from evaluation.geometry import lung_mask as geometry_lung_mask
+from evaluation.metrics import RegionSettings, body_mask, evaluate_volumes, region_masks
+from evaluation.report import summarize_over_patients, verdict, write_and_describe
 from models.base_model import checkpoint_tag
 from models.inference import check_samples, float32_storage
 from models.trained_run import GeneratorSettings, TrainedGenerator, load_generator
@@ -63,8 +72,6 @@ from util.cli import run_cli
 from util.errors import ConfigError, OutputError
 from util.file_set import remove_stale_temp_files
 from util.geometry import from_slice_stack, stack_spacing_mm, to_slice_stack
-from util.html import HTMLPage
-from util.hu_window import hu_to_unit
 from util.names import (
     PREDICTION_SUFFIX,
     STD_SUFFIX,
@@ -79,8 +86,8 @@ logger = logging.getLogger("test")
 
 #: Display windows of the per-patient views: lungs, and soft tissue (diaphragm, liver dome).
 VIEW_WINDOWS = ("lung", "soft_tissue")
-#: The per-patient pictures this script writes: ``<stem>_views_<window>.png`` and
-#: ``<stem>_slice<NNN>_<visual>.png``.
+#: The per-patient pictures this script writes: ``<stem>_views_<window>.png``,
+#: ``<stem>_views_lung_base.png`` and ``<stem>_slice<NNN>_<visual>.png``.
 _PICTURE_NAME = re.compile(r"^(?P<stem>.+)_(views_[a-z_]+|slice\d{3}_(real_A|fake_B|real_B))\.png$")
 
 
@@ -107,55 +114,92 @@ def patient_inputs(dataset: NiftiAlignedDataset, index: int) -> PatientInputs:
     return PatientInputs(dataset.patient_ids[index], b, a, a)
 
 
-def score_patient(saved_hu: np.ndarray, p: PatientInputs,
-                  settings: RegionSettings) -> dict | None:
+def score_patient(saved_hu: np.ndarray, p: PatientInputs, settings: RegionSettings,
+                  structures: dict[str, np.ndarray] | None = None) -> dict | None:
     """Metrics of the written volume (I, J, K) HU and of the AVG, against phase 0; None when
-    there is no phase 0 to compare with (no ``<phase>B``, or BtoA)."""
+    there is no phase 0 to compare with (no ``<phase>B``, or BtoA). ``structures``: the
+    patient's phase-0 masks (I, J, K) bool by name, for their centre-of-mass errors."""
     if p.truth is None or p.source is not p.avg:
         return None
     affine = p.avg.info.affine
     return evaluate_volumes(saved_hu, from_slice_stack(p.truth.hu, affine),
-                            from_slice_stack(p.avg.hu, affine), affine, settings)
+                            from_slice_stack(p.avg.hu, affine), affine, settings,
+                            structures=structures)
 
 
-def add_patient_views(page: HTMLPage, p: PatientInputs, pred_stack: np.ndarray,
-                      settings: RegionSettings, width: int) -> None:
-    """Axial + coronal views of AVG, prediction, truth and |error| in each of
-    :data:`VIEW_WINDOWS`, through the slice and row with the most motion."""
+def lung_mask(stack_hu: np.ndarray, settings: RegionSettings) -> np.ndarray:
+    """Lungs of a (S, R, C) HU stack -> (S, R, C) bool, as the geometry scores define them
+    (:func:`evaluation.geometry.lung_mask` inside :func:`evaluation.metrics.body_mask`), for
+    the lung-base pictures."""
+    body = body_mask(stack_hu, 0, settings.body_threshold_hu)
+    return geometry_lung_mask(stack_hu, body, settings.lung_threshold_hu)
+
+
+def write_patient_views(image_dir: Path, p: PatientInputs, pred_stack: np.ndarray,
+                        settings: RegionSettings) -> list[Picture]:
+    """The lung base (coronal and sagittal, lung outlines of truth, prediction and AVG over the
+    prediction), then axial + coronal views of AVG, prediction, truth and |error| in each of
+    :data:`VIEW_WINDOWS` through the slice and row with the most motion."""
     truth = p.truth.hu if p.truth is not None else None
+    spacing = stack_spacing_mm(p.avg.info.affine)
+    stem = safe_name(p.patient_id)
+    truth_lung = lung_mask(truth, settings) if truth is not None else None
+    pred_lung = lung_mask(pred_stack, settings)
+    path = save_lung_base_views(
+        image_dir / f"{stem}_views_lung_base.png", pred_stack, truth_lung, pred_lung,
+        lung_mask(p.avg.hu, settings), spacing,
+        lung_base_planes(truth_lung if truth_lung is not None else pred_lung),
+        get_window("lung"), p.patient_id)
+    pictures = [Picture(f"images/{path.name}", "lung base: coronal and sagittal")]
     motion = (region_masks(p.avg.hu, truth, 0, p.avg.stack_spacing_mm, settings)["motion"]
               if truth is not None else None)
     planes = choose_planes(pred_stack.shape, motion)
-    spacing = stack_spacing_mm(p.avg.info.affine)
-    stem = safe_name(p.patient_id)
-    names = []
     for window in VIEW_WINDOWS:
-        path = page.image_dir / f"{stem}_views_{window}.png"
+        path = image_dir / f"{stem}_views_{window}.png"
         save_patient_views(path, p.avg.hu, pred_stack, truth, spacing, planes,
                            get_window(window), p.patient_id)
-        names.append(f"images/{path.name}")
-    page.add_header(f"{p.patient_id}: axial and coronal views")
-    page.add_images(names, list(VIEW_WINDOWS), width)
+        pictures.append(Picture(f"images/{path.name}", f"axial and coronal, {window} window"))
+    return pictures
 
 
-def add_slice_pictures(page: HTMLPage, p: PatientInputs, pred: torch.Tensor,
-                       opt: argparse.Namespace) -> None:
-    """real_A / fake_B / real_B pictures of every slice; ``pred``: (S, 1, h, w) in [-1, 1]."""
-    for s in range(pred.shape[0]):
-        visuals = {"real_A": slice_to_unit(p.source.hu[s], opt.hu_min, opt.hu_max)[None],
-                   "fake_B": pred[s:s + 1]}
-        if p.truth is not None:
-            visuals["real_B"] = slice_to_unit(p.truth.hu[s], opt.hu_min, opt.hu_max)[None]
-        save_test_images(page, visuals, f"{p.patient_id}_slice{s:03d}",
-                         width=opt.display_winsize, hu_min=opt.hu_min, hu_max=opt.hu_max)
+def write_slice_pictures(image_dir: Path, p: PatientInputs,
+                         pred_stack: np.ndarray) -> list[PictureRow]:
+    """Input, prediction and (when known) truth of every slice, 8-bit in the thorax window,
+    as ``<stem>_slice<NNN>_<real_A|fake_B|real_B>.png``; ``pred_stack``: (S, R, C) HU."""
+    avg_first = p.source is p.avg
+    stacks = {"real_A": ("input (AVG)" if avg_first else "input (phase 0)", p.source.hu),
+              "fake_B": ("prediction", pred_stack)}
+    if p.truth is not None:
+        stacks["real_B"] = ("truth (phase 0)" if avg_first else "truth (AVG)", p.truth.hu)
+    window = get_window(DEFAULT_WINDOW)
+    stem = safe_name(p.patient_id)
+    rows = []
+    for s in range(pred_stack.shape[0]):
+        pictures = []
+        for visual, (caption, stack) in stacks.items():
+            name = f"{stem}_slice{s:03d}_{visual}.png"
+            save_png(window_to_uint8(stack[s], window), image_dir / name)
+            pictures.append(Picture(f"images/{name}", caption))
+        rows.append(PictureRow(f"slice {s:03d}", tuple(pictures)))
+    return rows
+
+
+@dataclass(frozen=True)
+class PatientResult:
+    """What :func:`run_patient` wrote for one patient: the volume, its scores (None without a
+    truth) and its pictures (None with ``--no_pictures``)."""
+
+    volume: Path
+    scores: dict | None
+    pictures: PatientPictures | None
 
 
 def run_patient(generator: TrainedGenerator, p: PatientInputs, opt: argparse.Namespace,
-                out_dir: Path, page: HTMLPage | None, settings: RegionSettings,
-                amp_dtype: torch.dtype | None) -> tuple[Path, dict | None]:
+                out_dir: Path, settings: RegionSettings, amp_dtype: torch.dtype | None,
+                structures: dict[str, np.ndarray] | None = None) -> PatientResult:
     """Predict one patient, write its volume (HU, the source's geometry), its standard
-    deviation with ``--samples`` N > 1, and pictures, and score the written file. Returns
-    (volume path, scores or None)."""
+    deviation with ``--samples`` N > 1, and pictures unless ``--no_pictures``, and score the
+    written file."""
     pred = generator.predict(p.source.hu, batch_size=opt.batch_size, samples=opt.samples,
                              seed=opt.seed, amp_dtype=amp_dtype)
     info = p.source.info
@@ -165,22 +209,26 @@ def run_patient(generator: TrainedGenerator, p: PatientInputs, opt: argparse.Nam
         save_volume(from_slice_stack(pred.std_hu, info.affine), float32_storage(info),
                     out_dir / "volumes" / std_file_name(p.patient_id))
     saved = load_volume(path).hu  # scored as a user will read it, after on-disk rounding
-    if page is not None:
-        add_patient_views(page, p, to_slice_stack(saved, info.affine), settings,
-                          opt.display_winsize * 2)
-        unit = hu_to_unit(torch.from_numpy(pred.hu), opt.hu_min, opt.hu_max)[:, None]
-        add_slice_pictures(page, p, unit, opt)
-    return path, score_patient(saved, p, settings)
+    pictures = None
+    if not opt.no_pictures:
+        saved_stack = to_slice_stack(saved, info.affine)
+        image_dir = out_dir / "images"
+        pictures = PatientPictures(
+            views=tuple(write_patient_views(image_dir, p, saved_stack, settings)),
+            slices=tuple(write_slice_pictures(image_dir, p, saved_stack)),
+            slice_width_px=opt.display_winsize)
+    return PatientResult(path, score_patient(saved, p, settings, structures), pictures)
 
 
-def remove_stale_outputs(out_dir: Path, patient_ids: Iterable[str],
-                         keep_std: bool = False) -> list[Path]:
-    """Delete the volumes and pictures an earlier run wrote into ``out_dir`` for patients that
-    are not in ``patient_ids``, so that the folder holds this run's patients only (a changed
-    split or dataset would otherwise leave another model's predictions beside the new ones);
-    standard deviations (``--samples``) of every patient too unless ``keep_std`` (this run
-    wrote them). Other files are not touched. Returns the deleted paths; OutputError naming a
-    file that cannot be deleted."""
+def remove_stale_outputs(out_dir: Path, patient_ids: Iterable[str], keep_std: bool = False,
+                         keep_pictures: bool = True) -> list[Path]:
+    """Delete the volumes, pictures and patient pages an earlier run wrote into ``out_dir`` for
+    patients that are not in ``patient_ids``, so that the folder holds this run's patients only
+    (a changed split or dataset would otherwise leave another model's predictions beside the
+    new ones); standard deviations (``--samples``) of every patient too unless ``keep_std``
+    (this run wrote them), and pictures and patient pages of every patient unless
+    ``keep_pictures`` (this run wrote them). Other files are not touched. Returns the deleted
+    paths; OutputError naming a file that cannot be deleted."""
     stems = {safe_name(pid) for pid in patient_ids}
     suffix = f"{PREDICTION_SUFFIX}.nii.gz"  # volumes are prediction_file_name(patient id)
     std_suffix = f"{PREDICTION_SUFFIX}{STD_SUFFIX}.nii.gz"  # and std_file_name(patient id)
@@ -190,8 +238,10 @@ def remove_stale_outputs(out_dir: Path, patient_ids: Iterable[str],
               if not keep_std or path.name.removesuffix(std_suffix) not in stems]
     for path in sorted((out_dir / "images").glob("*.png")):
         match = _PICTURE_NAME.match(path.name)
-        if match is not None and match["stem"] not in stems:
+        if match is not None and (not keep_pictures or match["stem"] not in stems):
             stale.append(path)
+    stale += [path for path in sorted((out_dir / PATIENT_DIR).glob("*.html"))
+              if not keep_pictures or path.stem not in stems]
     for path in stale:
         try:
             path.unlink()
@@ -210,12 +260,40 @@ def output_names(dataset: NiftiAlignedDataset) -> dict[str, str]:
     return unique_output_names(sources, prediction_file_name)
 
 
+def run_info(opt: argparse.Namespace, generator: TrainedGenerator,
+             dataset: NiftiAlignedDataset) -> RunInfo:
+    """What the results page says was run."""
+    inputs = str(Path(opt.dataroot) / f"{opt.phase}A")
+    if dataset.has_target:
+        inputs += f", truth {Path(opt.dataroot) / f'{opt.phase}B'}"
+    prediction = (f"mean of {opt.samples} passes with dropout (seed {opt.seed})"
+                  if opt.samples > 1 else "one deterministic pass (eval mode)")
+    return RunInfo(name=opt.name, checkpoint=str(generator.weights), inputs=inputs,
+                   prediction=f"{prediction}, direction {opt.direction}")
+
+
+def patient_structures(dataset: NiftiAlignedDataset,
+                       opt: argparse.Namespace) -> dict[str, dict[str, np.ndarray]]:
+    """{patient: {structure: (I, J, K) bool}} of ``<dataroot>/<phase>B_structures/`` (empty
+    without that folder, or without truth to score), read and checked against each patient's
+    grid before anything is written."""
+    folder = structures_dir(Path(opt.dataroot), opt.phase)
+    if not dataset.has_target or not dataset.a_to_b or not folder.is_dir():
+        return {}
+    found = {pid: load_structures(folder, pid, dataset.volume_info(i))
+             for i, pid in enumerate(dataset.patient_ids)}
+    logger.info("structure masks from %s: %s", folder, ", ".join(
+        sorted({name for masks in found.values() for name in masks})) or "none")
+    return {pid: masks for pid, masks in found.items() if masks}
+
+
 def test(opt: argparse.Namespace) -> Path:
     """Run the test; return the results folder. Every check comes before the first write."""
     dataset = create_dataset(opt)
     if not isinstance(dataset, NiftiAlignedDataset):
         raise ConfigError("test.py writes volumes from --dataset_mode nifti_aligned only")
     output_names(dataset)
+    structures = patient_structures(dataset, opt)
     settings = region_settings(opt)
     run_dir = Path(opt.checkpoints_dir) / opt.name
     device = torch.device(f"cuda:{opt.gpu_ids[0]}" if opt.gpu_ids else "cpu")
@@ -225,40 +303,42 @@ def test(opt: argparse.Namespace) -> Path:
     check_samples(generator.net, opt.samples, str(run_dir))
     amp_dtype = resolve_speed(device, amp=opt.amp).amp_dtype
     out_dir = Path(opt.results_dir) / opt.name / f"{opt.phase}_{opt.epoch}"
-    for folder in ("volumes",) if opt.no_pictures else ("volumes", "images"):
+    for folder in ("volumes",) if opt.no_pictures else ("volumes", "images", PATIENT_DIR):
         ensure_writable_dir(out_dir / folder)
         remove_stale_temp_files(out_dir / folder)  # left by an interrupted earlier run
     remove_stale_temp_files(out_dir)
-    page = None if opt.no_pictures else HTMLPage(
-        out_dir, f"{opt.name}: {opt.phase}, epoch {opt.epoch}")
-    volumes, scores = {}, {}
+    results = {}
     for index in tqdm(range(len(dataset.patient_ids)), desc="predicting", unit="patient"):
         p = patient_inputs(dataset, index)
-        volumes[p.patient_id], score = run_patient(generator, p, opt, out_dir, page, settings,
-                                                   amp_dtype)
-        if score is not None:
-            scores[p.patient_id] = score
-    remove_stale_outputs(out_dir, dataset.patient_ids, keep_std=opt.samples > 1)
-    if page is not None:
-        page.save()
-    print_results(volumes, scores, out_dir, page is not None, opt.samples)
+        results[p.patient_id] = run_patient(generator, p, opt, out_dir, settings, amp_dtype,
+                                            structures.get(p.patient_id))
+    remove_stale_outputs(out_dir, dataset.patient_ids, keep_std=opt.samples > 1,
+                         keep_pictures=not opt.no_pictures)
+    scores = {pid: r.scores for pid, r in results.items() if r.scores is not None}
+    report = write_and_describe(out_dir, scores) if scores else None
+    pictures = {pid: r.pictures for pid, r in results.items() if r.pictures is not None}
+    page = write_results_pages(
+        out_dir, run_info(opt, generator, dataset), list(results), scores,
+        verdict(summarize_over_patients(scores)) if scores else None,
+        None if opt.no_pictures else pictures)
+    print_results({pid: r.volume for pid, r in results.items()}, report, out_dir, page,
+                  opt.samples)
     return out_dir
 
 
-def print_results(volumes: dict[str, Path], scores: dict[str, dict], out_dir: Path,
-                  pictures: bool, samples: int = 1) -> None:
-    """Write the metric files (when there is truth) and print the tables and where things are;
-    the count is that of the distinct volume files written."""
-    if scores:
-        print(write_and_describe(out_dir, scores))  # noqa: T201 - the command's summary
+def print_results(volumes: dict[str, Path], report: str | None, out_dir: Path, page: Path,
+                  samples: int = 1) -> None:
+    """Print the metric tables (``report``, None without truth) and where things are; the
+    count is that of the distinct volume files written."""
+    if report is not None:
+        print(report)  # noqa: T201 - the command's summary
     else:
         print("no ground truth (<phase>B): volumes written, nothing scored")  # noqa: T201
     std = (f", each the mean of {samples} dropout passes with its *{PREDICTION_SUFFIX}"
            f"{STD_SUFFIX}.nii.gz" if samples > 1 else "")
     count = len(set(volumes.values()))
     print(f"volumes: {out_dir / 'volumes'} ({count} patients{std})")  # noqa: T201
-    if pictures:
-        print(f"pictures: {out_dir / 'index.html'}")  # noqa: T201
+    print(f"results page: {page}")  # noqa: T201
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -104,7 +104,8 @@ def coronal_view(stack: np.ndarray, planes: ViewPlanes) -> np.ndarray:
     return stack[::-1, planes.coronal_row, :]
 
 
-def _check_spacing(spacing_mm: tuple[float, float, float]) -> tuple[float, float, float]:
+def check_spacing(spacing_mm: tuple[float, float, float]) -> tuple[float, float, float]:
+    """``spacing_mm`` (thickness, row, column) as floats; ValueError unless 3 finite sizes > 0."""
     values = tuple(float(s) for s in spacing_mm)
     if len(values) != 3 or not all(math.isfinite(s) and s > 0 for s in values):
         raise ValueError(f"spacing_mm must be 3 finite sizes > 0 mm (thickness, row, column), "
@@ -134,18 +135,19 @@ def _row_heights_in(shape: tuple[int, int, int],
     return (min(max(axial, _ROW_IN_MIN), _ROW_IN_MAX), min(max(coronal, _ROW_IN_MIN), _ROW_IN_MAX))
 
 
-def _bare(ax: Axes) -> None:
+def bare_axes(ax: Axes) -> None:
+    """No ticks: a picture, not a plot."""
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def _orientation_letters(ax: Axes, top: str) -> None:
-    """Letters at the picture's top edge (``top``) and its left / right edges (R / L)."""
+def orientation_letters(ax: Axes, top: str, left: str = "R", right: str = "L") -> None:
+    """Letters at the picture's top edge (``top``) and its left and right edges."""
     style: dict[str, Any] = {"color": "yellow", "fontsize": 8, "fontweight": "bold",
                              "transform": ax.transAxes}
     ax.text(0.5, 0.98, top, ha="center", va="top", **style)
-    ax.text(0.02, 0.5, "R", ha="left", va="center", **style)
-    ax.text(0.98, 0.5, "L", ha="right", va="center", **style)
+    ax.text(0.02, 0.5, left, ha="left", va="center", **style)
+    ax.text(0.98, 0.5, right, ha="right", va="center", **style)
 
 
 def patient_views_figure(avg: np.ndarray, pred: np.ndarray, truth: np.ndarray | None,
@@ -154,7 +156,7 @@ def patient_views_figure(avg: np.ndarray, pred: np.ndarray, truth: np.ndarray | 
     """The figure that :func:`save_patient_views` saves; see there. Nothing global is touched."""
     shape = _check_volumes(avg, pred, truth)
     check_planes(shape, planes)
-    thickness_mm, row_mm, col_mm = _check_spacing(spacing_mm)
+    thickness_mm, row_mm, col_mm = check_spacing(spacing_mm)
     if not (math.isfinite(error_max_hu) and error_max_hu > 0):
         raise ValueError(f"error_max_hu must be a finite HU > 0, got {error_max_hu}")
     columns = [("AVG (input)", avg), ("prediction", pred)]
@@ -182,9 +184,9 @@ def patient_views_figure(avg: np.ndarray, pred: np.ndarray, truth: np.ndarray | 
                                              vmax=error_max_hu)
         for ax in axes[i]:
             ax.axhline(other_plane, **_PLANE_LINE)
-            _bare(ax)
+            bare_axes(ax)
         axes[i, 0].set_ylabel(row_label)
-        _orientation_letters(axes[i, 0], "A" if i == 0 else "S")
+        orientation_letters(axes[i, 0], "A" if i == 0 else "S")
     titles = [name for name, _ in columns] + (["|prediction - truth|"] if truth is not None
                                               else [])
     for ax, column_title in zip(axes[0], titles, strict=True):

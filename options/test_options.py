@@ -37,7 +37,9 @@ class TestOptions(BaseOptions):
         g.add_argument("--num_test", type=int, default=None,
                        help="run at most this many patients (volumes); default: all")
         g.add_argument("--no_pictures", action="store_true",
-                       help="write volumes only, no per-slice pictures")
+                       help="no pictures and no patient pages: volumes, metrics and an "
+                            "index.html of numbers only (pictures and patient pages of an "
+                            "earlier run there are removed)")
         return parser
 
     def adjust(self, opt: argparse.Namespace, explicit: set[str]) -> None:

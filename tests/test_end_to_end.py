@@ -124,10 +124,15 @@ def test_seed_test_command_writes_hu_volumes_with_source_geometry(workdir):
     assert len(rows) == 1 + 4 * len(sources)  # header + patient x (3 regions + geometry)
     assert "verdict: in the motion region" in proc.stdout
     html = (out / "index.html").read_text()
-    assert "_views_lung.png" in html
-    assert "_views_soft_tissue.png" in html
-    assert "fake_B" in html
-    assert "real_A" in html
+    assert 'id="summary"' in html
+    assert "verdict: in the motion region" in html
+    for src_path in sources:  # the front page links each patient's page, which has the pictures
+        pid = src_path.name.removesuffix(".nii.gz")
+        assert f'href="patients/{pid}.html"' in html
+        patient = (out / "patients" / f"{pid}.html").read_text()
+        for picture in ("views_lung_base", "views_lung", "views_soft_tissue", "slice000_fake_B",
+                        "slice000_real_A", "slice000_real_B"):
+            assert f"../images/{pid}_{picture}.png" in patient
     assert "MAE motion model/AVG (HU)" in proc.stdout
 
 

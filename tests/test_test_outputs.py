@@ -4,6 +4,7 @@ files for the same inputs, sampling on request, any slice size, one-line output 
 import errno
 import logging
 import os
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -30,20 +31,30 @@ def test_outputs_of_patients_not_in_the_run_are_removed_and_nothing_else(tmp_pat
     script = _test_script()
     kept_volumes = ["PT003_fake_B.nii.gz", "PT1_fake_B.nii.gz"]
     kept_images = ["PT003_views_lung.png", "PT003_slice000_real_A.png", "PT1_views_soft_tissue.png",
-                   "PT1_slice012_fake_B.png", "notes.png"]
+                   "PT1_slice012_fake_B.png", "PT1_views_lung_base.png", "notes.png",
+                   "diaphragm_error_by_patient.png"]
+    kept_pages = ["PT003.html", "PT1.html"]
     stale_volumes = ["PT005_fake_B.nii.gz", "PT1_2_fake_B.nii.gz"]
-    stale_images = ["PT005_views_lung.png", "PT005_slice031_real_B.png", "PT1_2_views_lung.png"]
+    stale_images = ["PT005_views_lung.png", "PT005_slice031_real_B.png", "PT1_2_views_lung.png",
+                    "PT005_views_lung_base.png"]
+    stale_pages = ["PT005.html", "PT1_2.html"]
     _touch(tmp_path / "volumes", kept_volumes + stale_volumes + ["PT005_mask.nii.gz"])
     _touch(tmp_path / "images", kept_images + stale_images)
+    _touch(tmp_path / "patients", [*kept_pages, *stale_pages, "PT005.txt"])
     (tmp_path / "metrics.csv").write_text("kept")
 
     removed = script.remove_stale_outputs(tmp_path, ["PT003", "PT1"])
 
-    assert sorted(p.name for p in removed) == sorted(stale_volumes + stale_images)
+    assert sorted(p.name for p in removed) == sorted(stale_volumes + stale_images + stale_pages)
     assert sorted(p.name for p in (tmp_path / "volumes").iterdir()) == sorted(
         [*kept_volumes, "PT005_mask.nii.gz"])
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == sorted(kept_images)
+    assert sorted(p.name for p in (tmp_path / "patients").iterdir()) == sorted(
+        [*kept_pages, "PT005.txt"])
     assert (tmp_path / "metrics.csv").read_text() == "kept"
+    removed = script.remove_stale_outputs(tmp_path, ["PT003", "PT1"], keep_pictures=False)
+    assert sorted(p.name for p in removed) == sorted(kept_images[:5] + kept_pages)
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == sorted(kept_images[5:])
 
 
 def test_patient_ids_are_matched_by_their_safe_file_names(tmp_path: Path) -> None:
@@ -175,3 +186,42 @@ def test_odd_and_small_slices_are_predicted_with_their_geometry(tmp_path, runs):
         assert img.shape == shape
         np.testing.assert_allclose(img.affine, affine, atol=1e-6)
     assert (out / "images" / "odd_views_lung.png").is_file()
+
+
+def _image_sources(page: Path) -> list[Path]:
+    """The files a page's ``<img src>`` point at."""
+    return [page.parent / src for src in re.findall(r'<img[^>]* src="([^"]+)"',
+                                                    page.read_text(encoding="utf-8"))]
+
+
+def test_the_page_leads_with_numbers_and_follows_the_patients_of_the_run(tmp_path, runs):
+    root = tmp_path / "data"
+    write_pair_tree(root, "test", {"PT 1": (64, 64, 3), "PT2": (64, 64, 3)})
+    script = _test_script()
+    out = tmp_path / "res" / "run" / "test_latest"
+    assert script.main(_argv(root, runs, tmp_path / "res")) == 0
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert index.index('id="summary"') < index.index('id="patients"')
+    assert 'href="patients/PT_1.html"' in index
+    assert "run/latest_net_G.pth" in index
+    assert _image_sources(out / "index.html") == []  # no geometry scores yet: no plot
+    pages = sorted((out / "patients").iterdir())
+    assert [p.name for p in pages] == ["PT2.html", "PT_1.html"]
+    sources = _image_sources(out / "patients" / "PT_1.html")
+    assert [p.name for p in sources[:3]] == [
+        "PT_1_views_lung_base.png", "PT_1_views_lung.png", "PT_1_views_soft_tissue.png"]
+    assert len(sources) == 3 + 3 * 3  # the views, then input / prediction / truth per slice
+    assert all(p.is_file() for page in pages for p in _image_sources(page))
+
+    for half in ("testA", "testB"):
+        (root / half / "PT 1.nii.gz").unlink()
+    assert script.main(_argv(root, runs, tmp_path / "res")) == 0
+    assert [p.name for p in (out / "patients").iterdir()] == ["PT2.html"]
+    assert not list((out / "images").glob("PT_1_*"))
+
+    assert script.main(_argv(root, runs, tmp_path / "res", "--no_pictures")) == 0
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert 'id="patients"' in index
+    assert "patients/PT2.html" not in index
+    assert list((out / "patients").iterdir()) == []
+    assert list((out / "images").iterdir()) == []

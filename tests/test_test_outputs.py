@@ -2,6 +2,7 @@
 files for the same inputs, sampling on request, any slice size, one-line output errors."""
 
 import errno
+import json
 import logging
 import os
 import re
@@ -225,3 +226,27 @@ def test_the_page_leads_with_numbers_and_follows_the_patients_of_the_run(tmp_pat
     assert "patients/PT2.html" not in index
     assert list((out / "patients").iterdir()) == []
     assert list((out / "images").iterdir()) == []
+
+
+def test_structure_masks_beside_testB_are_scored_and_a_bad_one_refused_first(tmp_path, runs,
+                                                                            caplog):
+    """``testB_structures/GTV/<id>.nii.gz``: the centre-of-mass error of the structure for
+    the model and the AVG; a mask off the patient's grid stops the run before any write."""
+    root = tmp_path / "data"
+    hu = np.full((64, 64, 6), -850.0, dtype=np.float32)  # lung
+    hu[20:44, 20:44, :] = 40.0  # a soft-tissue block
+    write_nifti(root / "testA" / "p1.nii.gz", hu, RAS_AFFINE)
+    write_nifti(root / "testB" / "p1.nii.gz", hu, RAS_AFFINE)
+    write_nifti(root / "testB_structures" / "GTV" / "p1.nii.gz",
+                (hu > 0).astype(np.float32), RAS_AFFINE, np.uint8)
+    assert _test_script().main(_argv(root, runs, tmp_path / "res", "--no_pictures")) == 0
+    scores = json.loads((tmp_path / "res" / "run" / "test_latest" / "metrics.json").read_text())
+    geometry = scores["patients"]["p1"]["geometry"]
+    assert geometry["baseline"]["structures"]["GTV"]["com_error_mm"] == pytest.approx(0.0)
+    assert np.isfinite(geometry["model"]["structures"]["GTV"]["com_error_mm"]) or \
+        geometry["model"]["structures"]["GTV"]["predicted_voxels"] == 0
+    write_nifti(root / "testB_structures" / "GTV" / "p1.nii.gz",
+                np.ones((64, 64, 5), np.float32), RAS_AFFINE, np.uint8)
+    assert _test_script().main(_argv(root, runs, tmp_path / "res2", "--no_pictures")) == 1
+    assert "testB_structures/GTV/p1.nii.gz" in caplog.text
+    assert not (tmp_path / "res2").exists()

@@ -19,7 +19,7 @@ bash scripts/install.sh
 "$PYTHON" scripts/make_synthetic_4dct.py --out "$WORK" --n_patients "$PATIENTS" --size 64 --n_slices 32 \
   --seed 0
 "$PYTHON" prepare_dataset.py --avg_root "$WORK/res_avg" --phases_root "$WORK/res_phases" \
-  --output "$DATASET"
+  --structures_root "$WORK/res_structures" --output "$DATASET"
 COMMON=(--dataroot "$DATASET" --name "$NAME" --model pix2pix --dataset_mode nifti_aligned
         --preprocess none --axial_slice)
 RECIPE=(--input_nc 5 --output_nc 1 --context_slices 2 --residual --hu_min -1024 --hu_max 1024

@@ -120,7 +120,7 @@ def test_a_real_test_run_shows_its_summary_and_every_picture(tmp_path):
 
     report = check_pages(out, pages, tmp_path / "profile")
 
-    assert report["index.html"]["tables"] == ["summary", "patients"]
+    assert report["index.html"]["tables"] == ["summary", "geometry", "patients"]
     assert report["index.html"]["summary_rows"] == 4  # header, motion, body, whole
     assert_all_pictures_load(out, pages[:3], report)
     assert len(report["patients/PT2.html"]["images"]) == 3 + 3 * 4  # views, then 4 slices

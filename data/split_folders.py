@@ -26,7 +26,7 @@ from data.nifti_io import is_nifti_file
 from data.pairing import SPLITS, PairedPatient
 from data.reorient import reoriented_bytes
 from data.structures import StructureSource, structures_dir
-from util.atomic import atomic_write_with
+from util.atomic import atomic_write_with, make_dirs
 from util.errors import DataError, OutputError
 
 logger = logging.getLogger(__name__)
@@ -41,11 +41,9 @@ _CHUNK_BYTES = 1 << 20
 
 
 def make_folder(path: Path) -> None:
-    """Create the folder ``path`` and missing parents; OutputError naming it if that fails."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot create the folder ({exc.strerror or exc})") from exc
+    """Create the folder ``path`` and missing parents (:func:`util.atomic.make_dirs`: an
+    OutputError naming it, or the file in the way, when that fails)."""
+    make_dirs(path)
 
 
 def _listing(folder: Path) -> list[Path]:

@@ -39,6 +39,13 @@ def document(title: str) -> dominate.document:
     return doc
 
 
+def header_row(*heads: str) -> None:
+    """A table row of header cells ``heads``."""
+    with tags.tr():
+        for head in heads:
+            tags.th(head)
+
+
 def number_cell(x: float, digits: int, state: str = "") -> None:
     """A right-aligned cell holding ``x`` with ``digits`` decimals; ``state`` ("better",
     "worse", "same" or "") colours it."""

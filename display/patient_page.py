@@ -11,7 +11,7 @@ from urllib.parse import quote
 from dominate import tags
 
 from display import score_tables as st
-from display.html_parts import document, pair_cells
+from display.html_parts import document, header_row, pair_cells
 from util.names import safe_name
 
 #: The folder of the patient pages, in the results folder.
@@ -61,9 +61,7 @@ def _patient_numbers(s: st.Scores) -> None:
     if not metrics:
         return
     with tags.table(id="patient-scores"):
-        with tags.tr():
-            for head in ("", "model", "AVG"):
-                tags.th(head)
+        header_row("", "model", "AVG")
         for metric in metrics:
             with tags.tr():
                 tags.th(metric.heading)

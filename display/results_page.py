@@ -29,7 +29,7 @@ from dominate import tags
 
 from display import score_tables as st
 from display.geometry_views import DiaphragmErrors, save_diaphragm_error_plot
-from display.html_parts import document, mean_cell, number_cell, pair_cells
+from display.html_parts import document, header_row, mean_cell, number_cell, pair_cells
 from display.patient_page import PatientPictures, patient_page, patient_page_html
 from util.atomic import atomic_write_text
 
@@ -54,10 +54,8 @@ def _summary_tables(scores: Mapping[str, st.Scores]) -> None:
     """Per region: size, MAE and SSIM of the model and the AVG; then the geometry rows."""
     unit = st.size_unit(scores)
     with tags.table(id="summary"):
-        with tags.tr():
-            for head in ("region", f"size ({unit})", "MAE model (HU)", "MAE AVG (HU)",
-                         "SSIM model", "SSIM AVG"):
-                tags.th(head)
+        header_row("region", f"size ({unit})", "MAE model (HU)", "MAE AVG (HU)", "SSIM model",
+                   "SSIM AVG")
         for region in st.regions(scores):
             with tags.tr():
                 tags.th(region)
@@ -68,9 +66,7 @@ def _summary_tables(scores: Mapping[str, st.Scores]) -> None:
     geometry = st.summary_geometry_metrics(scores)
     if geometry:
         with tags.table(id="geometry"):
-            with tags.tr():
-                for head in ("geometry", "model", "AVG"):
-                    tags.th(head)
+            header_row("geometry", "model", "AVG")
             for metric in geometry:
                 with tags.tr():
                     label = f"|{metric.label}|" if metric.signed else metric.label

@@ -30,13 +30,26 @@ def checkpoint_files(run_dir: Path) -> list[Path]:
     return sorted(run_dir.glob("*_net_*.pth")) if run_dir.is_dir() else []
 
 
-def _saved_options(run_dir: Path) -> Mapping[str, object]:
-    """The run's ``opt.json`` as a dict (empty when missing or unreadable)."""
+def read_run_options(run_dir: Path) -> dict[str, object]:
+    """The options a training recorded in ``<run_dir>/opt.json``; ConfigError naming the file
+    when it is missing, not JSON or not an object."""
+    path = run_dir / "opt.json"
     try:
-        saved = json.loads((run_dir / "opt.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read the run's options ({exc})") from exc
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{path}: cannot read the run's options (a JSON object expected, got "
+                          f"{type(saved).__name__})")
+    return saved
+
+
+def _saved_options(run_dir: Path) -> Mapping[str, object]:
+    """:func:`read_run_options`, empty when there is none to read."""
+    try:
+        return read_run_options(run_dir)
+    except ConfigError:
         return {}
-    return saved if isinstance(saved, dict) else {}
 
 
 def architecture_changes(run_dir: Path, current: Mapping[str, object],

@@ -10,7 +10,6 @@ benchmarks): it reads ``opt.json`` and ``<epoch>_net_G.pth`` (``weights_only``) 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -24,6 +23,7 @@ from torch import nn
 from models.base_model import load_weights, weights_mismatch
 from models.inference import StackPrediction, predict_hu
 from models.networks import define_G, describe_network, slice_size_rule
+from models.run_folder import read_run_options
 from util.errors import ConfigError
 from util.file_set import committed_path
 
@@ -87,13 +87,14 @@ class TrainedGenerator:
 def read_settings(run_dir: Path) -> GeneratorSettings:
     """The generator settings recorded in ``<run_dir>/opt.json`` (ConfigError naming the file
     when it is missing, not JSON or names no generator)."""
-    path = run_dir / "opt.json"
     try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        return GeneratorSettings.from_options(saved)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ConfigError(f"{path}: cannot read the run's options ({exc}); point --name and "
-                          f"--checkpoints_dir at a run trained by train.py") from exc
+        return GeneratorSettings.from_options(read_run_options(run_dir))
+    except TypeError as exc:  # a value of the wrong kind for the dataclass
+        raise ConfigError(f"{run_dir / 'opt.json'}: cannot read the run's options ({exc})"
+                          ) from exc
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; point --name and --checkpoints_dir at a run trained by "
+                          f"train.py") from exc
 
 
 def build_generator(settings: GeneratorSettings) -> nn.Module:

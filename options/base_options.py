@@ -8,7 +8,6 @@ unknown name fails at start-up with the list of valid ones.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -241,14 +240,6 @@ def options_to_json(opt: argparse.Namespace) -> dict[str, object]:
     for key, value in sorted(vars(opt).items()):
         out[key] = None if isinstance(value, float) and value == float("inf") else value
     return out
-
-
-def load_options_json(path: Path) -> dict[str, object]:
-    """Read a saved ``opt.json``; ConfigError naming the file when it is not valid JSON."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read saved options ({exc})") from exc
 
 
 def format_options(opt: argparse.Namespace, parser: argparse.ArgumentParser) -> str:

@@ -6,8 +6,9 @@ import argparse
 import logging
 from pathlib import Path
 
+from models.run_folder import read_run_options
 from models.trained_run import SETTING_NAMES
-from options.base_options import BaseOptions, load_options_json
+from options.base_options import BaseOptions
 from util.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class TestOptions(BaseOptions):
             logger.warning("%s not found: using the architecture given on the command line",
                            saved_path)
             return
-        adopt_training_architecture(opt, load_options_json(saved_path), explicit, saved_path)
+        adopt_training_architecture(opt, read_run_options(run_dir), explicit, saved_path)
 
     def options_file_stem(self, opt: argparse.Namespace) -> str:
         """Test runs save ``<phase>_opt.txt``/``.json`` beside the training ``opt.json``."""

@@ -51,6 +51,7 @@ from tqdm import tqdm
 
 from data import create_dataset
 from data.ct_volumes import SliceStack
+from data.displacement_field import stack_field_to_world, write_displacement_field
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_io import load_volume, save_volume
 from data.structures import load_structures, structures_dir
@@ -65,6 +66,7 @@ from evaluation.report import summarize_over_patients, verdict, write_and_descri
 from models.base_model import checkpoint_tag
 from models.inference import check_samples, float32_storage
 from models.trained_run import GeneratorSettings, TrainedGenerator, load_generator
+from models.volume_inference import field_summary
 from options.base_options import region_settings
 from options.test_options import TestOptions
 from util.atomic import ensure_writable_dir
@@ -73,8 +75,10 @@ from util.errors import ConfigError, OutputError
 from util.file_set import remove_stale_temp_files
 from util.geometry import from_slice_stack, stack_spacing_mm, to_slice_stack
 from util.names import (
+    DISPLACEMENT_SUFFIX,
     PREDICTION_SUFFIX,
     STD_SUFFIX,
+    displacement_file_name,
     prediction_file_name,
     safe_name,
     std_file_name,
@@ -201,13 +205,20 @@ def run_patient(generator: TrainedGenerator, p: PatientInputs, opt: argparse.Nam
     deviation with ``--samples`` N > 1, and pictures unless ``--no_pictures``, and score the
     written file."""
     pred = generator.predict(p.source.hu, batch_size=opt.batch_size, samples=opt.samples,
-                             seed=opt.seed, amp_dtype=amp_dtype)
+                             seed=opt.seed, amp_dtype=amp_dtype, overlap=opt.window_overlap)
     info = p.source.info
     path = save_volume(from_slice_stack(pred.hu, info.affine), info,
                        out_dir / "volumes" / prediction_file_name(p.patient_id))
     if pred.std_hu is not None:
         save_volume(from_slice_stack(pred.std_hu, info.affine), float32_storage(info),
                     out_dir / "volumes" / std_file_name(p.patient_id))
+    field = None
+    if pred.displacement_vox is not None:
+        write_displacement_field(out_dir / "volumes" / displacement_file_name(p.patient_id),
+                                 stack_field_to_world(pred.displacement_vox, info.affine), info)
+        field = field_summary(pred.displacement_vox, p.source.stack_spacing_mm)
+        logger.info("%s: displacement up to %.1f mm (p95 %.1f), folding %.3f %% of voxels",
+                    p.patient_id, field["max_mm"], field["p95_mm"], field["folding_pct"])
     saved = load_volume(path).hu  # scored as a user will read it, after on-disk rounding
     pictures = None
     if not opt.no_pictures:
@@ -217,7 +228,10 @@ def run_patient(generator: TrainedGenerator, p: PatientInputs, opt: argparse.Nam
             views=tuple(write_patient_views(image_dir, p, saved_stack, settings)),
             slices=tuple(write_slice_pictures(image_dir, p, saved_stack)),
             slice_width_px=opt.display_winsize)
-    return PatientResult(path, score_patient(saved, p, settings, structures), pictures)
+    scores = score_patient(saved, p, settings, structures)
+    if scores is not None and field is not None:
+        scores["displacement"] = field
+    return PatientResult(path, scores, pictures)
 
 
 def remove_stale_outputs(out_dir: Path, patient_ids: Iterable[str], keep_std: bool = False,
@@ -232,8 +246,11 @@ def remove_stale_outputs(out_dir: Path, patient_ids: Iterable[str], keep_std: bo
     stems = {safe_name(pid) for pid in patient_ids}
     suffix = f"{PREDICTION_SUFFIX}.nii.gz"  # volumes are prediction_file_name(patient id)
     std_suffix = f"{PREDICTION_SUFFIX}{STD_SUFFIX}.nii.gz"  # and std_file_name(patient id)
+    field_suffix = f"{DISPLACEMENT_SUFFIX}.nii.gz"  # and displacement_file_name(patient id)
     stale = [path for path in sorted((out_dir / "volumes").glob(f"*{suffix}"))
              if path.name.removesuffix(suffix) not in stems]
+    stale += [path for path in sorted((out_dir / "volumes").glob(f"*{field_suffix}"))
+              if path.name.removesuffix(field_suffix) not in stems]
     stale += [path for path in sorted((out_dir / "volumes").glob(f"*{std_suffix}"))
               if not keep_std or path.name.removesuffix(std_suffix) not in stems]
     for path in sorted((out_dir / "images").glob("*.png")):

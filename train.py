@@ -29,14 +29,15 @@ from tqdm import tqdm
 from data import create_dataloader, create_dataset
 from data.base_dataset import BaseDataset
 from data.nifti_aligned_dataset import NiftiAlignedDataset
+from data.nifti_volume_dataset import NiftiVolumeDataset
 from data.sampling import EpochSampler, PatientBlockSampler
 from display.visualizer import Visualizer
 from models import create_model
 from models.base_model import BaseModel
 from models.metadata import Geometry, save_model_with_metadata
-from models.networks import check_slice_size
+from models.networks import check_slice_size, check_volume_size, is_volumetric
 from models.run_folder import check_new_training, clear_run, tidy_run_folder
-from models.trained_run import SETTING_NAMES
+from models.trained_run import SETTING_NAMES, GeneratorSettings
 from models.training_state import (
     Plan,
     Progress,
@@ -61,6 +62,7 @@ from util.distributed import (
 )
 from util.errors import ConfigError
 from util.file_set import FileSet
+from util.geometry import stack_shape
 
 logger = logging.getLogger("train")
 
@@ -75,9 +77,29 @@ def network_slice_sizes(dataset: BaseDataset, opt: argparse.Namespace) -> set[tu
 
 
 def check_sizes(dataset: BaseDataset, opt: argparse.Namespace) -> None:
-    """Refuse, before any training, slice sizes the chosen generator cannot take."""
+    """Refuse, before any training, slice (2-D) or patch (3-D) sizes the chosen generator cannot
+    take, and a generator of the wrong kind for the dataset."""
+    volumes = isinstance(dataset, NiftiVolumeDataset)
+    if is_volumetric(opt.netG) != volumes:
+        raise ConfigError(f"--netG {opt.netG} is a {'3-D' if is_volumetric(opt.netG) else '2-D'}"
+                          f" generator, but --dataset_mode {opt.dataset_mode} serves "
+                          f"{'3-D patches' if volumes else '2-D images'}: pair unet3d_*/"
+                          f"motion3d_* with --dataset_mode nifti_volume, the others with "
+                          f"nifti_aligned")
+    if volumes:
+        for depth, height, width in sorted(patch_shapes(dataset, opt.patch_size)):
+            check_volume_size(opt.netG, depth, height, width)
+        return
     for height, width in sorted(network_slice_sizes(dataset, opt)):
         check_slice_size(opt.netG, height, width)
+
+
+def patch_shapes(dataset: NiftiAlignedDataset, patch_size: list[int]) -> set[tuple[int, ...]]:
+    """(D, H, W) voxel sizes of the patches served: ``patch_size``, each 0 replaced by the
+    extent of that axis of each volume's slice stack."""
+    return {tuple(p if p > 0 else s for p, s in zip(patch_size, stack_shape(i.shape, i.affine),
+                                                    strict=True))
+            for i in dataset.infos_a}
 
 
 def training_geometry(dataset: BaseDataset) -> dict[str, Geometry]:
@@ -100,7 +122,8 @@ def make_validator(opt: argparse.Namespace, device: torch.device) -> Validator |
     if opt.val_freq <= 0:
         return None
     root = Path(opt.dataroot)
-    reason = ("--dataset_mode is not nifti_aligned" if opt.dataset_mode != "nifti_aligned"
+    reason = ("--dataset_mode is neither nifti_aligned nor nifti_volume"
+              if opt.dataset_mode not in ("nifti_aligned", "nifti_volume")
               else "--direction BtoA" if opt.direction != "AtoB"
               else f"no {root / 'valA'} and {root / 'valB'}"
               if not ((root / "valA").is_dir() and (root / "valB").is_dir()) else None)
@@ -111,11 +134,13 @@ def make_validator(opt: argparse.Namespace, device: torch.device) -> Validator |
                                   hu_max=opt.hu_max, resize_to=opt.resize_to,
                                   context_slices=opt.context_slices,
                                   geometry_atol_mm=opt.geometry_atol_mm)
-    check_sizes(val_set, opt)
+    if not is_volumetric(opt.netG):  # volumetric windows take any volume size
+        check_sizes(val_set, opt)
+    windows = GeneratorSettings.from_options(vars(opt)).windows(opt.window_overlap)
     return Validator(list(zip(val_set.patient_ids, val_set.stacks_a, val_set.stacks_b,
                               strict=True)),
                      region_settings(opt), resize_to=opt.resize_to, batch_size=opt.batch_size,
-                     context_slices=opt.context_slices, device=device)
+                     context_slices=opt.context_slices, device=device, windows=windows)
 
 
 def previous_best(run_dir: Path) -> float:

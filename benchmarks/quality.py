@@ -68,14 +68,22 @@ def cohort_ranges(amplitude_mm: tuple[float, float]) -> tuple[ParamRanges, Param
 
 SHIFTED_PREFIX = "SH"
 
-#: Flags every variant shares: the architecture and the training budget (epochs are set apart).
-COMMON = ["--model", "pix2pix", "--dataset_mode", "nifti_aligned", "--preprocess", "none",
-          "--axial_slice", "--output_nc", "1", "--netG", "unet_64", "--ngf", "32",
-          "--norm", "instance", "--batch_size", "8", "--num_threads", "0", "--no_html",
-          "--display_freq", "1000000000", "--print_freq", "1000000000"]
+#: Flags every variant shares (epochs are set apart).
+SHARED = ["--model", "pix2pix", "--preprocess", "none", "--output_nc", "1", "--norm", "instance",
+          "--num_threads", "0", "--no_html", "--display_freq", "1000000000", "--print_freq",
+          "1000000000"]
+#: Flags of every slice (2-D) variant: the architecture and the batch.
+COMMON = [*SHARED, "--dataset_mode", "nifti_aligned", "--axial_slice", "--netG", "unet_64",
+          "--ngf", "32", "--batch_size", "8"]
 #: 2.5-D input with 2 neighbours each side and residual output: what the ablation varies.
 BASE = ["--input_nc", "5", "--context_slices", "2", "--residual", "--lambda_L1", "100",
         "--gan_mode", "vanilla"]
+#: Flags of every volumetric variant: 3-D patches of whole volumes' depth (D x 64 x 64; the
+#: whole volume at the default 64 x 64 grid, windows on a larger grid), the recipe's HU window
+#: and motion-weighted L1, one patch per batch.
+VOLUME = [*SHARED, "--dataset_mode", "nifti_volume", "--input_nc", "1", "--batch_size", "1",
+          "--patch_size", "0", "64", "64", "--hu_min", "-1024", "--hu_max", "1024",
+          "--motion_weight", "4", "--no_dropout", "--lambda_L1", "100", "--gan_mode", "vanilla"]
 #: The recommended recipe (README): BASE with the lung/soft-tissue HU window, the motion-weighted
 #: L1 and no dropout.
 RECIPE = [*BASE, "--hu_min", "-1024", "--hu_max", "1024", "--motion_weight", "4", "--no_dropout"]
@@ -92,7 +100,11 @@ VARIANTS: dict[str, list[str]] = {
     "base_l1_only": [*BASE, "--lambda_GAN", "0"],
     "base_lsgan": [*BASE, "--gan_mode", "lsgan"],
     "recipe": RECIPE,
+    "unet3d": [*VOLUME, "--netG", "unet3d_4", "--ngf", "16", "--residual"],
+    "motion3d": [*VOLUME, "--netG", "motion3d_4", "--ngf", "16"],
 }
+#: Variants whose flags hold the architecture and batch themselves (not COMMON's).
+VOLUMETRIC = frozenset({"unet3d", "motion3d"})
 
 
 @dataclass(frozen=True)
@@ -229,7 +241,8 @@ def run_variant(name: str, flags: list[str], dataroot: Path, cohorts: list[Cohor
     """Train ``name`` with ``flags``, test it on every cohort; scores and training seconds."""
     base = ["--name", name, "--checkpoints_dir", str(work / "checkpoints")]
     half = args.epochs // 2
-    seconds = run([sys.executable, "train.py", "--dataroot", str(dataroot), *base, *COMMON,
+    common = [] if name in VOLUMETRIC else COMMON
+    seconds = run([sys.executable, "train.py", "--dataroot", str(dataroot), *base, *common,
                    *flags, "--overwrite", "--n_epochs", str(args.epochs - half),
                    "--n_epochs_decay", str(half),
                    "--save_epoch_freq", str(10 * args.epochs), "--seed", str(args.seed)],

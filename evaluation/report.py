@@ -152,7 +152,8 @@ def summarize_over_patients(per_patient: Mapping[str, Mapping[str, Any]]) -> dic
 
     ``{answer: {region: {metric: {"mean", "std", "n"}}}}`` for the HU metrics; for "model" and
     "baseline" also ``["geometry"][metric]`` and ``["structure:<name>"][metric]`` when the
-    scores hold a geometry block; and ``["data"]``: ``{"region_ml": {region: stats},
+    scores hold a geometry block; ``["displacement"]`` (max_mm, p95_mm, si_max_mm, folding_pct)
+    when a motion generator wrote its field; and ``["data"]``: ``{"region_ml": {region: stats},
     "amplitude_mm": stats}``, properties of the data rather than of an answer.
     """
     summary: dict[str, Any] = {}
@@ -175,6 +176,9 @@ def summarize_over_patients(per_patient: Mapping[str, Mapping[str, Any]]) -> dic
                       for r in regions},
         "amplitude_mm": _stats([math.nan if s.get("amplitude_mm") is None else s["amplitude_mm"]
                                 for s in patients])}
+    fields = [s["displacement"] for s in patients if s.get("displacement")]
+    if fields:  # a motion generator's field: its size (mm) and folding (%)
+        summary["displacement"] = {k: _stats([f[k] for f in fields]) for k in fields[0]}
     return summary
 
 

@@ -133,9 +133,15 @@ class BaseModel(ABC):
         return lr
 
     def get_current_visuals(self) -> dict[str, torch.Tensor]:
-        """{name: (N, C, H, W) tensor in [-1, 1]} for the visuals that exist now."""
-        return {name: getattr(self, name).detach().float() for name in self.visual_names
-                if isinstance(getattr(self, name, None), torch.Tensor)}
+        """{name: (N, C, H, W) tensor in [-1, 1]} for the visuals that exist now; of a
+        volumetric (N, C, D, H, W) patch, its middle axial slice."""
+        visuals = {}
+        for name in self.visual_names:
+            value = getattr(self, name, None)
+            if isinstance(value, torch.Tensor):
+                value = value[:, :, value.shape[2] // 2] if value.ndim == 5 else value
+                visuals[name] = value.detach().float()
+        return visuals
 
     def get_current_losses(self) -> dict[str, float]:
         """{name: value} of the latest losses."""

@@ -29,6 +29,7 @@ from models.networks import SliceSizeRule
 from util.errors import ConfigError
 from util.geometry import from_slice_stack
 from util.hu_window import hu_to_unit
+from models.volume_inference import VolumeWindows, is_volumetric, volume_forward
 from util.speed import autocast
 
 #: HU of the margins added around a slice to fit the generator: air.
@@ -41,10 +42,13 @@ _DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Alpha
 class StackPrediction:
     """A prediction in the slice-stack frame: ``hu`` (S, H, W) float32 HU at the native slice
     size; ``std_hu`` the voxelwise standard deviation over the sampled passes (same shape, HU),
-    None for a deterministic prediction."""
+    None for a deterministic prediction; ``displacement_vox`` (3, S, H, W) float32, a motion
+    generator's displacement in voxels along (S, H, W) (a phase-0 voxel p was at p + u(p) in
+    the AVG; the mean over passes when sampled), None for other generators."""
 
     hu: np.ndarray
     std_hu: np.ndarray | None = None
+    displacement_vox: np.ndarray | None = None
 
 
 def has_dropout(net: nn.Module) -> bool:
@@ -111,7 +115,8 @@ def _padded_forward(net_g: nn.Module, x: torch.Tensor, rule: SliceSizeRule | Non
 def predict_stack(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_max: float,
                   resize_to: int = 0, batch_size: int = 1, context_slices: int = 0,
                   device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
-                  size_rule: SliceSizeRule | None = None) -> torch.Tensor:
+                  size_rule: SliceSizeRule | None = None,
+                  windows: VolumeWindows | None = None) -> torch.Tensor:
     """Generator output for every slice of a stack, ``batch_size`` slices per forward pass.
 
     ``stack_hu``: (S, H, W) HU, axial slices in stack order; each input is the slice with
@@ -120,9 +125,17 @@ def predict_stack(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_m
     :func:`models.networks.slice_size_rule`) are padded around the centre with air
     (:data:`PAD_HU`) and the output cropped back. Returns (S, 1, h, w) float32 in [-1, 1] on the
     CPU (h = w = ``resize_to`` when > 0, else H, W). The network runs in eval mode (restored
-    afterwards), without gradients; ``amp_dtype`` (bf16, fp16) runs it under autocast.
+    afterwards), without gradients; ``amp_dtype`` (bf16, fp16) runs it under autocast. A
+    volumetric generator runs over the whole stack in overlapping ``windows``
+    (:func:`models.volume_inference.volume_forward`; ``batch_size``, ``context_slices`` and
+    ``resize_to`` do not apply).
     """
     device = torch.device(device)
+    if is_volumetric(net_g):
+        with inference_modes(net_g):
+            return volume_forward(net_g, stack_hu, hu_min=hu_min, hu_max=hu_max,
+                                  windows=windows or VolumeWindows(), device=device,
+                                  amp_dtype=amp_dtype)[0]
     pad_value = float(hu_to_unit(np.array(PAD_HU, dtype=np.float32), hu_min, hu_max))
     batches = _input_batches(stack_hu, hu_min=hu_min, hu_max=hu_max, resize_to=resize_to,
                              batch_size=batch_size, context_slices=context_slices)
@@ -135,7 +148,8 @@ def sample_stack(net_g: nn.Module, stack_hu: np.ndarray, *, samples: int, seed: 
                  hu_min: float, hu_max: float, resize_to: int = 0, batch_size: int = 1,
                  context_slices: int = 0, device: torch.device | str = "cpu",
                  amp_dtype: torch.dtype | None = None,
-                 size_rule: SliceSizeRule | None = None) -> StackPrediction:
+                 size_rule: SliceSizeRule | None = None,
+                 windows: VolumeWindows | None = None) -> StackPrediction:
     """Mean and voxelwise standard deviation of ``samples`` passes with dropout on.
 
     Only the dropout layers run in train mode (norms use their running statistics). Torch's
@@ -148,6 +162,10 @@ def sample_stack(net_g: nn.Module, stack_hu: np.ndarray, *, samples: int, seed: 
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     device = torch.device(device)
+    if is_volumetric(net_g):
+        return _sample_volume(net_g, stack_hu, samples=samples, seed=seed, hu_min=hu_min,
+                              hu_max=hu_max, device=device, amp_dtype=amp_dtype,
+                              windows=windows or VolumeWindows())
     native = (stack_hu.shape[1], stack_hu.shape[2])
     pad_value = float(hu_to_unit(np.array(PAD_HU, dtype=np.float32), hu_min, hu_max))
     batches = _input_batches(stack_hu, hu_min=hu_min, hu_max=hu_max, resize_to=resize_to,
@@ -167,18 +185,50 @@ def sample_stack(net_g: nn.Module, stack_hu: np.ndarray, *, samples: int, seed: 
                            np.concatenate(stds).astype(np.float32))
 
 
+def _sample_volume(net_g: nn.Module, stack_hu: np.ndarray, *, samples: int, seed: int,
+                   hu_min: float, hu_max: float, device: torch.device,
+                   amp_dtype: torch.dtype | None, windows: VolumeWindows) -> StackPrediction:
+    """:func:`sample_stack` for a volumetric generator: ``samples`` whole-volume passes with the
+    dropout layers on, from ``seed``; mean and std in HU, and the mean displacement field."""
+    native = (stack_hu.shape[1], stack_hu.shape[2])
+    passes, fields = [], []
+    forked = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=forked), inference_modes(net_g, dropout=True):
+        torch.manual_seed(seed)
+        for _ in range(samples):
+            unit, field = volume_forward(net_g, stack_hu, hu_min=hu_min, hu_max=hu_max,
+                                         windows=windows, device=device, amp_dtype=amp_dtype)
+            passes.append(unit_slices_to_hu(unit, native, hu_min, hu_max))
+            fields += [] if field is None else [field.numpy()]
+    stacked = np.stack(passes)
+    return StackPrediction(stacked.mean(axis=0, dtype=np.float64).astype(np.float32),
+                           stacked.std(axis=0, dtype=np.float64).astype(np.float32),
+                           np.mean(fields, axis=0).astype(np.float32) if fields else None)
+
+
 def predict_hu(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_max: float,
                samples: int = 1, seed: int = 0, resize_to: int = 0, batch_size: int = 1,
                context_slices: int = 0, device: torch.device | str = "cpu",
                amp_dtype: torch.dtype | None = None,
-               size_rule: SliceSizeRule | None = None) -> StackPrediction:
+               size_rule: SliceSizeRule | None = None,
+               windows: VolumeWindows | None = None) -> StackPrediction:
     """The prediction test.py and predict.py write: one deterministic pass (``samples`` 1, no
-    std), else :func:`sample_stack`'s mean and std. Other arguments as :func:`predict_stack`."""
+    std), else :func:`sample_stack`'s mean and std; with a motion generator, its displacement
+    field too. Other arguments as :func:`predict_stack`."""
     if samples > 1:
         return sample_stack(net_g, stack_hu, samples=samples, seed=seed, hu_min=hu_min,
                             hu_max=hu_max, resize_to=resize_to, batch_size=batch_size,
                             context_slices=context_slices, device=device, amp_dtype=amp_dtype,
-                            size_rule=size_rule)
+                            size_rule=size_rule, windows=windows)
+    if is_volumetric(net_g):
+        device = torch.device(device)
+        with inference_modes(net_g):
+            unit, field = volume_forward(net_g, stack_hu, hu_min=hu_min, hu_max=hu_max,
+                                         windows=windows or VolumeWindows(), device=device,
+                                         amp_dtype=amp_dtype)
+        return StackPrediction(unit_slices_to_hu(unit, (stack_hu.shape[1], stack_hu.shape[2]),
+                                                 hu_min, hu_max),
+                               displacement_vox=None if field is None else field.numpy())
     unit = predict_stack(net_g, stack_hu, hu_min=hu_min, hu_max=hu_max, resize_to=resize_to,
                          batch_size=batch_size, context_slices=context_slices, device=device,
                          amp_dtype=amp_dtype, size_rule=size_rule)
@@ -189,12 +239,13 @@ def predict_hu(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_max:
 def predict_volume(net_g: nn.Module, stack: SliceStack, *, hu_min: float, hu_max: float,
                    resize_to: int = 0, batch_size: int = 1, context_slices: int = 0,
                    device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
-                   size_rule: SliceSizeRule | None = None) -> np.ndarray:
+                   size_rule: SliceSizeRule | None = None,
+                   windows: VolumeWindows | None = None) -> np.ndarray:
     """The predicted volume for ``stack``: (I, J, K) float32 HU in the source's voxel order and
     shape (``stack.info``), clipped to [hu_min, hu_max] by the network's output range."""
     pred = predict_hu(net_g, stack.hu, hu_min=hu_min, hu_max=hu_max, resize_to=resize_to,
                       batch_size=batch_size, context_slices=context_slices, device=device,
-                      amp_dtype=amp_dtype, size_rule=size_rule)
+                      amp_dtype=amp_dtype, size_rule=size_rule, windows=windows)
     return np.ascontiguousarray(from_slice_stack(pred.hu, stack.info.affine))
 
 

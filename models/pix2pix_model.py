@@ -16,7 +16,16 @@ import torch
 
 from models.base_model import BaseModel
 from models.image_pool import ImagePool
-from models.networks import GANLoss, define_D, define_G, gradient_penalty
+from models.networks import (
+    GANLoss,
+    define_D,
+    define_G,
+    folding_fraction,
+    gradient_penalty,
+    is_motion_generator,
+    is_volumetric,
+    smoothness_loss,
+)
 from util.distributed import no_grad_sync
 from util.speed import make_adam
 
@@ -39,6 +48,10 @@ class Pix2PixModel(BaseModel):
                                 help="extra L1 weight of pixels that move between input and "
                                      "target (|B - A| > --motion_threshold_hu): they count "
                                      "1 + W times")
+            parser.add_argument("--lambda_smooth", type=float, default=1.0,
+                                help="motion generators (--netG motion3d_*): weight of the "
+                                     "smoothness penalty on the displacement field (mean "
+                                     "squared gradient, voxels)")
         return parser
 
     def __init__(self, opt: argparse.Namespace) -> None:
@@ -52,10 +65,17 @@ class Pix2PixModel(BaseModel):
         self.real_A: torch.Tensor | None = None
         self.real_B: torch.Tensor | None = None
         self.fake_B: torch.Tensor | None = None
+        #: (N, 3, D, H, W) displacement in voxels of a motion generator's last forward pass.
+        self.displacement: torch.Tensor | None = None
+        self.is_motion = is_motion_generator(self.netG)
+        if self.is_motion and self.is_train:
+            self.loss_names += ["G_smooth", "fold_pct"]
         if self.is_train:
             self.netD = define_D(opt.input_nc + opt.output_nc, opt.ndf, opt.netD,
                                  n_layers_D=opt.n_layers_D, norm=opt.norm,
-                                 init_type=opt.init_type, init_gain=opt.init_gain).to(self.device)
+                                 init_type=opt.init_type, init_gain=opt.init_gain,
+                                 dims=3 if is_volumetric(opt.netG) else 2).to(self.device)
+            self.lambda_smooth = opt.lambda_smooth
             self.gan_mode = opt.gan_mode
             self.criterionGAN = GANLoss(opt.gan_mode).to(self.device)
             self.lambda_L1, self.lambda_GAN = opt.lambda_L1, opt.lambda_GAN
@@ -71,13 +91,17 @@ class Pix2PixModel(BaseModel):
             self.optimizers = [self.optimizer_G, self.optimizer_D]
 
     def set_input(self, batch: dict[str, Any]) -> None:
-        """batch: ``A`` (N, input_nc, H, W), optional ``B`` (N, output_nc, H, W), in [-1, 1]."""
+        """batch: ``A`` (N, input_nc, H, W) slices or (N, input_nc, D, H, W) patches, optional
+        ``B`` (N, output_nc, ...) of the same size, in [-1, 1]."""
         self.real_A = self.to_device(batch["A"])
         self.real_B = self.to_device(batch["B"]) if "B" in batch else None
 
     def forward(self) -> None:
-        """fake_B = G(real_A)."""
-        self.fake_B = self.netG(self.real_A)
+        """fake_B = G(real_A) (and, for a motion generator, its displacement field)."""
+        if self.is_motion:
+            self.fake_B, self.displacement = self.netG(self.real_A, return_field=True)
+        else:
+            self.fake_B = self.netG(self.real_A)
 
     def _step_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(real_A, real_B, fake_B) of the current training step; RuntimeError when the batch
@@ -110,6 +134,12 @@ class Pix2PixModel(BaseModel):
             self.loss_G_GAN = self.criterionGAN(self.netD(fake_AB), True) * self.lambda_GAN
             self.loss_G_L1 = weighted_l1(fake_B, real_B, self.l1_weights()) * self.lambda_L1
             self.loss_G = self.loss_G_GAN + self.loss_G_L1
+            if self.is_motion and self.displacement is not None:
+                self.loss_G_smooth = smoothness_loss(self.displacement) * self.lambda_smooth
+                self.loss_G = self.loss_G + self.loss_G_smooth
+                with torch.no_grad():
+                    self.loss_fold_pct = torch.tensor(
+                        100.0 * folding_fraction(self.displacement.detach()))
         self.grad_scaler.scale(self.loss_G).backward()
 
     def l1_weights(self) -> torch.Tensor | None:

@@ -22,8 +22,16 @@ from torch import nn
 
 from models.base_model import load_weights, weights_mismatch
 from models.inference import StackPrediction, predict_hu
-from models.networks import define_G, describe_network, slice_size_rule
+from models.networks import (
+    SliceSizeRule,
+    define_G,
+    describe_network,
+    slice_size_rule,
+    volume_size_rule,
+)
+from models.networks import is_volumetric as is_volumetric_name
 from models.run_folder import read_run_options
+from models.volume_inference import DEFAULT_OVERLAP, VolumeWindows
 from util.errors import ConfigError
 from util.file_set import committed_path
 
@@ -33,7 +41,8 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class GeneratorSettings:
     """What a trained generator is and what it takes: its architecture (``--netG`` ...
-    ``--residual``) and its input (``--resize_to`` pixels, 0 = native; the HU window mapped to
+    ``--residual``) and its input (``--resize_to`` pixels, 0 = native; ``--patch_size`` (D, H, W)
+    voxels a volumetric generator was trained on, 0 = whole extent; the HU window mapped to
     [-1, 1]; ``--direction``). Field names are the option names."""
 
     netG: str
@@ -45,6 +54,7 @@ class GeneratorSettings:
     context_slices: int = 0
     residual: bool = False
     resize_to: int = 0
+    patch_size: tuple[int, int, int] = (0, 0, 0)
     hu_min: float = -1024.0
     hu_max: float = 3071.0
     direction: str = "AtoB"
@@ -53,7 +63,25 @@ class GeneratorSettings:
     def from_options(cls, options: Mapping[str, Any]) -> GeneratorSettings:
         """The settings in ``options`` (an ``opt.json`` dict or ``vars(opt)``); options a run
         recorded before they existed take their defaults."""
-        return cls(**{k: options[k] for k in SETTING_NAMES if k in options})
+        values = {k: options[k] for k in SETTING_NAMES if k in options}
+        if "patch_size" in values:  # a JSON list
+            values["patch_size"] = tuple(int(v) for v in values["patch_size"])
+        return cls(**values)
+
+    @property
+    def volumetric(self) -> bool:
+        """Whether the generator is a volumetric (3-D) one."""
+        return is_volumetric_name(self.netG)
+
+    def size_rule(self) -> SliceSizeRule:
+        """The slice (2-D) or window (3-D) sides the generator takes."""
+        return volume_size_rule(self.netG) if self.volumetric else slice_size_rule(self.netG)
+
+    def windows(self, overlap: float = DEFAULT_OVERLAP) -> VolumeWindows | None:
+        """How a volumetric generator covers a volume (None for a slice generator)."""
+        if not self.volumetric:
+            return None
+        return VolumeWindows(self.patch_size, overlap, self.size_rule())
 
 
 #: The options that describe a trained generator, in one place (derived from the fields).
@@ -72,16 +100,19 @@ class TrainedGenerator:
     device: torch.device
 
     def predict(self, stack_hu: np.ndarray, *, batch_size: int = 1, samples: int = 1,
-                seed: int = 0, amp_dtype: torch.dtype | None = None) -> StackPrediction:
+                seed: int = 0, amp_dtype: torch.dtype | None = None,
+                overlap: float = DEFAULT_OVERLAP) -> StackPrediction:
         """The prediction for a stack (S, H, W) of AVG slices in HU (stack order): (S, H, W)
         float32 HU, deterministic for ``samples`` 1, else the mean and std of that many
-        passes with dropout (:func:`models.inference.predict_hu`)."""
+        passes with dropout, and a motion generator's displacement field
+        (:func:`models.inference.predict_hu`). A volumetric generator covers the stack with
+        windows overlapping by ``overlap``."""
         s = self.settings
         return predict_hu(self.net, stack_hu, hu_min=s.hu_min, hu_max=s.hu_max,
                           samples=samples, seed=seed, resize_to=s.resize_to,
                           batch_size=batch_size, context_slices=s.context_slices,
                           device=self.device, amp_dtype=amp_dtype,
-                          size_rule=slice_size_rule(s.netG))
+                          size_rule=s.size_rule(), windows=s.windows(overlap))
 
 
 def read_settings(run_dir: Path) -> GeneratorSettings:

@@ -20,6 +20,7 @@ from data.ct_volumes import SliceStack, unit_slices_to_hu
 from evaluation.metrics import RegionSettings, mae_hu, region_masks
 from models.inference import predict_stack
 from models.networks import SliceSizeRule
+from models.volume_inference import VolumeWindows
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +45,17 @@ class Validator:
     ``hu_min``/``hu_max``, ``batch_size`` and ``context_slices`` as in training; ``device``:
     where the generator is; ``size_rule``: the slice sizes the generator takes (slices that do
     not fit are padded with air, as in :func:`models.inference.predict_stack`; None: as they
-    are, for slices that training already checked).
+    are, for slices that training already checked); ``windows``: how a volumetric generator
+    covers a volume (:class:`models.volume_inference.VolumeWindows`).
     """
 
     def __init__(self, patients: list[tuple[str, SliceStack, SliceStack]],
                  settings: RegionSettings, *, resize_to: int = 0, batch_size: int = 1,
                  context_slices: int = 0, device: torch.device | str = "cpu",
-                 size_rule: SliceSizeRule | None = None) -> None:
+                 size_rule: SliceSizeRule | None = None,
+                 windows: VolumeWindows | None = None) -> None:
         self.settings, self.context_slices, self.size_rule = settings, context_slices, size_rule
+        self.windows = windows
         self.resize_to, self.batch_size, self.device = resize_to, batch_size, device
         self.patients = []
         for pid, avg, truth in patients:
@@ -84,7 +88,7 @@ class Validator:
                                      hu_max=self.settings.hu_max, resize_to=self.resize_to,
                                      batch_size=self.batch_size,
                                      context_slices=self.context_slices, device=self.device,
-                                     size_rule=self.size_rule)
+                                     size_rule=self.size_rule, windows=self.windows)
                 predictions[p.patient_id] = unit_slices_to_hu(
                     unit, p.avg.hu.shape[1:], self.settings.hu_min, self.settings.hu_max)
         finally:

@@ -90,6 +90,14 @@ class BaseOptions:
         g.add_argument("--residual", action="store_true",
                        help="the generator predicts phase 0 minus the input slice, added back "
                             "to it (output clipped to the HU window)")
+        g.add_argument("--patch_size", type=int, nargs=3, default=[0, 0, 0],
+                       metavar=("D", "H", "W"),
+                       help="volumetric generators (--netG unet3d_*, motion3d_*): training "
+                            "patches of D slices x H rows x W columns (0 = the whole extent of "
+                            "that axis); inference covers any volume with windows of this size")
+        g.add_argument("--window_overlap", type=float, default=0.5,
+                       help="volumetric inference: share of a window's side overlapped by its "
+                            "neighbour (the overlaps are blended with a Gaussian weight)")
         g = parser.add_argument_group("evaluation regions (validation and test metrics)")
         g.add_argument("--body_threshold_hu", type=float, default=-500.0,
                        help="body = AVG above this, holes filled per slice, largest component")

@@ -25,15 +25,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from data.ct_volumes import load_slice_stack
+from data.displacement_field import stack_field_to_world, write_displacement_field
 from data.nifti_io import NIFTI_EXTENSIONS, is_nifti_file, save_volume
 from models.inference import check_samples, float32_storage
+from models.networks import is_motion_generator
 from models.trained_run import load_generator
+from models.volume_inference import field_summary
 from options.base_options import resolve_gpu_ids
 from util.atomic import ensure_writable_dir
 from util.cli import run_cli
 from util.errors import ConfigError
 from util.geometry import from_slice_stack
-from util.names import STD_SUFFIX
+from util.names import DISPLACEMENT_SUFFIX, STD_SUFFIX
 from util.speed import AMP_DTYPES, resolve_speed
 
 logger = logging.getLogger("predict")
@@ -62,23 +65,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--std_output", type=Path,
                         help="--samples N > 1: where the voxelwise standard deviation (HU, "
                              "float32) goes; default <output stem>_std.nii.gz beside --output")
+    parser.add_argument("--displacement_output", type=Path,
+                        help="motion generators: where the displacement field goes (NIfTI "
+                             "vector image, RAS mm, phase0(x) = AVG(x + u(x)); see README); "
+                             "default <output stem>_displacement.nii.gz beside --output")
+    parser.add_argument("--window_overlap", type=float, default=0.5,
+                        help="volumetric generators: share of a window's side overlapped by "
+                             "its neighbour")
     return parser
 
 
-def default_std_path(output: Path) -> Path:
-    """``<output stem>_std`` with the output's extension, beside it: ``p0.nii.gz`` ->
-    ``p0_std.nii.gz``."""
+def beside_output(output: Path, suffix: str) -> Path:
+    """``<output stem><suffix>`` with the output's extension, beside it: ``p0.nii.gz`` and
+    ``_std`` -> ``p0_std.nii.gz``."""
     ext = next((e for e in NIFTI_EXTENSIONS if output.name.lower().endswith(e)), "")
     stem = output.name[:len(output.name) - len(ext)]
-    return output.with_name(f"{stem}{STD_SUFFIX}{output.name[len(stem):]}")
+    return output.with_name(f"{stem}{suffix}{output.name[len(stem):]}")
 
 
-def check_paths(source: Path, output: Path, std_output: Path | None) -> None:
-    """ConfigError unless ``source`` is a NIfTI file and ``output`` (and ``std_output`` when
-    given) NIfTI paths that are neither the source, nor a folder, nor each other."""
+def default_std_path(output: Path) -> Path:
+    """``<output stem>_std`` with the output's extension, beside it."""
+    return beside_output(output, STD_SUFFIX)
+
+
+def check_paths(source: Path, output: Path, std_output: Path | None,
+                field_output: Path | None = None) -> None:
+    """ConfigError unless ``source`` is a NIfTI file and ``output`` (and ``std_output``,
+    ``field_output`` when given) NIfTI paths that are neither the source, nor a folder, nor
+    each other."""
     if not source.is_file():
         raise ConfigError(f"--input {source}: no such file")
-    named = [("--output", output)] + ([("--std_output", std_output)] if std_output else [])
+    named = [("--output", output)] + ([("--std_output", std_output)] if std_output else []) \
+        + ([("--displacement_output", field_output)] if field_output else [])
     for option, path in named:
         if not is_nifti_file(path):
             raise ConfigError(f"{option} {path}: must end in .nii or .nii.gz")
@@ -86,9 +104,11 @@ def check_paths(source: Path, output: Path, std_output: Path | None) -> None:
             raise ConfigError(f"{option} {path} is the input: the source is never overwritten")
         if path.is_dir():
             raise ConfigError(f"{option} {path} is a folder; give a file name (.nii.gz)")
-    if std_output is not None and std_output.resolve() == output.resolve():
-        raise ConfigError(f"--std_output {std_output} is also --output: the standard deviation "
-                          f"would overwrite the prediction")
+    for k, (option, path) in enumerate(named):
+        for other, other_path in named[:k]:
+            if path.resolve() == other_path.resolve():
+                raise ConfigError(f"{option} {path} is also {other}: one output would "
+                                  f"overwrite the other")
 
 
 def predict(args: argparse.Namespace) -> Path:
@@ -108,11 +128,20 @@ def predict(args: argparse.Namespace) -> Path:
     run_dir = Path(args.checkpoints_dir) / args.name
     generator = load_generator(run_dir, args.epoch, device)
     check_samples(generator.net, args.samples, str(run_dir))
-    for folder in {args.output.parent, *([std_output.parent] if std_output else [])}:
+    field_output = None
+    if is_motion_generator(generator.net):
+        field_output = args.displacement_output or beside_output(args.output,
+                                                                 DISPLACEMENT_SUFFIX)
+        check_paths(args.input, args.output, std_output, field_output)
+    elif args.displacement_output is not None:
+        logger.warning("--displacement_output %s is not written: %s is not a motion generator",
+                       args.displacement_output, run_dir)
+    for folder in {p.parent for p in (args.output, std_output, field_output) if p is not None}:
         ensure_writable_dir(folder)
     pred = generator.predict(stack.hu, batch_size=args.batch_size, samples=args.samples,
                              seed=args.seed, amp_dtype=resolve_speed(device, amp=args.amp
-                                                                     ).amp_dtype)
+                                                                     ).amp_dtype,
+                             overlap=args.window_overlap)
     affine = stack.info.affine
     path = save_volume(from_slice_stack(pred.hu, affine), stack.info, args.output)
     logger.info("wrote %s: %d axial slices, HU, the geometry of %s", path, stack.hu.shape[0],
@@ -122,6 +151,13 @@ def predict(args: argparse.Namespace) -> Path:
                     std_output)
         logger.info("wrote %s: voxelwise standard deviation of %d passes with dropout "
                     "(seed %d), HU, float32", std_output, args.samples, args.seed)
+    if field_output is not None and pred.displacement_vox is not None:
+        write_displacement_field(field_output,
+                                 stack_field_to_world(pred.displacement_vox, affine), stack.info)
+        summary = field_summary(pred.displacement_vox, stack.stack_spacing_mm)
+        logger.info("wrote %s: displacement field, RAS mm, up to %.1f mm (p95 %.1f), folding "
+                    "%.3f %% of voxels", field_output, summary["max_mm"], summary["p95_mm"],
+                    summary["folding_pct"])
     return path
 
 

@@ -41,6 +41,15 @@ def std_file_name(patient_id: str) -> str:
     return f"{safe_name(patient_id)}{PREDICTION_SUFFIX}{STD_SUFFIX}.nii.gz"
 
 
+#: Suffix of a motion generator's displacement field: ``<id>_displacement.nii.gz``.
+DISPLACEMENT_SUFFIX = "_displacement"
+
+
+def displacement_file_name(patient_id: str) -> str:
+    """File name of a patient's displacement field (NIfTI vector image, world mm)."""
+    return f"{safe_name(patient_id)}{DISPLACEMENT_SUFFIX}.nii.gz"
+
+
 def unique_output_names(sources: Mapping[str, str | os.PathLike[str]],
                         name_of: Callable[[str], str],
                         relation: str = "would both be written as",

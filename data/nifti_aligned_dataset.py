@@ -49,6 +49,9 @@ class NiftiAlignedDataset(BaseDataset):
     ``<phase>B`` folder at test time, samples carry ``A`` alone.
     """
 
+    #: What one sample is, for the log.
+    sample_unit = "slices"
+
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser,
                                    is_train: bool) -> argparse.ArgumentParser:  # noqa: ARG004
@@ -105,24 +108,17 @@ class NiftiAlignedDataset(BaseDataset):
             self.stacks_a, self.stacks_b = _load_pairs(pairs, geometry_atol_mm)
             memory = describe_memory([*self.stacks_a, *self.stacks_b])
         self.infos_a = [self.volume_info(i) for i in range(len(pairs))]
-        self.index = _slice_index([stack_shape(i.shape, i.affine)[0] for i in self.infos_a],
-                                  max_slices)
-        logger.info("%s: %d patients, %d slices; voxels held in memory: %s", self.root,
-                    len(self.patient_ids), len(self.index), memory)
+        self.index = self.sample_index(max_slices)
+        logger.info("%s: %d patients, %d %s; voxels held in memory: %s", self.root,
+                    len(self.patient_ids), len(self.index), self.sample_unit, memory)
 
     @classmethod
     def from_options(cls, opt: argparse.Namespace) -> NiftiAlignedDataset:
         """The dataset of ``<dataroot>/<phase>A`` and ``<phase>B`` as the options describe
         (the registry's constructor; ``--num_test`` limits the patients at test time)."""
         _check_options(opt)
-        root = Path(opt.dataroot)
-        dir_a, dir_b = root / f"{opt.phase}A", root / f"{opt.phase}B"
-        if not dir_a.is_dir():
-            raise DataError(f"{dir_a}: folder not found; a dataroot holds {opt.phase}A/ (AVG) and "
-                            f"{opt.phase}B/ (phase 0), as written by prepare_dataset.py")
-        if not dir_b.is_dir() and (opt.isTrain or opt.direction != "AtoB"):
-            raise DataError(f"{dir_b}: folder not found; {opt.phase}A/ needs its {opt.phase}B/")
-        return cls(dir_a, dir_b if dir_b.is_dir() else None, hu_min=opt.hu_min,
+        dir_a, dir_b = dataroot_folders(opt)
+        return cls(dir_a, dir_b, hu_min=opt.hu_min,
                    hu_max=opt.hu_max, resize_to=opt.resize_to,
                    context_slices=opt.context_slices, a_to_b=opt.direction == "AtoB",
                    flip=opt.isTrain and not opt.no_flip,
@@ -145,6 +141,12 @@ class NiftiAlignedDataset(BaseDataset):
     def slice_shapes(self) -> set[tuple[int, int]]:
         """Distinct native (H, W) slice sizes in the dataset, in pixels."""
         return {stack_shape(i.shape, i.affine)[1:] for i in self.infos_a}
+
+    def sample_index(self, max_samples: float) -> list[tuple[int, int]]:
+        """(patient, slice) of every sample; at most ``max_samples``, spread over all slices
+        (called once by ``__init__``, after the volumes are indexed)."""
+        return spread_index([stack_shape(i.shape, i.affine)[0] for i in self.infos_a],
+                            max_samples)
 
     def sample_patients(self) -> list[int]:
         """The patient (volume) index of every sample, in sample order."""
@@ -172,6 +174,19 @@ class NiftiAlignedDataset(BaseDataset):
             item["A"], item["B"] = item["B"], item["A"]
             item["A_paths"], item["B_paths"] = item["B_paths"], item["A_paths"]
         return item
+
+
+def dataroot_folders(opt: argparse.Namespace) -> tuple[Path, Path | None]:
+    """``<dataroot>/<phase>A`` (AVG) and ``<phase>B`` (phase 0; None where it is missing and
+    not needed: testing AtoB); DataError naming the missing folder otherwise."""
+    root = Path(opt.dataroot)
+    dir_a, dir_b = root / f"{opt.phase}A", root / f"{opt.phase}B"
+    if not dir_a.is_dir():
+        raise DataError(f"{dir_a}: folder not found; a dataroot holds {opt.phase}A/ (AVG) and "
+                        f"{opt.phase}B/ (phase 0), as written by prepare_dataset.py")
+    if not dir_b.is_dir() and (opt.isTrain or opt.direction != "AtoB"):
+        raise DataError(f"{dir_b}: folder not found; {opt.phase}A/ needs its {opt.phase}B/")
+    return dir_a, dir_b if dir_b.is_dir() else None
 
 
 def _check_options(opt: argparse.Namespace) -> None:
@@ -246,8 +261,9 @@ def _largest_pairs_mib(stacks: LazyStacks, count: int) -> float:
     return 2 * sum(sizes[:count]) / 2**20
 
 
-def _slice_index(n_slices: list[int], max_size: float) -> list[tuple[int, int]]:
-    """(volume, slice) of every sample; at most ``max_size``, spread evenly over all slices."""
+def spread_index(n_slices: list[int], max_size: float) -> list[tuple[int, int]]:
+    """(volume, slice) of every sample, ``n_slices[v]`` samples of volume v; at most
+    ``max_size``, spread evenly over all of them."""
     index = [(v, s) for v, n in enumerate(n_slices) for s in range(n)]
     if max_size < len(index):
         keep = np.linspace(0, len(index) - 1, num=max(1, int(max_size))).round().astype(int)

@@ -79,6 +79,18 @@ def from_slice_stack(stack: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return nib.orientations.apply_orientation(stack, back)
 
 
+def stack_affine(affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """(4, 4) float64 map from slice-stack indices (s, h, w, 1) to world RAS mm: the point of
+    ``to_slice_stack(vol, affine)[s, h, w]``, the same as ``affine`` gives for that voxel's
+    (i, j, k). ``shape``: the volume's (I, J, K) in voxel order (a reversed axis counts from its
+    far end). Its 3 x 3 part holds the world step (mm) of one slice, one row and one column.
+    """
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"shape must be 3 positive voxel counts, not {tuple(shape)}")
+    stack_to_voxel = nib.orientations.inv_ornt_aff(_to_stack_transform(affine), shape)
+    return _check_affine(affine) @ stack_to_voxel
+
+
 def stack_shape(shape: tuple[int, int, int], affine: np.ndarray) -> tuple[int, int, int]:
     """(S, H, W) of the slice stack of a volume of voxel ``shape``, without touching voxels."""
     ornt = _orientation(affine)

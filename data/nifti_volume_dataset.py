@@ -1,0 +1,285 @@
+"""Paired NIfTI volumes served as 3-D patches (``--dataset_mode nifti_volume``), for volumetric
+generators.
+
+Pairing, loading (``--volume_cache`` included) and the geometry checks are those of
+:class:`data.nifti_aligned_dataset.NiftiAlignedDataset`; the volumes are held as the same slice
+stacks, in the stack frame of :mod:`util.geometry` (S inferior -> superior, H anterior ->
+posterior, W patient right -> left). A sample is a (D, H, W) box of that frame:
+
+- ``--patch_size D H W`` voxels, 0 on an axis = the whole axis (``0 0 0``: whole volumes). A
+  volume smaller than the patch on an axis is centred in it and padded with air (-1024 HU).
+- With probability ``--motion_fraction`` the box is centred on a voxel drawn uniformly from the
+  patient's moving voxels (|phase 0 - AVG| > ``--motion_threshold_hu``), then moved the least
+  needed to lie inside the volume; otherwise its origin is uniform over all positions inside.
+  A patient without moving voxels always gets uniform boxes.
+- Every draw (box, flip) comes from torch's global generator inside ``__getitem__``, seeded per
+  DataLoader worker, so a seeded run draws the same patches and resumes exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from data.ct_volumes import AFFINE_ATOL_MM
+from data.nifti_aligned_dataset import NiftiAlignedDataset, dataroot_folders, spread_index
+from util.errors import ConfigError
+from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, hu_to_unit
+
+logger = logging.getLogger(__name__)
+
+#: HU of the padding around a volume smaller than the patch (air).
+AIR_HU = -1024
+#: Slices compared at a time when finding moving voxels (bounds the temporary memory).
+MOTION_CHUNK_SLICES = 16
+
+Shape3 = tuple[int, int, int]
+
+
+class NiftiVolumeDataset(NiftiAlignedDataset):
+    """3-D patches of paired CT volumes (see the module docstring for how they are drawn).
+
+    A sample: ``A`` and ``B`` (1, D, H, W) float32 in [-1, 1] (HU window ``hu_min``..
+    ``hu_max``), ``patch_origin`` (3,) int64, the patch's first voxel in the stack frame
+    (negative on an axis where the volume is padded), ``patient_id``, ``patient_index``,
+    ``A_paths``/``B_paths``. Without a ``<phase>B`` folder at test time, samples carry ``A``
+    alone. ``stacks_a``/``stacks_b`` hold the whole volumes, as in the parent.
+    """
+
+    sample_unit = "patches"
+
+    @staticmethod
+    def modify_commandline_options(parser: argparse.ArgumentParser,
+                                   is_train: bool) -> argparse.ArgumentParser:
+        """The parent's options (``--volume_cache``) and how patches are drawn."""
+        parser = NiftiAlignedDataset.modify_commandline_options(parser, is_train)
+        parser.add_argument("--patches_per_volume", type=int, default=1,
+                            help="3-D patches drawn from each patient per epoch")
+        parser.add_argument("--motion_fraction", type=float, default=0.7,
+                            help="share of patches centred on a moving voxel (|phase 0 - AVG| > "
+                                 "--motion_threshold_hu), the others placed uniformly")
+        return parser
+
+    def __init__(self, folder_a: str | Path, folder_b: str | Path | None = None, *,
+                 patch_size: Sequence[int] = (0, 0, 0), patches_per_volume: int = 1,
+                 motion_fraction: float = 0.7, motion_threshold_hu: float = 50.0,
+                 hu_min: float = DEFAULT_HU_MIN, hu_max: float = DEFAULT_HU_MAX,
+                 a_to_b: bool = True, flip: bool = False, max_patients: int | None = None,
+                 max_samples: float = float("inf"), volume_cache: int = 0,
+                 geometry_atol_mm: float = AFFINE_ATOL_MM) -> None:
+        """Pair ``folder_a/<id>.nii[.gz]`` (AVG) with ``folder_b/<id>...`` (phase 0; None: no
+        truth) and serve ``patches_per_volume`` patches of each patient per epoch.
+
+        ``patch_size``: (D, H, W) voxels in the stack frame, 0 = the whole axis;
+        ``motion_fraction``: share of patches centred on a moving voxel, where |B - A| >
+        ``motion_threshold_hu`` (HU); ``max_samples``: at most that many samples per epoch,
+        spread over the patients; the other arguments as in :class:`NiftiAlignedDataset`.
+        """
+        self.patch_size = checked_patch_size(patch_size)
+        if patches_per_volume < 1:
+            raise ConfigError(f"--patches_per_volume must be at least 1, got {patches_per_volume}")
+        if not 0.0 <= motion_fraction <= 1.0:
+            raise ConfigError(f"--motion_fraction must be in [0, 1], got {motion_fraction}")
+        self.patches_per_volume = patches_per_volume
+        self.motion_fraction = motion_fraction
+        self.motion_threshold_hu = motion_threshold_hu
+        super().__init__(folder_a, folder_b, hu_min=hu_min, hu_max=hu_max, a_to_b=a_to_b,
+                         flip=flip, max_patients=max_patients, max_slices=max_samples,
+                         volume_cache=volume_cache, geometry_atol_mm=geometry_atol_mm)
+        self.moving = MovingVoxelCache(volume_cache if self.lazy else None)
+        if not self.lazy and self.has_target and motion_fraction > 0:
+            self._find_all_moving_voxels()
+
+    @classmethod
+    def from_options(cls, opt: argparse.Namespace) -> NiftiVolumeDataset:
+        """The patch dataset of ``<dataroot>/<phase>A`` and ``<phase>B`` as the options
+        describe (``opt.patch_size``: 3 ints); ConfigError for options it cannot serve."""
+        _check_options(opt)
+        dir_a, dir_b = dataroot_folders(opt)
+        return cls(dir_a, dir_b, patch_size=opt.patch_size,
+                   patches_per_volume=opt.patches_per_volume,
+                   motion_fraction=opt.motion_fraction,
+                   motion_threshold_hu=opt.motion_threshold_hu, hu_min=opt.hu_min,
+                   hu_max=opt.hu_max, a_to_b=opt.direction == "AtoB",
+                   flip=opt.isTrain and not opt.no_flip,
+                   max_patients=None if opt.isTrain else opt.num_test,
+                   max_samples=opt.max_dataset_size, volume_cache=opt.volume_cache,
+                   geometry_atol_mm=opt.geometry_atol_mm)
+
+    def sample_index(self, max_samples: float) -> list[tuple[int, int]]:
+        """(patient, k) for the k-th of ``patches_per_volume`` patches of every patient; at
+        most ``max_samples``, spread over the patients."""
+        return spread_index([self.patches_per_volume] * len(self.patient_ids), max_samples)
+
+    def moving_voxels(self, patient_index: int) -> np.ndarray:
+        """Flat (C-order) indices into the patient's (S, H, W) stack of the voxels where |B - A|
+        > ``motion_threshold_hu`` HU: (N,) int32 (int64 for huge stacks); empty without B."""
+        if not self.has_target:
+            return np.empty(0, dtype=np.int64)
+        return self.moving.get(patient_index, lambda: find_moving_voxels(
+            self.stacks_a[patient_index].hu, self.stacks_b[patient_index].hu,
+            self.motion_threshold_hu))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """Patch ``index``: see the class docstring for the keys."""
+        v, _ = self.index[index]
+        shape = _shape3(self.stacks_a[v].hu.shape)
+        size = patch_extent(shape, self.patch_size)
+        origin = self._draw_origin(v, shape, size)
+        flip = self.flip and bool(torch.rand(()) < 0.5)
+        item: dict[str, Any] = {"patient_id": self.patient_ids[v], "patient_index": v,
+                                "patch_origin": torch.tensor(origin, dtype=torch.int64)}
+        sides = [("A", self.stacks_a)] + ([("B", self.stacks_b)] if self.stacks_b else [])
+        for key, stacks in sides:
+            patch = crop_padded(stacks[v].hu, origin, size)
+            unit = hu_to_unit(patch.astype(np.float32), self.hu_min, self.hu_max)
+            unit = unit[..., ::-1] if flip else unit
+            item[key] = torch.from_numpy(np.ascontiguousarray(unit))[None]
+            item[f"{key}_paths"] = str(stacks[v].info.path)
+        if not self.a_to_b:
+            item["A"], item["B"] = item["B"], item["A"]
+            item["A_paths"], item["B_paths"] = item["B_paths"], item["A_paths"]
+        return item
+
+    def _draw_origin(self, patient_index: int, shape: Shape3, size: Shape3) -> Shape3:
+        """The first voxel of a patch of ``size`` in a stack of ``shape``: centred on a moving
+        voxel (with probability ``motion_fraction``, when the patient has any) and clamped
+        inside, else uniform over the positions inside."""
+        bounds = [origin_bounds(n, p) for n, p in zip(shape, size, strict=True)]
+        if self.motion_fraction > 0 and bool(torch.rand(()) < self.motion_fraction):
+            moving = self.moving_voxels(patient_index)
+            if moving.size:
+                flat = int(moving[int(torch.randint(moving.size, ()))])
+                centre = np.unravel_index(flat, shape)
+                s, h, w = (int(np.clip(int(c) - p // 2, lo, hi))
+                           for c, p, (lo, hi) in zip(centre, size, bounds, strict=True))
+                return s, h, w
+        s, h, w = (lo + int(torch.randint(hi - lo + 1, ())) for lo, hi in bounds)
+        return s, h, w
+
+    def _find_all_moving_voxels(self) -> None:
+        """Find every patient's moving voxels now (before DataLoader workers fork) and log
+        their share."""
+        counts = [self.moving_voxels(v).size for v in range(len(self.patient_ids))]
+        total = sum(self.stacks_a[v].hu.size for v in range(len(self.patient_ids)))
+        still = sum(1 for c in counts if c == 0)
+        logger.info("%s: moving voxels (|B - A| > %g HU): %.2f %% of all; %d of %d patients "
+                    "without any (their patches are placed uniformly)", self.root,
+                    self.motion_threshold_hu, 100.0 * sum(counts) / max(total, 1), still,
+                    len(counts))
+
+
+class MovingVoxelCache:
+    """Moving-voxel indices per patient, computed once; the ``capacity`` most recently used
+    kept (None: all, for volumes held in memory anyway)."""
+
+    def __init__(self, capacity: int | None) -> None:
+        if capacity is not None and capacity < 1:
+            raise ValueError(f"capacity must be at least 1 patient or None, got {capacity}")
+        self.capacity = capacity
+        self._found: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def get(self, patient_index: int, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """The patient's indices, from ``compute()`` unless held; the least recently used
+        patient is dropped beyond ``capacity``."""
+        found = self._found.pop(patient_index, None)
+        if found is None:
+            found = compute()
+            while self.capacity is not None and len(self._found) >= self.capacity:
+                self._found.popitem(last=False)
+        self._found[patient_index] = found
+        return found
+
+
+def checked_patch_size(patch_size: Sequence[int]) -> Shape3:
+    """``patch_size`` as (D, H, W) voxels, 0 = whole axis; ConfigError naming
+    ``--patch_size`` unless it is 3 sizes >= 0."""
+    sizes = list(patch_size)
+    if len(sizes) != 3:
+        raise ConfigError(f"--patch_size takes 3 sizes (D H W voxels in the slice-stack frame, "
+                          f"0 = the whole axis), got {sizes}: pass e.g. --patch_size 32 64 64")
+    if any(int(p) != p or p < 0 for p in sizes):
+        raise ConfigError(f"--patch_size sides must be whole voxel counts, 0 (the whole axis) "
+                          f"or more, got {sizes}")
+    return int(sizes[0]), int(sizes[1]), int(sizes[2])
+
+
+def patch_extent(shape: Shape3, patch_size: Shape3) -> Shape3:
+    """(D, H, W) voxels of a patch of ``patch_size`` (0 = the axis of ``shape``) in a stack of
+    ``shape`` = (S, H, W)."""
+    d, h, w = (n if p == 0 else p for n, p in zip(shape, patch_size, strict=True))
+    return d, h, w
+
+
+def origin_bounds(n: int, p: int) -> tuple[int, int]:
+    """Lowest and highest first voxel of a patch of ``p`` voxels on an axis of ``n`` voxels:
+    inside the axis when it fits (0 .. n - p), else the one that centres the axis in the patch
+    (negative: padded)."""
+    if p <= n:
+        return 0, n - p
+    centred = -((p - n) // 2)
+    return centred, centred
+
+
+def crop_padded(hu: np.ndarray, origin: Shape3, size: Shape3,
+                fill_hu: float = AIR_HU) -> np.ndarray:
+    """The box of ``size`` voxels from ``origin`` (may lie partly outside) of ``hu`` (S, H, W)
+    HU: (D, H, W) in ``hu``'s dtype, voxels outside the volume set to ``fill_hu``."""
+    out = np.full(size, fill_hu, dtype=hu.dtype)
+    src, dst = [], []
+    for o, p, n in zip(origin, size, hu.shape, strict=True):
+        lo, hi = max(o, 0), min(o + p, n)
+        if hi <= lo:
+            return out
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - o, hi - o))
+    out[tuple(dst)] = hu[tuple(src)]
+    return out
+
+
+def find_moving_voxels(a_hu: np.ndarray, b_hu: np.ndarray, threshold_hu: float) -> np.ndarray:
+    """Flat (C-order) indices of the voxels where |b - a| > ``threshold_hu``: a, b (S, H, W)
+    HU (int16 or float32) -> (N,) int32 (int64 beyond 2**31 voxels), ascending. Compared
+    :data:`MOTION_CHUNK_SLICES` slices at a time, so the temporary memory stays small."""
+    if a_hu.shape != b_hu.shape:
+        raise ValueError(f"A and B stacks differ in shape: {a_hu.shape} vs {b_hu.shape}")
+    dtype = np.int32 if a_hu.size <= np.iinfo(np.int32).max else np.int64
+    per_slice = int(np.prod(a_hu.shape[1:]))
+    parts = [np.empty(0, dtype=dtype)]
+    for start in range(0, a_hu.shape[0], MOTION_CHUNK_SLICES):
+        a = a_hu[start:start + MOTION_CHUNK_SLICES].astype(np.float32)
+        b = b_hu[start:start + MOTION_CHUNK_SLICES].astype(np.float32)
+        found = np.flatnonzero(np.abs(b - a) > threshold_hu) + start * per_slice
+        parts.append(found.astype(dtype))
+    return np.concatenate(parts)
+
+
+def _shape3(shape: tuple[int, ...]) -> Shape3:
+    """A stack's shape as (S, H, W)."""
+    s, h, w = shape
+    return s, h, w
+
+
+def _check_options(opt: argparse.Namespace) -> None:
+    """Refuse options the patch dataset cannot serve (ConfigError saying what to pass); the
+    patch and sampling options are checked by the constructor."""
+    mode = "--dataset_mode nifti_volume"
+    if opt.input_nc != 1 or opt.output_nc != 1:
+        raise ConfigError(f"{mode} serves 1 input and 1 output channel; got --input_nc "
+                          f"{opt.input_nc} --output_nc {opt.output_nc}: pass --input_nc 1 "
+                          f"--output_nc 1")
+    if opt.context_slices != 0:
+        raise ConfigError(f"{mode} serves 3-D patches, whose neighbours are in the patch: pass "
+                          f"--context_slices 0 (got {opt.context_slices})")
+    if opt.resize_to != 0:
+        raise ConfigError(f"{mode} does not resize: pass --resize_to 0 (got {opt.resize_to}) "
+                          f"and choose the size with --patch_size")
+    if opt.preprocess != "none":
+        raise ConfigError(f"{mode} supports --preprocess none only (got '{opt.preprocess}')")

@@ -1,4 +1,5 @@
-"""Normalisation layers by name (``--norm``) and the conv-bias rule that goes with them."""
+"""Normalisation layers by name (``--norm``), for 2-D slices or 3-D volumes, and the conv-bias
+rule that goes with them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from torch import nn
 
 from models.networks._lookup import lookup
+from util.errors import ConfigError
 
 #: Builds a normalisation layer for a given number of channels.
 NormFactory = Callable[[int], nn.Module]
@@ -27,10 +29,29 @@ NORMS: dict[str, NormFactory] = {
     "none": no_norm,
 }
 
+#: The same names and settings for volumes (N, C, D, H, W): instance norm then normalises each
+#: volume on its own.
+NORMS_3D: dict[str, NormFactory] = {
+    "batch": functools.partial(nn.BatchNorm3d, affine=True, track_running_stats=True),
+    "instance": functools.partial(nn.InstanceNorm3d, affine=False, track_running_stats=False),
+    "none": no_norm,
+}
 
-def get_norm_layer(norm: str) -> NormFactory:
-    """Factory of the ``--norm`` layer; raises ConfigError listing the names if unknown."""
-    return lookup(NORMS, norm, "--norm")
+#: Number of spatial dimensions -> norm registry.
+_NORMS_BY_DIMS: dict[int, dict[str, NormFactory]] = {2: NORMS, 3: NORMS_3D}
+
+
+def check_dims(dims: int) -> None:
+    """Raise ConfigError unless ``dims`` (spatial dimensions of a network) is 2 or 3."""
+    if dims not in _NORMS_BY_DIMS:
+        raise ConfigError(f"dims must be 2 (slices) or 3 (volumes), got {dims!r}")
+
+
+def get_norm_layer(norm: str, dims: int = 2) -> NormFactory:
+    """Factory of the ``--norm`` layer for (N, C, H, W) slices (``dims`` 2) or (N, C, D, H, W)
+    volumes (``dims`` 3); raises ConfigError listing the names if ``norm`` is unknown."""
+    check_dims(dims)
+    return lookup(_NORMS_BY_DIMS[dims], norm, "--norm")
 
 
 def norm_has_bias(norm_layer: NormFactory) -> bool:

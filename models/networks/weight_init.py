@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from models.networks._lookup import lookup
+from models.networks.motion import MotionGenerator
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +62,10 @@ def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0
 
     Convolution and linear weights follow ``init_type`` (scaled by ``init_gain`` where the scheme
     has a gain) and their biases are set to 0; batch-norm scales are drawn from
-    N(1, init_gain**2) and their shifts set to 0. Other layers keep PyTorch's defaults. Draws from
-    the global torch RNG, so ``torch.manual_seed`` makes it reproducible.
+    N(1, init_gain**2) and their shifts set to 0, in 2-D and 3-D alike. Other layers keep
+    PyTorch's defaults. The output layer of every :class:`MotionGenerator` is zeroed again, so
+    it still starts as the identity. Draws from the global torch RNG, so ``torch.manual_seed``
+    makes it reproducible.
     """
     fill = lookup_init_type(init_type)
     for module in net.modules():
@@ -73,4 +76,7 @@ def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0
         elif isinstance(module, _BATCH_NORMS) and module.weight is not None:
             nn.init.normal_(module.weight, mean=1.0, std=init_gain)
             nn.init.zeros_(module.bias)
+    for module in net.modules():
+        if isinstance(module, MotionGenerator):
+            module.zero_head()
     logger.debug("initialised %s with %s (gain %g)", type(net).__name__, init_type, init_gain)

@@ -38,7 +38,8 @@ def _seed() -> None:
 
 def test_registries_hold_exactly_the_published_names() -> None:
     assert set(GENERATORS) == {"unet_64", "unet_128", "unet_256", "unet_512", "resnet_6blocks",
-                               "resnet_9blocks"}
+                               "resnet_9blocks", "unet3d_3", "unet3d_4", "unet3d_5",
+                               "motion3d_3", "motion3d_4", "motion3d_5"}
     assert set(DISCRIMINATORS) == {"basic", "n_layers", "pixel"}
     assert set(NORMS) == {"batch", "instance", "none"}
     assert set(INIT_TYPES) == {"normal", "xavier", "kaiming", "orthogonal"}

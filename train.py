@@ -35,7 +35,14 @@ from display.visualizer import Visualizer
 from models import create_model
 from models.base_model import BaseModel
 from models.metadata import Geometry, save_model_with_metadata
-from models.networks import check_slice_size, check_volume_size, is_volumetric
+from models.networks import (
+    DISCRIMINATORS,
+    check_slice_size,
+    check_volume_size,
+    is_volumetric,
+    patch_min_side,
+    volume_size_rule,
+)
 from models.run_folder import check_new_training, clear_run, tidy_run_folder
 from models.trained_run import SETTING_NAMES, GeneratorSettings
 from models.training_state import (
@@ -62,7 +69,6 @@ from util.distributed import (
 )
 from util.errors import ConfigError
 from util.file_set import FileSet
-from util.geometry import stack_shape
 
 logger = logging.getLogger("train")
 
@@ -86,20 +92,28 @@ def check_sizes(dataset: BaseDataset, opt: argparse.Namespace) -> None:
                           f"{'3-D patches' if volumes else '2-D images'}: pair unet3d_*/"
                           f"motion3d_* with --dataset_mode nifti_volume, the others with "
                           f"nifti_aligned")
-    if volumes:
-        for depth, height, width in sorted(patch_shapes(dataset, opt.patch_size)):
+    if isinstance(dataset, NiftiVolumeDataset):
+        for depth, height, width in sorted(dataset.patch_shapes()):
             check_volume_size(opt.netG, depth, height, width)
+            check_discriminator_size(opt, (depth, height, width))
         return
     for height, width in sorted(network_slice_sizes(dataset, opt)):
         check_slice_size(opt.netG, height, width)
 
 
-def patch_shapes(dataset: NiftiAlignedDataset, patch_size: list[int]) -> set[tuple[int, ...]]:
-    """(D, H, W) voxel sizes of the patches served: ``patch_size``, each 0 replaced by the
-    extent of that axis of each volume's slice stack."""
-    return {tuple(p if p > 0 else s for p, s in zip(patch_size, stack_shape(i.shape, i.affine),
-                                                    strict=True))
-            for i in dataset.infos_a}
+def check_discriminator_size(opt: argparse.Namespace, sides: tuple[int, ...]) -> None:
+    """ConfigError unless the PatchGAN ``--netD`` takes inputs of ``sides`` (voxels)."""
+    spec = DISCRIMINATORS[opt.netD]
+    if spec.family == "pixel":
+        return
+    n_layers = opt.n_layers_D if spec.n_layers is None else spec.n_layers
+    least = patch_min_side(n_layers)
+    if min(sides) < least:
+        fits = max(1, (min(sides) // 3).bit_length() - 1)
+        raise ConfigError(f"patches of {'x'.join(map(str, sides))} voxels are too small for the "
+                          f"{n_layers}-layer PatchGAN (--netD {opt.netD}), which needs {least} "
+                          f"on every side: use --netD n_layers --n_layers_D {fits}, --netD "
+                          f"pixel, or a larger --patch_size")
 
 
 def training_geometry(dataset: BaseDataset) -> dict[str, Geometry]:
@@ -195,6 +209,8 @@ def train(opt: argparse.Namespace, record_options: Callable[[], None] = lambda: 
                        current=vars(opt), architecture_keys=SETTING_NAMES)
     seed_everything(opt.seed)  # every rank builds the same initial weights
     dataset = create_dataset(opt)
+    if isinstance(dataset, NiftiVolumeDataset) and is_volumetric(opt.netG):
+        dataset.pad_whole_axes_to(volume_size_rule(opt.netG).multiple)  # as inference does
     check_sizes(dataset, opt)
     sampler = training_sampler(dataset, opt, ctx)
     loader = create_dataloader(dataset, batch_size=opt.batch_size, num_workers=opt.num_threads,

@@ -31,6 +31,7 @@ import torch
 from data.ct_volumes import AFFINE_ATOL_MM
 from data.nifti_aligned_dataset import NiftiAlignedDataset, dataroot_folders, spread_index
 from util.errors import ConfigError
+from util.geometry import stack_shape
 from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, hu_to_unit
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class NiftiVolumeDataset(NiftiAlignedDataset):
         spread over the patients; the other arguments as in :class:`NiftiAlignedDataset`.
         """
         self.patch_size = checked_patch_size(patch_size)
+        self.whole_axis_multiple = 1
         if patches_per_volume < 1:
             raise ConfigError(f"--patches_per_volume must be at least 1, got {patches_per_volume}")
         if not 0.0 <= motion_fraction <= 1.0:
@@ -127,11 +129,23 @@ class NiftiVolumeDataset(NiftiAlignedDataset):
             self.stacks_a[patient_index].hu, self.stacks_b[patient_index].hu,
             self.motion_threshold_hu))
 
+    def pad_whole_axes_to(self, multiple: int) -> None:
+        """Serve whole-axis patch sides (``patch_size`` 0) padded with air up to a multiple of
+        ``multiple`` voxels: the sides a volumetric network takes."""
+        if multiple < 1:
+            raise ValueError(f"multiple must be >= 1, got {multiple}")
+        self.whole_axis_multiple = multiple
+
+    def patch_shapes(self) -> set[Shape3]:
+        """Distinct (D, H, W) voxel sizes of the patches served (from the headers)."""
+        return {patch_extent(stack_shape(i.shape, i.affine), self.patch_size,
+                             self.whole_axis_multiple) for i in self.infos_a}
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Patch ``index``: see the class docstring for the keys."""
         v, _ = self.index[index]
         shape = _shape3(self.stacks_a[v].hu.shape)
-        size = patch_extent(shape, self.patch_size)
+        size = patch_extent(shape, self.patch_size, self.whole_axis_multiple)
         origin = self._draw_origin(v, shape, size)
         flip = self.flip and bool(torch.rand(()) < 0.5)
         item: dict[str, Any] = {"patient_id": self.patient_ids[v], "patient_index": v,
@@ -211,10 +225,11 @@ def checked_patch_size(patch_size: Sequence[int]) -> Shape3:
     return int(sizes[0]), int(sizes[1]), int(sizes[2])
 
 
-def patch_extent(shape: Shape3, patch_size: Shape3) -> Shape3:
-    """(D, H, W) voxels of a patch of ``patch_size`` (0 = the axis of ``shape``) in a stack of
-    ``shape`` = (S, H, W)."""
-    d, h, w = (n if p == 0 else p for n, p in zip(shape, patch_size, strict=True))
+def patch_extent(shape: Shape3, patch_size: Shape3, whole_axis_multiple: int = 1) -> Shape3:
+    """(D, H, W) voxels of a patch of ``patch_size`` in a stack of ``shape`` = (S, H, W): 0 on an
+    axis = that axis of ``shape``, rounded up to a multiple of ``whole_axis_multiple``."""
+    m = whole_axis_multiple
+    d, h, w = (-(-n // m) * m if p == 0 else p for n, p in zip(shape, patch_size, strict=True))
     return d, h, w
 
 

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATAROOT = "./dataset"
 FLAGS = ("--model pix2pix --preprocess none --input_nc 1 --output_nc 1 --norm instance "
          "--ngf 4 --ndf 4 --batch_size 1 --num_threads 0 --n_epochs 1 --n_epochs_decay 1 "
-         "--print_freq 1 --display_freq 1 --hu_min -1024 --hu_max 1024")
+         "--print_freq 1 --display_freq 1 --hu_min -1024 --hu_max 1024 --netD n_layers --n_layers_D 1")
 
 
 def run(command: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -93,11 +93,16 @@ def test_unet3d_residual_trains_and_resumes_on_whole_volume_patches(work):
     assert (work / "checkpoints" / "unet3d" / "latest_net_G.pth").is_file()
 
 
-def test_a_3d_generator_on_the_slice_dataset_is_refused_in_one_line(work):
-    args = shlex.split(f"python train.py --dataroot {DATAROOT} --name bad --dataset_mode "
-                       f"nifti_aligned --axial_slice --netG unet3d_3 {FLAGS}")
+@pytest.mark.parametrize(("flags", "message"), [
+    ("--dataset_mode nifti_aligned --axial_slice --netG unet3d_3", "nifti_volume"),
+    ("--dataset_mode nifti_volume --netG unet3d_3 --patch_size 8 16 16 --netD basic",
+     "--n_layers_D 1"),
+    ("--dataset_mode nifti_volume --netG unet3d_3 --patch_size 12 16 16", "multiples of 8"),
+])
+def test_what_a_3d_run_cannot_take_is_refused_in_one_line(work, flags, message):
+    args = shlex.split(f"python train.py --dataroot {DATAROOT} --name bad {FLAGS} {flags}")
     args[0:2] = [sys.executable, str(REPO / args[1])]
     proc = subprocess.run(args, cwd=work, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
-    assert "nifti_volume" in proc.stderr and "Traceback" not in proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (work / "checkpoints" / "bad" / "opt.json").exists()

@@ -43,7 +43,12 @@ from models.networks.norms import (
     get_norm_layer,
     norm_has_bias,
 )
-from models.networks.patchgan import NLayerDiscriminator, PixelDiscriminator, patch_receptive_field
+from models.networks.patchgan import (
+    NLayerDiscriminator,
+    PixelDiscriminator,
+    patch_min_side,
+    patch_receptive_field,
+)
 from models.networks.residual import ResidualGenerator
 from models.networks.resnet import ResnetBlock, ResnetGenerator
 from models.networks.schedulers import LR_POLICIES, Schedule, get_scheduler
@@ -92,6 +97,7 @@ __all__ = [
     "is_volumetric",
     "jacobian_determinant",
     "norm_has_bias",
+    "patch_min_side",
     "patch_receptive_field",
     "slice_size_rule",
     "smoothness_loss",

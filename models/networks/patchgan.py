@@ -36,6 +36,12 @@ def patch_receptive_field(n_layers: int) -> int:
     return field
 
 
+def patch_min_side(n_layers: int) -> int:
+    """Least input side (pixels or voxels, on every axis) an ``n_layers`` PatchGAN takes: its
+    ``n_layers`` halvings must leave 3 units for the two 4x4 stride-1 layers (24 for 3 layers)."""
+    return 3 * 2 ** n_layers
+
+
 class NLayerDiscriminator(nn.Module):
     """PatchGAN with ``n_layers`` stride-2 4x4 convolutions, then two stride-1 4x4 convolutions.
 

@@ -206,7 +206,19 @@ def write_and_describe(out_dir: str | os.PathLike[str],
     with its verdict, and where the files are, for a command to print."""
     csv_path, json_path = write_reports(out_dir, per_patient)
     return "\n".join([patient_table(per_patient), summary_table(per_patient),
-                      f"metrics: {csv_path}, {json_path}"])
+                      *field_lines(per_patient), f"metrics: {csv_path}, {json_path}"])
+
+
+def field_lines(per_patient: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line on the motion generator's displacement fields (mean over patients of the
+    largest and 95th-percentile displacement in mm, and of the folded share), or none."""
+    stats = summarize_over_patients(per_patient).get("displacement")
+    if not stats:
+        return []
+    return [f"displacement field: up to {stats['max_mm']['mean']:.1f} mm (p95 "
+            f"{stats['p95_mm']['mean']:.1f} mm, superior-inferior up to "
+            f"{stats['si_max_mm']['mean']:.1f} mm), folding {stats['folding_pct']['mean']:.3f} % "
+            f"of voxels (mean over {stats['max_mm']['n']} patients)"]
 
 
 def _fmt(x: float, metric: str) -> str:

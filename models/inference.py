@@ -26,10 +26,10 @@ from torch import nn
 from data.ct_volumes import SliceStack, context_indices, slices_to_unit, unit_slices_to_hu
 from data.nifti_io import VolumeInfo
 from models.networks import SliceSizeRule
+from models.volume_inference import VolumeWindows, is_volumetric, volume_forward
 from util.errors import ConfigError
 from util.geometry import from_slice_stack
 from util.hu_window import hu_to_unit
-from models.volume_inference import VolumeWindows, is_volumetric, volume_forward
 from util.speed import autocast
 
 #: HU of the margins added around a slice to fit the generator: air.

@@ -12,7 +12,7 @@ the same way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ class VolumeWindows:
 
     patch_size: tuple[int, int, int] = (0, 0, 0)
     overlap: float = DEFAULT_OVERLAP
-    rule: SliceSizeRule = SliceSizeRule()
+    rule: SliceSizeRule = field(default_factory=SliceSizeRule)
 
     def window(self, stack_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         """(D, H, W) window for a stack of ``stack_shape`` (S, H, W): the patch side (or the
@@ -90,12 +90,14 @@ def volume_forward(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_
                                        overlap=windows.overlap, mode="gaussian",
                                        padding_mode="constant", cval=pad_value,
                                        sw_device=device, device=torch.device("cpu"))
-    image, field = (out[0], out[1]) if motion else (out, None)
+    image, displacement = (out[0], out[1]) if motion else (out, None)
     image = torch.as_tensor(image)[0].permute(1, 0, 2, 3).float().clamp(-1.0, 1.0)
-    return image.contiguous(), None if field is None else torch.as_tensor(field)[0].float()
+    return image.contiguous(), (None if displacement is None
+                                else torch.as_tensor(displacement)[0].float())
 
 
-def field_summary(field_vox: np.ndarray, spacing_mm: tuple[float, float, float]) -> dict[str, float]:
+def field_summary(field_vox: np.ndarray,
+                  spacing_mm: tuple[float, float, float]) -> dict[str, float]:
     """Figures of a displacement field: (3, S, H, W) voxels along (S, H, W), with the stack's
     (slice, row, column) ``spacing_mm`` -> {"max_mm", "p95_mm" of the length |u| in mm,
     "si_max_mm": the largest superior-inferior component, "folding_pct": % of voxels where the

@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATAROOT = "./dataset"
 FLAGS = ("--model pix2pix --preprocess none --input_nc 1 --output_nc 1 --norm instance "
          "--ngf 4 --ndf 4 --batch_size 1 --num_threads 0 --n_epochs 1 --n_epochs_decay 1 "
-         "--print_freq 1 --display_freq 1 --hu_min -1024 --hu_max 1024 --netD n_layers --n_layers_D 1")
+         "--print_freq 1 --display_freq 1 --hu_min -1024 --hu_max 1024 --netD n_layers "
+         "--n_layers_D 1")
 
 
 def run(command: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -44,7 +45,8 @@ def work(tmp_path_factory) -> Path:
 
 def test_motion_run_logs_its_smoothness_and_folding_and_validates(work):
     log = (work / "checkpoints" / "motion" / "loss_log.txt").read_text()
-    assert "G_smooth" in log and "fold_pct" in log
+    assert "G_smooth" in log
+    assert "fold_pct" in log
     meta = json.loads((work / "checkpoints" / "motion" / "best_metadata.json").read_text())
     assert meta["validation"]["mae_hu"]["val_motion_mae_hu"] > 0
 
@@ -104,5 +106,6 @@ def test_what_a_3d_run_cannot_take_is_refused_in_one_line(work, flags, message):
     args[0:2] = [sys.executable, str(REPO / args[1])]
     proc = subprocess.run(args, cwd=work, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
-    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert not (work / "checkpoints" / "bad" / "opt.json").exists()

@@ -129,3 +129,27 @@ def test_summary_of_geometry_and_region_sizes_over_patients():
     worse = summarize_over_patients({"a": _with_geometry(12.0, 9.0, 80.0)})
     assert "the lung base is NOT closer to phase 0's than the AVG's" in verdict(worse)
     assert "lung base" not in verdict(summarize_over_patients({"a": _scores(10, 30)}))
+
+
+def test_summary_of_motion_fields_over_patients_and_csv_unaffected():
+    fields = [{"max_mm": 10.0, "p95_mm": 6.0, "si_max_mm": 9.0, "folding_pct": 0.0},
+              {"max_mm": 20.0, "p95_mm": 8.0, "si_max_mm": 19.0, "folding_pct": 0.5}]
+    per_patient = {f"PT{k}": {**_scores(50.0, 100.0), "displacement": f}
+                   for k, f in enumerate(fields)}
+    summary = summarize_over_patients(per_patient)
+    assert summary["displacement"]["max_mm"]["mean"] == pytest.approx(15.0)
+    assert summary["displacement"]["folding_pct"]["n"] == 2
+    plain = summarize_over_patients({"PT0": _scores(50.0, 100.0)})
+    assert "displacement" not in plain
+    assert csv_text(per_patient).count("\n") == csv_text(
+        {k: _scores(50.0, 100.0) for k in per_patient}).count("\n")
+
+
+def test_the_printed_report_has_a_field_line_only_with_fields():
+    from evaluation.report import field_lines
+
+    field = {"max_mm": 12.0, "p95_mm": 6.0, "si_max_mm": 11.0, "folding_pct": 0.25}
+    lines = field_lines({"PT0": {**_scores(50.0, 100.0), "displacement": field}})
+    assert lines == ["displacement field: up to 12.0 mm (p95 6.0 mm, superior-inferior up to "
+                     "11.0 mm), folding 0.250 % of voxels (mean over 1 patients)"]
+    assert field_lines({"PT0": _scores(50.0, 100.0)}) == []

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import LPS_AFFINE, OBLIQUE_AFFINE, ct_like, write_nifti
-from tests.tiny_runs import dropout_and_plain_runs, load_script
+from tests.tiny_runs import dropout_and_plain_runs, load_script, tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +139,53 @@ def test_predict_leaves_the_run_folder_byte_identical(tmp_path, predict, runs):
     assert predict.main(argv(runs, src, tmp_path / "b.nii.gz", "--samples", "2")) == 0
     assert predict.main(argv(runs, src, tmp_path / "c.nii.gz", "--epoch", "7")) == 1  # refused
     assert snapshot() == before
+
+
+@pytest.fixture(scope="module")
+def motion_run(tmp_path_factory) -> Path:
+    """checkpoints/motion: an untrained motion3d_3 generator (the identity: zero field) whose
+    last layer is set to a constant field of +1 slice (superior) and +2 rows (posterior)."""
+    import torch
+
+    from models.networks import MotionGenerator
+    from models.trained_run import load_generator
+
+    checkpoints = tiny_run(tmp_path_factory.mktemp("ck_motion"), "--netG", "motion3d_3",
+                           "--dataset_mode", "nifti_volume", "--no_dropout", name="motion")
+    generator = load_generator(checkpoints / "motion", "latest")
+    net = generator.net
+    assert isinstance(net, MotionGenerator)
+    head = net.field_net.output_layer
+    with torch.no_grad():
+        head.bias[:3] = torch.tensor([1.0, 2.0, 0.0])  # u = (1, 2, 0) voxels along (S, H, W)
+    torch.save(net.state_dict(), checkpoints / "motion" / "latest_net_G.pth")
+    return checkpoints
+
+
+def test_motion_run_writes_the_field_in_world_mm_beside_the_output(tmp_path, predict,
+                                                                    motion_run):
+    src = avg(tmp_path, shape=(20, 18, 7))  # LPS, 0.9 mm pixels, 3 mm slices, odd sides
+    out = tmp_path / "out" / "p0.nii.gz"
+    assert predict.main(argv(motion_run, src, out, name="motion")) == 0
+    field = nib.load(tmp_path / "out" / "p0_displacement.nii.gz")
+    assert field.shape == (20, 18, 7, 1, 3)
+    np.testing.assert_allclose(field.affine, LPS_AFFINE, atol=1e-6)
+    vectors = np.asarray(field.dataobj)[:, :, :, 0, :]
+    # +1 slice = 3 mm superior (+z); +2 rows = 1.8 mm posterior, which is -y in RAS
+    np.testing.assert_allclose(vectors[..., 2], 3.0, atol=1e-4)
+    np.testing.assert_allclose(vectors[..., 1], -1.8, atol=1e-4)
+    np.testing.assert_allclose(vectors[..., 0], 0.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("clash", ["--output", "--input"])
+def test_a_field_path_on_another_file_is_refused_before_writing(tmp_path, predict, motion_run,
+                                                                clash, caplog):
+    src = avg(tmp_path)
+    out = tmp_path / "p0.nii.gz"
+    target = out if clash == "--output" else src
+    with caplog.at_level(logging.ERROR):
+        code = predict.main(argv(motion_run, src, out, "--displacement_output", str(target),
+                                 name="motion"))
+    assert code == 1
+    assert "--displacement_output" in caplog.text
+    assert not out.exists()

@@ -38,8 +38,14 @@ def torchrun_train(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
 
 
-def test_two_gloo_processes_hold_identical_weights_and_rank0_alone_writes(tmp_path):
-    proc = torchrun_train(tmp_path)
+#: A motion generator on 3-D patches: 3 patches of each of the 2 volumes, 6 samples as above.
+VOLUMETRIC = ("--dataset_mode", "nifti_volume", "--netG", "motion3d_3", "--patch_size", "8",
+              "16", "16", "--patches_per_volume", "3", "--netD", "n_layers", "--n_layers_D", "1")
+
+
+@pytest.mark.parametrize("kind", [(), VOLUMETRIC], ids=["slices", "motion3d"])
+def test_two_gloo_processes_hold_identical_weights_and_rank0_alone_writes(tmp_path, kind):
+    proc = torchrun_train(tmp_path, *kind)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log
     digests = {int(rank): (g, d) for rank, g, d in DIGEST.findall(log)}

@@ -66,17 +66,25 @@ def state(run_dir):
     return torch.load(run_dir / "latest_training_state.pth", weights_only=True)
 
 
+#: A motion generator on 3-D patches (8 x 16 x 16 voxels, the 4-slice volumes padded with
+#: air): 4 patches per volume, so an epoch has the 12 batches of the slice runs.
+VOLUMETRIC = ("--dataset_mode", "nifti_volume", "--netG", "motion3d_3", "--patch_size", "8",
+              "16", "16", "--patches_per_volume", "4", "--netD", "n_layers", "--n_layers_D", "1")
+
+
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(dataroot, tmp_path):
+@pytest.mark.parametrize("kind", [(), VOLUMETRIC], ids=["slices", "motion3d"])
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(dataroot, tmp_path, kind):
     ck = tmp_path / "ck"
-    whole = run_train(tmp_path, 0, train_argv(dataroot, ck, "whole"))
+    whole = run_train(tmp_path, 0, train_argv(dataroot, ck, "whole", *kind))
     assert whole.returncode == 0, whole.stderr
-    # latest is saved after 5, 10 and 15 slices; step 18 (epoch 2, batch 6) never runs
-    killed = run_train(tmp_path, 18, train_argv(dataroot, ck, "killed"))
+    # latest is saved after 5, 10 and 15 samples; step 18 (epoch 2, batch 6) never runs
+    killed = run_train(tmp_path, 18, train_argv(dataroot, ck, "killed", *kind))
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert state(ck / "killed")["progress"] == {"epoch": 2, "batches_done": 3,
                                                 "total_iters": 15}
-    resumed = run_train(tmp_path, 0, train_argv(dataroot, ck, "killed", "--continue_train"))
+    resumed = run_train(tmp_path, 0, train_argv(dataroot, ck, "killed", *kind,
+                                                 "--continue_train"))
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stderr
     expected, got = state(ck / "whole"), state(ck / "killed")

@@ -109,3 +109,14 @@ def test_what_a_3d_run_cannot_take_is_refused_in_one_line(work, flags, message):
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (work / "checkpoints" / "bad" / "opt.json").exists()
+
+
+def test_motion_generator_trains_under_bf16_autocast(work):
+    run(f"python train.py --dataroot {DATAROOT} --name bf16 --dataset_mode nifti_volume "
+        f"--netG motion3d_3 --patch_size 8 16 16 --max_dataset_size 2 --amp bf16 --val_freq 0 "
+        f"{FLAGS}", work)
+    losses = [json.loads(line) for line in
+              (work / "checkpoints" / "bf16" / "loss_log.jsonl").read_text().splitlines()]
+    assert losses
+    assert all(np.isfinite(v) for record in losses for k, v in record.items()
+               if k.startswith("G_") or k.startswith("D_"))

@@ -20,10 +20,10 @@ import pytest
 import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
+    MPEG2MPML,
     UID,
     ExplicitVRLittleEndian,
     JPEGLosslessSV1,
-    MPEG2MPML,
     RLELossless,
     generate_uid,
 )
@@ -164,7 +164,8 @@ def test_reading_matches_simpleitk(tmp_path: Path, name: str) -> None:
     np.testing.assert_allclose(vol.affine, ref_affine, atol=1e-5)
     np.testing.assert_array_equal(vol.hu, ref_hu.astype(np.float32))
     np.testing.assert_array_equal(vol.hu, hu)  # and the HU the series was written from
-    assert vol.hu.dtype == np.float32 and vol.path == tmp_path / "s"
+    assert vol.hu.dtype == np.float32
+    assert vol.path == tmp_path / "s"
     assert vol.header.get_data_dtype() == np.dtype(spec.dtype)
     assert vol.header.get_slope_inter() == (spec.slope, spec.inter)
     np.testing.assert_allclose(vol.spacing_mm, (*spec.pixel_spacing[::-1], spec.step_mm))
@@ -187,7 +188,8 @@ def test_source_records_identity_storage_and_slice_order(tmp_path: Path) -> None
     source = series.source
     assert (source.series_uid, source.series_description, source.series_number) == \
         ("1.2.3.4", "AVG", 3)
-    assert source.patient_id == "PAT-7" and source.study_uid.endswith(".1")
+    assert source.patient_id == "PAT-7"
+    assert source.study_uid.endswith(".1")
     assert source.frame_of_reference_uid.endswith(".2")
     assert source.sop_instance_uids == tuple(pydicom.dcmread(p).SOPInstanceUID for p in files)
     assert (source.storage.bits_allocated, source.storage.bits_stored,
@@ -215,8 +217,10 @@ def test_find_series_is_recursive_and_skips_what_is_not_dicom(tmp_path: Path) ->
     assert [(s.description, s.n_slices, s.modality) for s in found] == \
         [("AVG", 3, "CT"), ("CT Gated 50.0A", 3, "CT")]
     assert found[0].folder == tmp_path / "p" / "b" / "deep"
-    assert found[1].phase_percent == 50.0 and found[0].phase_percent is None
-    assert is_dicom_folder(tmp_path / "p") and is_dicom_folder(tmp_path / "p" / "b")
+    assert found[1].phase_percent == 50.0
+    assert found[0].phase_percent is None
+    assert is_dicom_folder(tmp_path / "p")
+    assert is_dicom_folder(tmp_path / "p" / "b")
     (tmp_path / "nifti").mkdir()
     (tmp_path / "nifti" / "x.nii.gz").write_bytes(b"\x1f\x8b" + bytes(200))
     assert not is_dicom_folder(tmp_path / "nifti")
@@ -344,7 +348,8 @@ def test_refuses_uneven_spacing_with_positions(tmp_path: Path) -> None:
     uneven[4:, 2] += 0.5
     write_ct_series(tmp_path / "uneven", ct_hu(spec), spec, positions=uneven)
     _refused(tmp_path / "uneven", r"uneven slice spacing: steps from 2\.5 to 3 mm \(median 2\.5 "
-                                  r"mm.*slices 2-5 \(in position order\) at -305, -302\.5, -299\.5, -297 mm")
+                                  r"mm.*slices 2-5 \(in position order\) at -305, -302\.5, "
+                                  r"-299\.5, -297 mm")
 
 
 def test_refuses_slices_at_one_position(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ Conventions (those of ITK/SimpleITK, so a volume matches its reading of the same
 - HU = stored value x RescaleSlope + RescaleIntercept, slice by slice (defaults 1 and 0).
   PixelPaddingValue is not treated specially (neither ITK nor dcm2niix do).
 
+A folder holding one CT series beside non-CT objects (RTSTRUCT, RTPLAN, REG, as planning
+systems export them) reads as that CT series; two or more CT series are refused, listed.
 :func:`find_series` searches a folder recursively (hidden files and folders skipped, links to
 folders not followed) and keeps files that carry the ``DICM`` preamble; files without it (old
 ACR-NEMA exports) and DICOMDIR indexes are skipped.
@@ -327,6 +329,11 @@ def _choose(series: list[SeriesInfo], series_uid: str | None, where: Path) -> Se
             if candidate.uid == series_uid:
                 return candidate
         raise DataError(f"{where}: no series with UID {series_uid}; found: {_listing(series)}")
+    ct = [s for s in series if s.modality == "CT"]
+    if len(series) > 1 and len(ct) == 1:
+        logger.info("%s: reading the one CT series %s; skipping %s", where, ct[0].label(),
+                    _listing([s for s in series if s is not ct[0]]))
+        return ct[0]
     if len(series) > 1:
         raise DataError(f"{where}: {len(series)} series where one was expected: "
                         f"{_listing(series)}; pick one by its UID or description")
@@ -490,8 +497,9 @@ def _geometry(datasets: list[Dataset], files: list[Path],
 
 def _rescale(ds: Dataset, path: Path) -> tuple[float, float]:
     """(RescaleSlope, RescaleIntercept) of a slice (1, 0 when absent); DataError when unusable."""
-    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-    inter = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    given = (ds.get("RescaleSlope"), ds.get("RescaleIntercept"))
+    slope, inter = (float(v) if v not in (None, "") else default
+                    for v, default in zip(given, (1.0, 0.0), strict=True))
     if not (math.isfinite(slope) and math.isfinite(inter) and slope != 0):
         raise DataError(f"{path}: RescaleSlope {slope} / RescaleIntercept {inter} cannot give HU")
     return slope, inter

@@ -260,10 +260,11 @@ def derived_tags(source: DicomSource, series_uid: str, description: str,
 
 
 def write_derived_series(hu: np.ndarray, source: DicomSource, out_folder: str | os.PathLike[str],
-                         description: str = "phase 0", model_name: str = "",
-                         *, overwrite: bool = False) -> Path:
+                         description: str, model_name: str, *, overwrite: bool = False) -> Path:
     """Write ``hu`` ((I, J, K) float32 HU, on the grid :func:`data.dicom_io.load_series` gave
     for ``source``) as a derived CT series in ``out_folder``, registered with the source.
+    ``description`` says what it is (``"phase 0"``), ``model_name`` which model made it: the
+    SeriesDescription becomes ``"SYNTHETIC phase 0 (pix2pix <model_name>)"``.
 
     New Series and SOP Instance UIDs, never one of the source's; same geometry per slice, same
     stored type and rescale (HU rounded to the rescale grid; out-of-range values clipped and

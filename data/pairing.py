@@ -13,8 +13,9 @@ files (``.DS_Store``) are skipped, and logged. Two folder names that become one 
 
 A patient folder that holds no NIfTI file but DICOM files (in it or in subfolders) is read as
 DICOM: the AVG and phase-0 series are picked by SeriesDescription (fnmatch, case-insensitive:
-``avg_series``, ``phase0_series``) among the series found under it (:mod:`data.dicom_io`), and
-read in full with the same checks; a pair's ``avg_series``/``phase0_series`` then say which.
+``avg_series``, ``phase0_series``) among the CT series found under it (:mod:`data.dicom_io`;
+RTSTRUCT and other non-CT objects beside them are ignored), and read in full with the same
+checks; a pair's ``avg_series``/``phase0_series`` then say which.
 """
 
 from __future__ import annotations
@@ -149,13 +150,13 @@ def _find_series(folder: Path, pattern: str, label: str) -> tuple[_Source | None
         series = find_series(folder)
     except DataError as exc:
         return None, [f"unreadable DICOM: {exc}"]
-    found = matching_series(series, pattern)
+    found = matching_series([s for s in series if s.modality == "CT"], pattern)
     names = "; ".join(s.label() for s in (found if len(found) > 1 else series)) or "none"
     if not found:
-        return None, [f"no {label} series: no DICOM series under {folder} has a description "
+        return None, [f"no {label} series: no CT series under {folder} has a description "
                       f"matching {pattern!r} (case-insensitive); series found: {names}"]
     if len(found) > 1:
-        return None, [f"ambiguous {label} series: {len(found)} DICOM series under {folder} "
+        return None, [f"ambiguous {label} series: {len(found)} CT series under {folder} "
                       f"match {pattern!r}: {names}"]
     return _Source(found[0].folder, found[0]), []
 

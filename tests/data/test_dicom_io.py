@@ -282,6 +282,18 @@ def test_refuses_several_series_listing_them(tmp_path: Path) -> None:
                                r".*'Gated 0\.0A' \(CT, 3 files")
 
 
+def test_one_ct_series_beside_non_ct_objects_is_read(tmp_path: Path) -> None:
+    spec = Spec(shape=(4, 4, 3))
+    hu = ct_hu(spec)
+    write_ct_series(tmp_path / "export", hu, spec, description="AVG")
+    write_ct_series(tmp_path / "export", ct_hu(spec), spec, description="contours", seed=1,
+                    edit=lambda _k, ds: setattr(ds, "Modality", "RTSTRUCT"))
+    np.testing.assert_array_equal(read_series(tmp_path / "export").hu, hu)
+    write_ct_series(tmp_path / "export", ct_hu(spec), spec, description="MIP", seed=2)
+    _refused(tmp_path / "export", r"3 series where one was expected: 'AVG' \(CT.*'MIP' \(CT.*"
+                                  r"'contours' \(RTSTRUCT")
+
+
 def test_refuses_an_empty_folder_and_a_missing_one(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("no images")
@@ -422,3 +434,10 @@ def test_per_slice_rescale_is_applied_slice_by_slice(tmp_path: Path) -> None:
     vol = read_series(tmp_path / "s")
     np.testing.assert_array_equal(vol.hu, scaled)
     assert vol.header.get_data_dtype() == np.float32  # no single slope/intercept to mirror
+
+
+def test_refuses_a_zero_rescale_slope(tmp_path: Path) -> None:
+    spec = Spec(shape=(4, 4, 3))
+    write_ct_series(tmp_path / "zero", ct_hu(spec), spec,
+                    edit=lambda _k, ds: setattr(ds, "RescaleSlope", "0"))
+    _refused(tmp_path / "zero", r"RescaleSlope 0\.0 / RescaleIntercept 0\.0 cannot give HU")

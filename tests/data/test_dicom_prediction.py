@@ -40,7 +40,7 @@ def test_dicom_to_model_to_dicom_keeps_hu_and_slice_positions(tmp_path: Path, na
     files = write_ct_series(tmp_path / "avg", ct_hu(spec), spec)
     series = load_series(tmp_path / "avg")
     fake = predict_volume(_net(), _stack(series.volume), hu_min=HU_MIN, hu_max=HU_MAX)
-    out = write_derived_series(fake, series.source, tmp_path / "fake", model_name="tiny")
+    out = write_derived_series(fake, series.source, tmp_path / "fake", "phase 0", "tiny")
     back = load_series(out)
     np.testing.assert_allclose(back.volume.hu, fake, atol=spec.slope / 2 + 1e-3)
     np.testing.assert_array_equal(back.volume.affine, series.volume.affine)

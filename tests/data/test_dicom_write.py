@@ -71,7 +71,7 @@ def test_simpleitk_reads_the_written_series_on_the_source_geometry(tmp_path: Pat
     hu = ct_hu(spec, seed=5)
     write_ct_series(tmp_path / "src", hu, spec)
     source = load_series(tmp_path / "src").source
-    write_derived_series(hu + 10, source, tmp_path / "out", model_name="m")
+    write_derived_series(hu + 10, source, tmp_path / "out", "phase 0", "m")
     src_hu, src_affine = sitk_reading(tmp_path / "src")
     out_hu, out_affine = sitk_reading(tmp_path / "out")
     np.testing.assert_allclose(out_affine, src_affine, atol=1e-6)
@@ -86,7 +86,7 @@ def test_out_of_range_hu_are_clipped_and_counted(tmp_path: Path,
     source = load_series(tmp_path / "src").source
     hu[0, 0, 0], hu[1, 0, 0], hu[2, 0, 0] = -3000, 5000, 3071
     with caplog.at_level(logging.WARNING):
-        write_derived_series(hu, source, tmp_path / "out", model_name="m")
+        write_derived_series(hu, source, tmp_path / "out", "phase 0", "m")
     back = read_series(tmp_path / "out")
     assert (back.hu[0, 0, 0], back.hu[1, 0, 0], back.hu[2, 0, 0]) == (-1024, 3071, 3071)
     assert re.search(r"out: 2 voxels outside the stored range 0\.\.4095 \(BitsStored 12\) were "
@@ -102,15 +102,15 @@ def test_existing_folder_is_refused_unless_overwrite(tmp_path: Path) -> None:
     (tmp_path / "out" / "keep.txt").write_text("mine")
     with pytest.raises(OutputError, match=re.escape(f"{tmp_path / 'out'}: the folder exists and "
                                                     f"is not empty; refusing to replace it")):
-        write_derived_series(hu, source, tmp_path / "out", model_name="m")
+        write_derived_series(hu, source, tmp_path / "out", "phase 0", "m")
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
-    write_derived_series(hu + 5, source, tmp_path / "out", model_name="m", overwrite=True)
+    write_derived_series(hu + 5, source, tmp_path / "out", "phase 0", "m", overwrite=True)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == \
         ["CT_0001.dcm", "CT_0002.dcm", "CT_0003.dcm"]
     np.testing.assert_array_equal(read_series(tmp_path / "out").hu, hu + 5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]  # no temp folders left
     (tmp_path / "empty").mkdir()  # an empty folder is simply filled
-    write_derived_series(hu, source, tmp_path / "empty", model_name="m")
+    write_derived_series(hu, source, tmp_path / "empty", "phase 0", "m")
     assert len(list((tmp_path / "empty").iterdir())) == 3
 
 
@@ -120,10 +120,10 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
     write_ct_series(tmp_path / "src", hu, spec)
     source = load_series(tmp_path / "src").source
     with pytest.raises(DataError, match=r"out: 1 voxels are NaN or Inf"):
-        write_derived_series(_with_nan(hu), source, tmp_path / "out")
+        write_derived_series(_with_nan(hu), source, tmp_path / "out", "phase 0", "m")
     with pytest.raises(DataError, match=r"out: volume shape \(4, 4, 2\) does not match the "
                                         r"series' \(columns, rows, slices\) \(4, 4, 3\)"):
-        write_derived_series(hu[:, :, :2], source, tmp_path / "out")
+        write_derived_series(hu[:, :, :2], source, tmp_path / "out", "phase 0", "m")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
@@ -142,13 +142,13 @@ def test_new_uids_never_repeat_a_source_uid(tmp_path: Path, monkeypatch: pytest.
     real = dicom_write.generate_uid
     replays = iter(["1.2.3.99", source.sop_instance_uids[0], source.frame_of_reference_uid])
     monkeypatch.setattr(dicom_write, "generate_uid", lambda: next(replays, None) or real())
-    write_derived_series(hu, source, tmp_path / "out", model_name="m")
+    write_derived_series(hu, source, tmp_path / "out", "phase 0", "m")
     back = load_series(tmp_path / "out").source
     assert back.series_uid not in {"1.2.3.99", *source.sop_instance_uids}
     assert not set(back.sop_instance_uids) & set(source.sop_instance_uids)
     monkeypatch.setattr(dicom_write, "generate_uid", lambda: "1.2.3.99")
     with pytest.raises(RuntimeError, match="no new UID"):
-        write_derived_series(hu, source, tmp_path / "out2", model_name="m")
+        write_derived_series(hu, source, tmp_path / "out2", "phase 0", "m")
 
 
 def test_source_without_frame_of_reference_is_refused(tmp_path: Path) -> None:
@@ -158,7 +158,7 @@ def test_source_without_frame_of_reference_is_refused(tmp_path: Path) -> None:
                     edit=lambda _k, ds: delattr(ds, "FrameOfReferenceUID"))
     source = load_series(tmp_path / "src").source
     with pytest.raises(DataError, match=r"src: the source series has no FrameOfReferenceUID"):
-        write_derived_series(hu, source, tmp_path / "out", model_name="m")
+        write_derived_series(hu, source, tmp_path / "out", "phase 0", "m")
 
 
 def test_series_description_is_a_valid_long_string() -> None:

@@ -13,6 +13,7 @@ import pytest
 from data.dicom_io import find_series, load_series, pick_series
 from data.nifti_io import load_volume
 from synthetic import N_PHASES, SyntheticGrid, write_synthetic_4dct
+from tests.data.test_dicom_io import sitk_reading
 from util.errors import ConfigError
 
 GRID = SyntheticGrid(size=16, n_slices=8)
@@ -57,6 +58,9 @@ def test_dicom_tree_holds_the_nifti_tree_volumes(tmp_path: Path, storage: str) -
         picked = pick_series(series, f"*Gated {10 * phase}.0A*")
         assert picked.phase_percent == 10.0 * phase
         np.testing.assert_array_equal(load_series(picked).volume.hu, phases[phase])
+    ref_hu, ref_affine = sitk_reading(tmp_path / "dcm" / "res_avg" / "PT001" / "PT001_AVG")
+    np.testing.assert_allclose(ref_affine, avg_nifti.affine, atol=1e-5)  # SimpleITK agrees
+    np.testing.assert_array_equal(ref_hu, avg)
     assert not (tmp_path / "dcm" / "res_avg" / "PT001" / "PT001_AVG.nii.gz").exists()
     assert (tmp_path / "dcm" / "res_structures" / "PT001" / "GTV").is_dir()  # masks stay NIfTI
 

@@ -112,6 +112,10 @@ class SeriesInfo:
         return f"{self.description!r} ({self.modality}, {self.n_slices} files, UID {self.uid})"
 
 
+#: What the readers take: a folder holding the series, its files, or a :class:`SeriesInfo`.
+SeriesSource = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | SeriesInfo
+
+
 @dataclass(frozen=True)
 class SeriesGeometry:
     """Where a series' slices are: IOP ``orientation`` (6 direction cosines, LPS), one IPP per
@@ -546,8 +550,7 @@ def _shared_tags(ds: Dataset) -> Dataset:
     return shared
 
 
-def _series_of(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | SeriesInfo,
-               series_uid: str | None) -> tuple[SeriesInfo, Path]:
+def _series_of(source: SeriesSource, series_uid: str | None) -> tuple[SeriesInfo, Path]:
     """The series to read and the folder to name in messages."""
     if isinstance(source, SeriesInfo):
         return source, source.folder
@@ -561,8 +564,7 @@ def _series_of(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
     return _choose(_group_series(files), series_uid, where), where
 
 
-def load_series(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | SeriesInfo,
-                series_uid: str | None = None) -> DicomSeries:
+def load_series(source: SeriesSource, series_uid: str | None = None) -> DicomSeries:
     """Read one CT series: a folder (searched recursively) holding it, its files, or a
     :class:`SeriesInfo`; ``series_uid`` picks one of several.
 
@@ -604,7 +606,6 @@ def load_series(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     return DicomSeries(Volume(hu=hu, affine=affine, header=header, path=folder), dicom_source)
 
 
-def read_series(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | SeriesInfo,
-                series_uid: str | None = None) -> Volume:
+def read_series(source: SeriesSource, series_uid: str | None = None) -> Volume:
     """The volume of :func:`load_series` (same arguments and refusals) without its source."""
     return load_series(source, series_uid).volume

@@ -18,20 +18,35 @@ spacing and any reordering. The source trees are only read; an ``--output`` that
 written is refused before anything is. Re-running is safe: identical destinations are kept, NIfTI
 files that no longer belong in a split folder are removed, and temp files left by an interrupted
 run are cleaned.
+
+A patient folder holding DICOM series instead of NIfTI files (a planning-system export: one
+folder per series, anywhere below the patient folder) is read as DICOM: the AVG and phase-0
+series are picked by description (``--avg_series``, default ``*AVG*``; ``--phase0_series``,
+default ``*Gated 0.0A*``; case-insensitive) and converted to ``.nii.gz`` with the same HU, stored
+type and rescale, and the exact affine (:mod:`data.dicom_io`; a series that cannot be read whole,
+e.g. with a missing slice, is reported with the reason). The manifest then names the series
+(folder, SeriesInstanceUID, description, slices) as the source, and its ``*_sha256`` is that of
+the SHA-256 digests of the series' files, in path order.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import logging
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from data.ct_volumes import AFFINE_ATOL_MM
-from data.nifti_io import read_info
+from data.dicom_io import SeriesInfo, read_series
+from data.nifti_io import read_info, save_volume
 from data.pairing import (
     SPLITS,
     ExportLayout,
@@ -40,9 +55,14 @@ from data.pairing import (
     assign_splits,
     pair_patients,
 )
-from data.split_folders import make_folder, sync_split_folders, sync_structure_folders
+from data.split_folders import (
+    make_folder,
+    place_source,
+    sync_split_folders,
+    sync_structure_folders,
+)
 from data.structures import find_structures
-from util.atomic import atomic_write_text
+from util.atomic import atomic_write_text, make_dirs
 from util.cli import printable, run_cli
 from util.errors import ConfigError, DataError
 from util.paths import folder_problem
@@ -63,12 +83,14 @@ class PrepareOptions:
     seed: int = 0
     geometry_atol_mm: float = AFFINE_ATOL_MM
     structures_root: Path | None = None
+    avg_series: str = ExportLayout.avg_series
+    phase0_series: str = ExportLayout.phase0_series
 
     @property
     def layout(self) -> ExportLayout:
         """The export trees and file patterns, as :mod:`data.pairing` takes them."""
         return ExportLayout(self.avg_root, self.phases_root, self.avg_pattern,
-                            self.phase0_pattern)
+                            self.phase0_pattern, self.avg_series, self.phase0_series)
 
 
 @dataclass(frozen=True)
@@ -136,6 +158,7 @@ def write_reports(output: Path, opts: PrepareOptions, entries: list[dict],
                "avg_pattern": opts.avg_pattern, "phase0_pattern": opts.phase0_pattern,
                "val_fraction": opts.val_fraction, "test_fraction": opts.test_fraction,
                "seed": opts.seed, "geometry_atol_mm": opts.geometry_atol_mm,
+               "avg_series": opts.avg_series, "phase0_series": opts.phase0_series,
                "structures_root": None if opts.structures_root is None
                else str(opts.structures_root.absolute())}
     counts = {split: sum(e["split"] == split for e in entries) for split in SPLITS}
@@ -192,6 +215,86 @@ def _check_options(opts: PrepareOptions) -> None:
                               f"must live outside the source tree (and vice versa)")
 
 
+def _sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes; DataError naming it when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    return digest.hexdigest()
+
+
+def series_sha256(series: SeriesInfo) -> str:
+    """Hex SHA-256 of the SHA-256 hex digests of a series' files, in path order."""
+    return hashlib.sha256("".join(_sha256(p) for p in series.files).encode()).hexdigest()
+
+
+def _split_folder(output: Path, split: str, side: str) -> Path:
+    """``output/<split><side>``, created; DataError unless it is a plain folder inside it."""
+    folder = output / f"{split}{side}"
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()) \
+            or not folder.resolve().is_relative_to(output):
+        raise DataError(f"{folder}: expected a plain folder inside {output}; move it away and "
+                        f"run again")
+    return make_dirs(folder)
+
+
+def convert_series(series: SeriesInfo, dest: Path, reorder: tuple[str, str] | None) -> bool:
+    """Make ``dest`` (.nii.gz) hold the series as NIfTI (stored type, rescale and affine of
+    :func:`data.dicom_io.read_series`), its voxels reordered ``reorder[0]`` -> ``reorder[1]``
+    when given. False when ``dest`` already held exactly that (nothing written)."""
+    vol = read_series(series)
+    with tempfile.TemporaryDirectory(prefix="ct_dicom_") as tmp:
+        staged = save_volume(vol.hu, vol, Path(tmp) / "series.nii")
+        return place_source(staged, _sha256(staged), dest, reorder)
+
+
+def _convert_dicom(paired: list[PairedPatient], splits: dict[str, str], output: Path,
+                   progress: bool) -> tuple[list[PairedPatient], int]:
+    """Convert every DICOM side into its split folder. Returns the pairs as
+    :func:`sync_split_folders` should see them (the converted files as their sources, nothing
+    left to reorder) and the number of files written (the others were up to date)."""
+    as_files, written = [], 0
+    dicom = [p for p in paired if p.avg_series is not None or p.phase0_series is not None]
+    for pair in tqdm(dicom, desc="converting DICOM", unit="patient", disable=not progress):
+        changes: dict = {}
+        for side, series, key in (("A", pair.avg_series, "avg_path"),
+                                  ("B", pair.phase0_series, "phase0_path")):
+            if series is None:
+                continue
+            dest = _split_folder(output, splits[pair.patient], side) / f"{pair.safe_id}.nii.gz"
+            reorder = pair.phase0_reorder if side == "B" else None
+            written += convert_series(series, dest, reorder)
+            changes[key] = dest
+        if pair.phase0_series is not None:  # reordered while converted
+            changes["phase0_reorder"] = None
+        as_files.append(dataclasses.replace(pair, **changes))
+    by_patient = {p.patient: p for p in as_files}
+    return [by_patient.get(p.patient, p) for p in paired], written
+
+
+def _record_dicom_sources(entries: list[dict], paired: list[PairedPatient]) -> None:
+    """Name the DICOM series (folder, UID, description, slices, digest) as the sources of the
+    manifest entries of patients read from DICOM, and any reordering of their phase 0."""
+    by_patient = {p.patient: p for p in paired}
+    for entry in entries:
+        pair = by_patient[entry["patient"]]
+        for key, series in (("avg", pair.avg_series), ("phase0", pair.phase0_series)):
+            if series is None:
+                continue
+            entry[key] = str(series.folder.absolute())
+            entry[f"{key}_sha256"] = series_sha256(series)
+            entry[f"{key}_series"] = {"series_instance_uid": series.uid,
+                                      "series_description": series.description,
+                                      "n_slices": series.n_slices}
+        if pair.phase0_series is not None and pair.phase0_reorder is not None:
+            entry["phase0_reoriented"] = dict(zip(("from", "to"), pair.phase0_reorder,
+                                                  strict=True))
+
+
 def prepare_dataset(opts: PrepareOptions, progress: bool = True) -> PrepareResult:
     """Pair, split and write the dataset described by ``opts``.
 
@@ -213,9 +316,16 @@ def prepare_dataset(opts: PrepareOptions, progress: bool = True) -> PrepareResul
                            opts.seed)
     output = opts.output.resolve()
     make_folder(output)
-    entries, copied, skipped, removed = sync_split_folders(paired, splits, output, progress)
-    structure_problems = _sync_structures(opts, paired, splits, output, entries)
+    as_files, converted = _convert_dicom(paired, splits, output, progress)
+    entries, copied, skipped, removed = sync_split_folders(as_files, splits, output, progress)
+    copied, skipped = copied + converted, skipped - converted  # converted files show as kept
+    _record_dicom_sources(entries, paired)
+    structure_problems = _sync_structures(opts, as_files, splits, output, entries)
     write_reports(output, opts, entries, unpaired, len(paired), structure_problems)
+    n_dicom = sum((p.avg_series is not None) + (p.phase0_series is not None) for p in paired)
+    if n_dicom:
+        logger.info("%d DICOM series converted to NIfTI (%d written, %d already up to date)",
+                    n_dicom, converted, n_dicom - converted)
     logger.info("%d files copied, %d already up to date, %d stale files removed", copied,
                 skipped, removed)
     reordered = sum(p.phase0_reorder is not None for p in paired)
@@ -249,6 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="glob (case-sensitive) picking the phase-0 file of a patient")
     parser.add_argument("--avg_pattern", default=defaults.avg_pattern,
                         help="glob (case-sensitive) picking the AVG file of a patient")
+    parser.add_argument("--avg_series", default=defaults.avg_series,
+                        help="pattern (fnmatch, case-insensitive) of the SeriesDescription of the "
+                             "AVG series, for patient folders holding DICOM series")
+    parser.add_argument("--phase0_series", default=defaults.phase0_series,
+                        help="pattern (fnmatch, case-insensitive) of the SeriesDescription of the "
+                             "phase-0 series, for patient folders holding DICOM series")
     parser.add_argument("--val_fraction", type=float, default=defaults.val_fraction)
     parser.add_argument("--test_fraction", type=float, default=defaults.test_fraction)
     parser.add_argument("--seed", type=int, default=defaults.seed,
@@ -274,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
                           avg_pattern=args.avg_pattern, val_fraction=args.val_fraction,
                           test_fraction=args.test_fraction, seed=args.seed,
                           geometry_atol_mm=args.geometry_atol_mm,
-                          structures_root=args.structures_root)
+                          structures_root=args.structures_root, avg_series=args.avg_series,
+                          phase0_series=args.phase0_series)
 
     def go() -> int:
         result = prepare_dataset(opts, progress=not args.no_progress)

@@ -10,6 +10,12 @@ Every entry directly under either root is a patient: it ends up paired or report
 broken symbolic link, a link loop or a stray file where a folder should be. Only hidden plain
 files (``.DS_Store``) are skipped, and logged. Two folder names that become one file name
 (``PT 1`` and ``PT_1``) are both left out.
+
+A patient folder that holds no NIfTI file but DICOM files (in it or in subfolders) is read as
+DICOM: the AVG and phase-0 series are picked by SeriesDescription (fnmatch, case-insensitive:
+``avg_series``, ``phase0_series``) among the CT series found under it (:mod:`data.dicom_io`;
+RTSTRUCT and other non-CT objects beside them are ignored), and read in full with the same
+checks; a pair's ``avg_series``/``phase0_series`` then say which.
 """
 
 from __future__ import annotations
@@ -27,6 +33,15 @@ import numpy as np
 from tqdm import tqdm
 
 from data.ct_volumes import AFFINE_ATOL_MM, load_ct_volume
+from data.dicom_io import (
+    DEFAULT_AVG_SERIES,
+    DEFAULT_PHASE0_SERIES,
+    SeriesInfo,
+    find_series,
+    is_dicom_folder,
+    matching_series,
+    read_series,
+)
 from data.nifti_io import VolumeInfo, is_nifti_file
 from data.reorient import has_world_geometry
 from data.voxel_grid import compare_grids, mismatch_text
@@ -41,12 +56,15 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class ExportLayout:
-    """Where the export trees are, and the globs (case-sensitive) picking a patient's files."""
+    """Where the export trees are, the globs (case-sensitive) picking a patient's NIfTI files,
+    and the patterns (case-insensitive) picking its DICOM series by description."""
 
     avg_root: Path
     phases_root: Path
     avg_pattern: str = "*.nii*"
     phase0_pattern: str = "*Gated 0.0A*.nii*"
+    avg_series: str = DEFAULT_AVG_SERIES
+    phase0_series: str = DEFAULT_PHASE0_SERIES
 
 
 @dataclass(frozen=True)
@@ -54,7 +72,9 @@ class PairedPatient:
     """A patient whose AVG and phase-0 files lie on one world grid; ``shape`` and ``spacing_mm``
     (along the voxel axes) are the AVG's. ``phase0_reorder``: (phase 0's, AVG's) voxel order as
     axis codes, e.g. ``("RAS", "LPS")``, when phase 0 stores its voxels in another order and
-    must be reordered (:mod:`data.reorient`); None when both are stored alike."""
+    must be reordered (:mod:`data.reorient`); None when both are stored alike.
+    ``avg_series``/``phase0_series``: the DICOM series read, when that side is DICOM (its path
+    is then the series' folder); None for a NIfTI file."""
 
     patient: str
     safe_id: str
@@ -63,6 +83,8 @@ class PairedPatient:
     shape: tuple[int, int, int]
     spacing_mm: tuple[float, float, float]
     phase0_reorder: tuple[str, str] | None = None
+    avg_series: SeriesInfo | None = None
+    phase0_series: SeriesInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -109,9 +131,40 @@ def matching_files(folder: Path, pattern: str) -> list[Path]:
                   if p.is_file() and is_nifti_file(p) and fnmatch.fnmatchcase(p.name, pattern))
 
 
-def _find_one(folder: Path, pattern: str, label: str,
-              other_root: Path) -> tuple[Path | None, list[str]]:
-    """The single file of ``label`` in ``folder`` matching ``pattern``, or the problem with it."""
+@dataclass(frozen=True)
+class _Source:
+    """What was found for one side: a NIfTI file, or a DICOM series (``path`` its folder)."""
+
+    path: Path
+    series: SeriesInfo | None = None
+
+
+def _holds_nifti(folder: Path) -> bool:
+    """True when ``folder`` directly holds a NIfTI file (of any name)."""
+    return any(p.is_file() and is_nifti_file(p) for p in folder.iterdir())
+
+
+def _find_series(folder: Path, pattern: str, label: str) -> tuple[_Source | None, list[str]]:
+    """The single series of ``label`` under ``folder`` whose description matches ``pattern``."""
+    try:
+        series = find_series(folder)
+    except DataError as exc:
+        return None, [f"unreadable DICOM: {exc}"]
+    found = matching_series([s for s in series if s.modality == "CT"], pattern)
+    names = "; ".join(s.label() for s in (found if len(found) > 1 else series)) or "none"
+    if not found:
+        return None, [f"no {label} series: no CT series under {folder} has a description "
+                      f"matching {pattern!r} (case-insensitive); series found: {names}"]
+    if len(found) > 1:
+        return None, [f"ambiguous {label} series: {len(found)} CT series under {folder} "
+                      f"match {pattern!r}: {names}"]
+    return _Source(found[0].folder, found[0]), []
+
+
+def _find_one(folder: Path, pattern: str, series_pattern: str, label: str,
+              other_root: Path) -> tuple[_Source | None, list[str]]:
+    """The single file of ``label`` in ``folder`` matching ``pattern`` (or, in a folder of DICOM
+    series without NIfTI files, the series matching ``series_pattern``), or the problem."""
     if not os.path.lexists(folder):
         kind = "AVG" if label == "AVG" else "phases"
         return None, [f"no {kind} folder: {folder} does not exist (patient only in "
@@ -121,42 +174,58 @@ def _find_one(folder: Path, pattern: str, label: str,
         return None, [f"not a patient folder: {folder} {problem}"]
     try:
         found = matching_files(folder, pattern)
+        dicom = not found and not _holds_nifti(folder) and is_dicom_folder(folder)
     except OSError as exc:
         return None, [f"unreadable folder: cannot list {folder} ({exc})"]
+    if dicom:
+        return _find_series(folder, series_pattern, label)
     if not found:
         return None, [f"no {label} file: nothing in {folder} matches {pattern!r} "
-                      f"(NIfTI files only)"]
+                      f"(NIfTI files, or DICOM series in a folder without NIfTI files)"]
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
         return None, [f"ambiguous {label}: {len(found)} files in {folder} match {pattern!r}: "
                       f"{names}"]
-    return found[0], []
+    return _Source(found[0]), []
 
 
-def _read_fully(path: Path, problems: list[str]) -> VolumeInfo | None:
-    """Read ``path`` including its voxels (so truncation and constant volumes show); on failure
-    note it in ``problems`` and return None."""
+def _read_fully(source: _Source, problems: list[str]) -> VolumeInfo | None:
+    """Read a file or series including its voxels (so truncation and constant volumes show);
+    on failure note it in ``problems`` and return None."""
+    if source.series is None:
+        try:
+            return load_ct_volume(source.path).info
+        except DataError as exc:
+            problems.append(f"unreadable file: {exc}")
+            return None
     try:
-        return load_ct_volume(path).info
+        vol = read_series(source.series)
     except DataError as exc:
-        problems.append(f"unreadable file: {exc}")
+        problems.append(f"unreadable series {source.series.description!r}: {exc}")
         return None
+    if float(vol.hu.min()) == float(vol.hu.max()):
+        problems.append(f"unreadable series {source.series.description!r}: {source.path}: "
+                        f"constant volume, every voxel is {float(vol.hu.min()):g} HU; not a CT "
+                        f"image (an empty or failed export?)")
+        return None
+    return vol.info
 
 
 def check_patient(patient: str, layout: ExportLayout, atol_mm: float = AFFINE_ATOL_MM
                   ) -> tuple[PairedPatient | None, list[str]]:
     """Pair one patient: the paired record, or every reason it cannot be paired (affines
     must agree within ``atol_mm``)."""
-    avg_path, problems = _find_one(layout.avg_root / patient, layout.avg_pattern, "AVG",
-                                   layout.phases_root)
-    phase0_path, found = _find_one(layout.phases_root / patient, layout.phase0_pattern,
-                                   "phase-0", layout.avg_root)
+    avg_src, problems = _find_one(layout.avg_root / patient, layout.avg_pattern,
+                                  layout.avg_series, "AVG", layout.phases_root)
+    phase0_src, found = _find_one(layout.phases_root / patient, layout.phase0_pattern,
+                                  layout.phase0_series, "phase-0", layout.avg_root)
     problems += found
-    avg = _read_fully(avg_path, problems) if avg_path is not None else None
-    phase0 = _read_fully(phase0_path, problems) if phase0_path is not None else None
+    avg = _read_fully(avg_src, problems) if avg_src is not None else None
+    phase0 = _read_fully(phase0_src, problems) if phase0_src is not None else None
     if problems:
         return None, problems
-    if avg is None or phase0 is None:  # _find_one and _read_fully note why they give None
+    if avg is None or phase0 is None or avg_src is None or phase0_src is None:
+        # _find_one and _read_fully note why they give None
         raise RuntimeError(f"{patient}: an AVG or phase-0 file is missing, yet no problem was "
                            f"noted")
     match = compare_grids(avg, phase0, atol_mm)
@@ -171,7 +240,7 @@ def check_patient(patient: str, layout: ExportLayout, atol_mm: float = AFFINE_AT
         logger.info("%s: phase 0 stores its voxels %s, the AVG %s; same world grid, phase 0 "
                     "will be reordered", patient, *reorder)
     return PairedPatient(patient, safe_patient_id(patient), avg.path, phase0.path, avg.shape,
-                         avg.spacing_mm, reorder), []
+                         avg.spacing_mm, reorder, avg_src.series, phase0_src.series), []
 
 
 def _quoted_list(names: list[str]) -> str:

@@ -2,6 +2,9 @@
 
     python scripts/make_synthetic_4dct.py --out ./synthetic_4dct --n_patients 6 --size 64 \\
         --n_slices 32 --seed 0
+
+``--format dicom`` writes each volume as a DICOM CT series (a folder of slices) instead of a NIfTI
+file, so the DICOM input path can be tried on the same phantom.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from synthetic import (
     SyntheticGrid,
     write_synthetic_4dct,
 )
+from synthetic.export import FORMATS
 from util.cli import run_cli
 
 #: (ParamRanges field, option unit suffix, description) of the per-patient ranges.
@@ -76,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="voxel order of the written volumes")
     parser.add_argument("--storage", choices=STORAGES, default="int16",
                         help="int16 (slope 1, inter 0) or uint16 with scl_inter = -1024")
+    parser.add_argument("--format", choices=FORMATS, default="nifti", dest="file_format",
+                        help="nifti: one .nii.gz file per volume; dicom: one DICOM CT series "
+                             "per volume, OUT/res_avg/<pid>/<pid>_AVG/ and "
+                             "OUT/res_phases/<pid>/<pid>_4DCT_Gated {0,...,90}.0A/ (series "
+                             "descriptions 'AVG', 'Gated 0.0A' ...; LPS only; tumour masks stay "
+                             "NIfTI)")
     parser.add_argument("--id_prefix", default="PT",
                         help="patient ids are <prefix>001, <prefix>002, ... (letters, digits)")
     parser.add_argument("--no_structures", action="store_true",
@@ -96,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out, args.n_patients, grid=grid, seed=args.seed, ranges=ranges_from_args(args),
             chest_expansion_mm=args.chest_expansion_mm, fat_mm=args.fat_mm,
             storage=args.storage, id_prefix=args.id_prefix, structures=not args.no_structures,
-            progress=not args.no_progress)
+            progress=not args.no_progress, file_format=args.file_format)
         print(f"wrote {len(ids)} patients ({ids[0]}..{ids[-1]}) under {args.out}")  # noqa: T201
         return 0
 

@@ -26,7 +26,12 @@ from torch import nn
 from data.ct_volumes import SliceStack, context_indices, slices_to_unit, unit_slices_to_hu
 from data.nifti_io import VolumeInfo
 from models.networks import SliceSizeRule
-from models.volume_inference import VolumeWindows, is_volumetric, volume_forward
+from models.volume_inference import (
+    VolumeWindows,
+    is_volumetric,
+    volume_forward,
+    with_phase_planes,
+)
 from util.errors import ConfigError
 from util.geometry import from_slice_stack
 from util.hu_window import hu_to_unit
@@ -99,15 +104,19 @@ def _input_batches(stack_hu: np.ndarray, *, hu_min: float, hu_max: float, resize
 
 
 def _padded_forward(net_g: nn.Module, x: torch.Tensor, rule: SliceSizeRule | None,
-                    pad_value: float, device: torch.device) -> torch.Tensor:
+                    pad_value: float, device: torch.device,
+                    phase_pct: float | None = None) -> torch.Tensor:
     """``net_g`` on ``x`` (B, C, h, w) padded with ``pad_value`` around the centre to
-    ``rule.fit(h, w)``; returns (B, 1, h, w) float32 on the CPU, the margins cropped off."""
+    ``rule.fit(h, w)``, with the target phase's two planes (:func:`data.phases.phase_planes`)
+    appended after the image channels when ``phase_pct`` is given; returns (B, 1, h, w) float32
+    on the CPU, the margins cropped off."""
     height, width = x.shape[-2:]
     target_h, target_w = rule.fit(height, width) if rule is not None else (height, width)
     top, left = (target_h - height) // 2, (target_w - width) // 2
     if (target_h, target_w) != (height, width):
         x = F.pad(x, (left, target_w - width - left, top, target_h - height - top),
                   value=pad_value)
+    x = with_phase_planes(x, phase_pct)
     out = net_g(x.to(device, non_blocking=True))
     return out[..., top:top + height, left:left + width].float().cpu()
 
@@ -116,7 +125,8 @@ def predict_stack(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_m
                   resize_to: int = 0, batch_size: int = 1, context_slices: int = 0,
                   device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
                   size_rule: SliceSizeRule | None = None,
-                  windows: VolumeWindows | None = None) -> torch.Tensor:
+                  windows: VolumeWindows | None = None,
+                  phase_pct: float | None = None) -> torch.Tensor:
     """Generator output for every slice of a stack, ``batch_size`` slices per forward pass.
 
     ``stack_hu``: (S, H, W) HU, axial slices in stack order; each input is the slice with
@@ -135,12 +145,13 @@ def predict_stack(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_m
         with inference_modes(net_g):
             return volume_forward(net_g, stack_hu, hu_min=hu_min, hu_max=hu_max,
                                   windows=windows or VolumeWindows(), device=device,
-                                  amp_dtype=amp_dtype)[0]
+                                  amp_dtype=amp_dtype, phase_pct=phase_pct)[0]
     pad_value = float(hu_to_unit(np.array(PAD_HU, dtype=np.float32), hu_min, hu_max))
     batches = _input_batches(stack_hu, hu_min=hu_min, hu_max=hu_max, resize_to=resize_to,
                              batch_size=batch_size, context_slices=context_slices)
     with inference_modes(net_g), torch.inference_mode(), autocast(device, amp_dtype):
-        outputs = [_padded_forward(net_g, x, size_rule, pad_value, device) for x in batches]
+        outputs = [_padded_forward(net_g, x, size_rule, pad_value, device, phase_pct)
+                   for x in batches]
     return torch.cat(outputs)
 
 
@@ -149,7 +160,8 @@ def sample_stack(net_g: nn.Module, stack_hu: np.ndarray, *, samples: int, seed: 
                  context_slices: int = 0, device: torch.device | str = "cpu",
                  amp_dtype: torch.dtype | None = None,
                  size_rule: SliceSizeRule | None = None,
-                 windows: VolumeWindows | None = None) -> StackPrediction:
+                 windows: VolumeWindows | None = None,
+                 phase_pct: float | None = None) -> StackPrediction:
     """Mean and voxelwise standard deviation of ``samples`` passes with dropout on.
 
     Only the dropout layers run in train mode (norms use their running statistics). Torch's
@@ -165,7 +177,7 @@ def sample_stack(net_g: nn.Module, stack_hu: np.ndarray, *, samples: int, seed: 
     if is_volumetric(net_g):
         return _sample_volume(net_g, stack_hu, samples=samples, seed=seed, hu_min=hu_min,
                               hu_max=hu_max, device=device, amp_dtype=amp_dtype,
-                              windows=windows or VolumeWindows())
+                              windows=windows or VolumeWindows(), phase_pct=phase_pct)
     native = (stack_hu.shape[1], stack_hu.shape[2])
     pad_value = float(hu_to_unit(np.array(PAD_HU, dtype=np.float32), hu_min, hu_max))
     batches = _input_batches(stack_hu, hu_min=hu_min, hu_max=hu_max, resize_to=resize_to,
@@ -177,8 +189,8 @@ def sample_stack(net_g: nn.Module, stack_hu: np.ndarray, *, samples: int, seed: 
         torch.manual_seed(seed)
         for x in batches:
             passes = np.stack([unit_slices_to_hu(
-                _padded_forward(net_g, x, size_rule, pad_value, device), native, hu_min, hu_max)
-                for _ in range(samples)])
+                _padded_forward(net_g, x, size_rule, pad_value, device, phase_pct), native,
+                hu_min, hu_max) for _ in range(samples)])
             means.append(passes.mean(axis=0, dtype=np.float64))
             stds.append(passes.std(axis=0, dtype=np.float64))
     return StackPrediction(np.concatenate(means).astype(np.float32),
@@ -187,7 +199,8 @@ def sample_stack(net_g: nn.Module, stack_hu: np.ndarray, *, samples: int, seed: 
 
 def _sample_volume(net_g: nn.Module, stack_hu: np.ndarray, *, samples: int, seed: int,
                    hu_min: float, hu_max: float, device: torch.device,
-                   amp_dtype: torch.dtype | None, windows: VolumeWindows) -> StackPrediction:
+                   amp_dtype: torch.dtype | None, windows: VolumeWindows,
+                   phase_pct: float | None = None) -> StackPrediction:
     """:func:`sample_stack` for a volumetric generator: ``samples`` whole-volume passes with the
     dropout layers on, from ``seed``; mean and std in HU, and the mean displacement field."""
     native = (stack_hu.shape[1], stack_hu.shape[2])
@@ -197,7 +210,8 @@ def _sample_volume(net_g: nn.Module, stack_hu: np.ndarray, *, samples: int, seed
         torch.manual_seed(seed)
         for _ in range(samples):
             unit, field = volume_forward(net_g, stack_hu, hu_min=hu_min, hu_max=hu_max,
-                                         windows=windows, device=device, amp_dtype=amp_dtype)
+                                         windows=windows, device=device, amp_dtype=amp_dtype,
+                                         phase_pct=phase_pct)
             passes.append(unit_slices_to_hu(unit, native, hu_min, hu_max))
             fields += [] if field is None else [field.numpy()]
     stacked = np.stack(passes)
@@ -211,7 +225,8 @@ def predict_hu(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_max:
                context_slices: int = 0, device: torch.device | str = "cpu",
                amp_dtype: torch.dtype | None = None,
                size_rule: SliceSizeRule | None = None,
-               windows: VolumeWindows | None = None) -> StackPrediction:
+               windows: VolumeWindows | None = None,
+               phase_pct: float | None = None) -> StackPrediction:
     """The prediction test.py and predict.py write: one deterministic pass (``samples`` 1, no
     std), else :func:`sample_stack`'s mean and std; with a motion generator, its displacement
     field too. Other arguments as :func:`predict_stack`."""
@@ -219,19 +234,19 @@ def predict_hu(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_max:
         return sample_stack(net_g, stack_hu, samples=samples, seed=seed, hu_min=hu_min,
                             hu_max=hu_max, resize_to=resize_to, batch_size=batch_size,
                             context_slices=context_slices, device=device, amp_dtype=amp_dtype,
-                            size_rule=size_rule, windows=windows)
+                            size_rule=size_rule, windows=windows, phase_pct=phase_pct)
     if is_volumetric(net_g):
         device = torch.device(device)
         with inference_modes(net_g):
             unit, field = volume_forward(net_g, stack_hu, hu_min=hu_min, hu_max=hu_max,
                                          windows=windows or VolumeWindows(), device=device,
-                                         amp_dtype=amp_dtype)
+                                         amp_dtype=amp_dtype, phase_pct=phase_pct)
         return StackPrediction(unit_slices_to_hu(unit, (stack_hu.shape[1], stack_hu.shape[2]),
                                                  hu_min, hu_max),
                                displacement_vox=None if field is None else field.numpy())
     unit = predict_stack(net_g, stack_hu, hu_min=hu_min, hu_max=hu_max, resize_to=resize_to,
                          batch_size=batch_size, context_slices=context_slices, device=device,
-                         amp_dtype=amp_dtype, size_rule=size_rule)
+                         amp_dtype=amp_dtype, size_rule=size_rule, phase_pct=phase_pct)
     return StackPrediction(unit_slices_to_hu(unit, (stack_hu.shape[1], stack_hu.shape[2]),
                                              hu_min, hu_max))
 
@@ -240,12 +255,14 @@ def predict_volume(net_g: nn.Module, stack: SliceStack, *, hu_min: float, hu_max
                    resize_to: int = 0, batch_size: int = 1, context_slices: int = 0,
                    device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
                    size_rule: SliceSizeRule | None = None,
-                   windows: VolumeWindows | None = None) -> np.ndarray:
+                   windows: VolumeWindows | None = None,
+                   phase_pct: float | None = None) -> np.ndarray:
     """The predicted volume for ``stack``: (I, J, K) float32 HU in the source's voxel order and
     shape (``stack.info``), clipped to [hu_min, hu_max] by the network's output range."""
     pred = predict_hu(net_g, stack.hu, hu_min=hu_min, hu_max=hu_max, resize_to=resize_to,
                       batch_size=batch_size, context_slices=context_slices, device=device,
-                      amp_dtype=amp_dtype, size_rule=size_rule, windows=windows)
+                      amp_dtype=amp_dtype, size_rule=size_rule, windows=windows,
+                      phase_pct=phase_pct)
     return np.ascontiguousarray(from_slice_stack(pred.hu, stack.info.affine))
 
 

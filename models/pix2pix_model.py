@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from data.phases import PHASE_CHANNELS
 from models.base_model import BaseModel
 from models.image_pool import ImagePool
 from models.networks import (
@@ -59,9 +60,12 @@ class Pix2PixModel(BaseModel):
         self.loss_names = ["G_GAN", "G_L1", "D_real", "D_fake"]
         self.visual_names = ["real_A", "fake_B", "real_B"]
         self.model_names = ["G", "D"] if self.is_train else ["G"]
+        #: Input channels after the image channels: the target phase's planes (--phases).
+        self.conditioning_nc = PHASE_CHANNELS if getattr(opt, "phase_input", False) else 0
         self.netG = define_G(opt.input_nc, opt.output_nc, opt.ngf, opt.netG, norm=opt.norm,
                              use_dropout=not opt.no_dropout, init_type=opt.init_type,
-                             init_gain=opt.init_gain, residual=opt.residual).to(self.device)
+                             init_gain=opt.init_gain, residual=opt.residual,
+                             conditioning_nc=self.conditioning_nc).to(self.device)
         self.real_A: torch.Tensor | None = None
         self.real_B: torch.Tensor | None = None
         self.fake_B: torch.Tensor | None = None
@@ -81,7 +85,7 @@ class Pix2PixModel(BaseModel):
             self.lambda_L1, self.lambda_GAN = opt.lambda_L1, opt.lambda_GAN
             self.motion_weight = opt.motion_weight
             self.motion_threshold = opt.motion_threshold_hu * 2.0 / (opt.hu_max - opt.hu_min)
-            self.centre_channel = opt.input_nc // 2
+            self.centre_channel = (opt.input_nc - self.conditioning_nc) // 2  # the AVG slice
             self.fake_AB_pool = ImagePool(opt.pool_size)
             betas = (opt.beta1, 0.999)
             self.optimizer_G = make_adam(self.netG.parameters(), lr=opt.lr, betas=betas,

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from data.phases import PHASE_CHANNELS
 from models.base_model import BaseModel
 from models.networks import define_G
 from util.errors import ConfigError
@@ -32,7 +33,9 @@ class TestModel(BaseModel):
         self.model_names = [f"G{opt.model_suffix}"]
         net = define_G(opt.input_nc, opt.output_nc, opt.ngf, opt.netG, norm=opt.norm,
                        use_dropout=not opt.no_dropout, init_type=opt.init_type,
-                       init_gain=opt.init_gain, residual=opt.residual).to(self.device)
+                       init_gain=opt.init_gain, residual=opt.residual,
+                       conditioning_nc=PHASE_CHANNELS if getattr(opt, "phase_input", False)
+                       else 0).to(self.device)
         setattr(self, f"netG{opt.model_suffix}", net)
         self.generator = net
         self.real_A: torch.Tensor | None = None

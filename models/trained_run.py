@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from data.phases import PHASE_CHANNELS, phase_label
 from models.base_model import load_weights, weights_mismatch
 from models.inference import StackPrediction, predict_hu
 from models.networks import (
@@ -41,8 +42,9 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class GeneratorSettings:
     """What a trained generator is and what it takes: its architecture (``--netG`` ...
-    ``--residual``) and its input (``--resize_to`` pixels, 0 = native; ``--patch_size`` (D, H, W)
-    voxels a volumetric generator was trained on, 0 = whole extent; the HU window mapped to
+    ``--residual``; ``phase_input``: it reads the target phase as two planes after the image
+    channels, recorded by a training with ``--phases``) and its input (``--resize_to`` pixels,
+    0 = native; ``--patch_size`` (D, H, W) voxels a volumetric generator was trained on, 0 = whole extent; the HU window mapped to
     [-1, 1]; ``--direction``). Field names are the option names."""
 
     netG: str
@@ -53,6 +55,7 @@ class GeneratorSettings:
     output_nc: int = 1
     context_slices: int = 0
     residual: bool = False
+    phase_input: bool = False
     resize_to: int = 0
     patch_size: tuple[int, int, int] = (0, 0, 0)
     hu_min: float = -1024.0
@@ -101,18 +104,24 @@ class TrainedGenerator:
 
     def predict(self, stack_hu: np.ndarray, *, batch_size: int = 1, samples: int = 1,
                 seed: int = 0, amp_dtype: torch.dtype | None = None,
-                overlap: float = DEFAULT_OVERLAP) -> StackPrediction:
+                overlap: float = DEFAULT_OVERLAP, phase_pct: float = 0.0) -> StackPrediction:
         """The prediction for a stack (S, H, W) of AVG slices in HU (stack order): (S, H, W)
         float32 HU, deterministic for ``samples`` 1, else the mean and std of that many
         passes with dropout, and a motion generator's displacement field
         (:func:`models.inference.predict_hu`). A volumetric generator covers the stack with
-        windows overlapping by ``overlap``."""
+        windows overlapping by ``overlap``. ``phase_pct``: the breathing phase (%) to predict,
+        0 (end-inhale) unless the generator is phase-conditioned."""
         s = self.settings
+        if phase_pct != 0 and not s.phase_input:
+            raise ConfigError(f"{self.weights}: this generator predicts phase 0 only (trained "
+                              f"without --phases); it cannot predict phase "
+                              f"{phase_label(phase_pct)} %")
         return predict_hu(self.net, stack_hu, hu_min=s.hu_min, hu_max=s.hu_max,
                           samples=samples, seed=seed, resize_to=s.resize_to,
                           batch_size=batch_size, context_slices=s.context_slices,
                           device=self.device, amp_dtype=amp_dtype,
-                          size_rule=s.size_rule(), windows=s.windows(overlap))
+                          size_rule=s.size_rule(), windows=s.windows(overlap),
+                          phase_pct=phase_pct if s.phase_input else None)
 
 
 def read_settings(run_dir: Path) -> GeneratorSettings:
@@ -132,7 +141,8 @@ def build_generator(settings: GeneratorSettings) -> nn.Module:
     """An untrained generator (CPU) of the given architecture."""
     return define_G(settings.input_nc, settings.output_nc, settings.ngf, settings.netG,
                     norm=settings.norm, use_dropout=not settings.no_dropout,
-                    residual=settings.residual)
+                    residual=settings.residual,
+                    conditioning_nc=PHASE_CHANNELS if settings.phase_input else 0)
 
 
 def load_generator(run_dir: str | Path, epoch: str = "latest",

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from data.ct_volumes import slices_to_unit
+from data.phases import phase_planes
 from models.networks import SliceSizeRule, folding_fraction, is_motion_generator
 from util.hu_window import hu_to_unit
 from util.speed import autocast
@@ -59,16 +60,26 @@ def check_overlap(overlap: float) -> None:
         raise ValueError(f"--window_overlap must be in [0, 1), got {overlap}")
 
 
+def with_phase_planes(x: torch.Tensor, phase_pct: float | None) -> torch.Tensor:
+    """``x`` (N, C, *spatial) with the phase's two constant planes (sin, cos; see
+    :mod:`data.phases`) appended after its C channels; ``x`` itself when ``phase_pct`` is None."""
+    if phase_pct is None:
+        return x
+    planes = torch.from_numpy(phase_planes(phase_pct, x.shape[2:])).to(x.device, x.dtype)
+    return torch.cat((x, planes.expand(x.shape[0], *planes.shape)), dim=1)
+
+
 def volume_forward(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_max: float,
                    windows: VolumeWindows, device: torch.device,
-                   amp_dtype: torch.dtype | None = None
+                   amp_dtype: torch.dtype | None = None, phase_pct: float | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``net_g`` over a whole slice stack, window by window, in the modes the caller set.
 
     ``stack_hu``: (S, H, W) HU in stack order. Returns ((S, 1, H, W) float32 in [-1, 1] on the CPU,
     the (3, S, H, W) float32 displacement in voxels along (S, H, W) for a motion generator, else
-    None): a phase-0 voxel p was at p + u(p) in the AVG. Runs without gradients; ``amp_dtype``
-    runs it under autocast.
+    None): a phase-0 voxel p was at p + u(p) in the AVG. With ``phase_pct`` (a phase-conditioned
+    generator) each window gets the phase's two planes appended after its image channel (not
+    through the air padding). Runs without gradients; ``amp_dtype`` runs it under autocast.
     """
     from monai.inferers import sliding_window_inference  # the one user of MONAI's inferers
 
@@ -82,6 +93,7 @@ def volume_forward(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_
 
     def predictor(window: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The generator on one (1, 1, D, H, W) window: the image, and the field if any."""
+        window = with_phase_planes(window, phase_pct)
         out = net_g(window, return_field=True) if motion else net_g(window)
         return (out[0].float(), out[1].float()) if motion else out.float()
 

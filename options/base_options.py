@@ -150,6 +150,8 @@ class BaseOptions:
         parser = self.parser = self.build_parser(argv)
         opt = parser.parse_args(argv)
         opt.isTrain = self.is_train
+        # recorded by a training on several phases; a test run adopts the run's value
+        opt.phase_input = self.is_train and bool(getattr(opt, "phases", ""))
         self.adjust(opt, explicit_options(parser, argv))
         if opt.suffix:
             opt.name = f"{opt.name}_{opt.suffix.format(**vars(opt))}"

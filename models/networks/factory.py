@@ -82,7 +82,7 @@ RESNET_MIN_SIZE = 2 * RESNET_MULTIPLE
 def define_G(input_nc: int, output_nc: int, ngf: int, netG: str, norm: str = "batch",
              use_dropout: bool = False, init_type: str = "normal",
              init_gain: float = 0.02, residual: bool = False,
-             intensity_correction: bool = True) -> nn.Module:
+             intensity_correction: bool = True, conditioning_nc: int = 0) -> nn.Module:
     """Initialised generator (on the CPU): (N, input_nc, H, W) -> (N, output_nc, H, W) in [-1, 1],
     or for a volumetric ``netG`` (:func:`is_volumetric`) (N, input_nc, D, H, W) ->
     (N, output_nc, D, H, W).
@@ -92,6 +92,9 @@ def define_G(input_nc: int, output_nc: int, ngf: int, netG: str, norm: str = "ba
     ``motion3d_n`` name builds a :class:`MotionGenerator` (one channel in and out, no
     ``residual``) over a linear-output 3-D U-Net of n levels, starting as the identity, with the
     intensity correction unless ``intensity_correction`` is False (other names ignore it).
+    The last ``conditioning_nc`` input channels condition the network without being image
+    channels (the target phase's planes of :mod:`data.phases`): the residual is added to the
+    middle image channel, and a motion generator warps channel 0 and reads them all.
     Raises ConfigError (listing the valid names) for an unknown netG, norm or init_type.
     """
     if residual and output_nc != 1:
@@ -108,22 +111,26 @@ def define_G(input_nc: int, output_nc: int, ngf: int, netG: str, norm: str = "ba
     elif spec.family == "unet3d":
         net = UnetGenerator3d(input_nc, output_nc, spec.depth, ngf, norm_layer, use_dropout)
     else:
-        _check_motion_options(netG, input_nc, output_nc, residual)
-        field_net = UnetGenerator3d(1, 3 + int(intensity_correction), spec.depth, ngf,
+        _check_motion_options(netG, input_nc - conditioning_nc, output_nc, residual)
+        field_net = UnetGenerator3d(input_nc, 3 + int(intensity_correction), spec.depth, ngf,
                                     norm_layer, use_dropout, final="linear")
         net = MotionGenerator(field_net, intensity_correction)
     init_weights(net, init_type, init_gain)
     logger.info("generator %s: %d parameters, norm %s, dropout %s%s", netG, count_parameters(net),
                 norm, use_dropout, ", residual" if residual else "")
-    return ResidualGenerator(net, input_nc // 2) if residual else net
+    if not 0 <= conditioning_nc < input_nc:
+        raise ConfigError(f"{conditioning_nc} conditioning channels leave no image channel in "
+                          f"--input_nc {input_nc}")
+    return ResidualGenerator(net, (input_nc - conditioning_nc) // 2) if residual else net
 
 
 def _check_motion_options(netG: str, input_nc: int, output_nc: int, residual: bool) -> None:
     """Raise ConfigError for options a motion generator cannot take."""
     problems = []
     if input_nc != 1 or output_nc != 1:
-        problems.append(f"it warps one volume into one: it needs --input_nc 1 and --output_nc 1, "
-                        f"got {input_nc} and {output_nc}")
+        problems.append(f"it warps one volume into one: it needs one image channel in and one "
+                        f"out (--input_nc 1, 3 with --phases; --output_nc 1), got {input_nc} "
+                        f"and {output_nc}")
     if residual:
         problems.append("--residual does not apply (the warp already starts from the input)")
     if problems:

@@ -77,14 +77,15 @@ class MotionGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor,
                 return_field: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """x: (N, 1, D, H, W) float32 in [-1, 1] -> y (N, 1, D, H, W) float32 in [-1, 1], or
+        """x: (N, C, D, H, W) float32 in [-1, 1], channel 0 the volume to warp, the others
+        conditioning ``net`` (a phase's planes) -> y (N, 1, D, H, W) float32 in [-1, 1], or
         (y, u) with ``return_field``, u: (N, 3, D, H, W) float32 pull displacement in voxels.
 
         The warp runs in float32 even under autocast (bf16 grid coordinates would be off by up
         to a voxel beyond 256).
         """
-        if x.ndim != 5 or x.shape[1] != 1:
-            raise ConfigError(f"the motion generator warps one volume (N, 1, D, H, W), got shape "
+        if x.ndim != 5:
+            raise ConfigError(f"the motion generator warps one volume (N, C, D, H, W), got shape "
                               f"{tuple(x.shape)}")
         out = self.field_net(x)
         if out.shape[1] != self.out_channels or out.shape[2:] != x.shape[2:]:
@@ -92,7 +93,7 @@ class MotionGenerator(nn.Module):
                               f"{(x.shape[0], self.out_channels, *x.shape[2:])}, got "
                               f"{tuple(out.shape)}")
         u = out[:, :FIELD_CHANNELS].float()
-        y = self._warp(x.float(), u)
+        y = self._warp(x[:, :1].float(), u)
         if self.intensity_correction:
             y = y + out[:, FIELD_CHANNELS:].float()
         y = y.clamp(-1.0, 1.0)

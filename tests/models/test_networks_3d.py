@@ -159,8 +159,8 @@ def test_residual_unet3d_adds_its_output_to_the_input_volume() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "fragment"), [
-    ({"input_nc": 3}, "--input_nc 1 and --output_nc 1, got 3 and 1"),
-    ({"output_nc": 2}, "--input_nc 1 and --output_nc 1, got 1 and 2"),
+    ({"input_nc": 3}, "--input_nc 1, 3 with --phases; --output_nc 1), got 3 and 1"),
+    ({"output_nc": 2}, "--output_nc 1), got 1 and 2"),
     ({"residual": True}, "--residual does not apply"),
 ])
 def test_motion_generator_refuses_options_it_cannot_take(kwargs: dict, fragment: str) -> None:
@@ -364,10 +364,10 @@ def test_a_stale_cached_grid_is_rebuilt() -> None:
     torch.testing.assert_close(net(x), x, rtol=0, atol=1e-6)
 
 
-def test_motion_generator_refuses_a_multi_channel_input() -> None:
+def test_motion_generator_refuses_a_slice_input() -> None:
     net = define_G(1, 1, 2, "motion3d_3")
-    with pytest.raises(ConfigError, match=r"\(N, 1, D, H, W\)"):
-        net(_volume((1, 2, 8, 8, 8)))
+    with pytest.raises(ConfigError, match=r"\(N, C, D, H, W\)"):
+        net(torch.zeros(1, 1, 8, 8))
 
 
 def test_a_few_steps_learn_a_two_voxel_shift() -> None:

@@ -22,7 +22,18 @@ from util.errors import ConfigError
 #: A value other than the default for every setting, as train.py would be given it.
 NON_DEFAULT = {"netG": "unet_128", "ngf": "16", "norm": "instance", "no_dropout": None,
                "input_nc": "3", "output_nc": "2", "context_slices": "1", "residual": None,
-               "resize_to": "128", "hu_min": "-1000", "hu_max": "1000", "direction": "BtoA"}
+               "phase_input": None, "resize_to": "128", "patch_size": "8 16 16",
+               "hu_min": "-1000", "hu_max": "1000", "direction": "BtoA"}
+#: Settings train.py derives from other options: phase_input from --phases.
+DERIVED = {"phase_input": ["--phases", "all"]}
+
+
+def setting_flags() -> list[str]:
+    """The command-line flags that give every setting its NON_DEFAULT value."""
+    flags: list[str] = []
+    for key, value in NON_DEFAULT.items():
+        flags += DERIVED.get(key) or [f"--{key}", *(value.split() if value else [])]
+    return flags
 
 
 def test_every_setting_has_a_non_default_value_in_this_table():
@@ -32,9 +43,9 @@ def test_every_setting_has_a_non_default_value_in_this_table():
 
 
 def test_every_setting_of_train_py_round_trips_through_opt_json_into_test_py(tmp_path):
-    flags = [x for k, v in NON_DEFAULT.items() for x in ([f"--{k}"] + ([v] if v else []))]
+    flags = setting_flags()
     base = ["--dataroot", str(tmp_path), "--checkpoints_dir", str(tmp_path / "ck"), "--name",
-            "run", "--axial_slice", "--gpu_ids", "-1"]
+            "run", "--axial_slice", "--gpu_ids", "-1", "--dataset_mode", "nifti_aligned"]
     options = TrainOptions()
     trained = options.parse([*base, *flags])
     options.record(trained)

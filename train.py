@@ -28,8 +28,10 @@ from tqdm import tqdm
 
 from data import create_dataloader, create_dataset
 from data.base_dataset import BaseDataset
+from data.ct_volumes import SliceStack
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_volume_dataset import NiftiVolumeDataset
+from data.phases import folder_phase, parse_phases, phase_label
 from data.sampling import EpochSampler, PatientBlockSampler
 from display.visualizer import Visualizer
 from models import create_model
@@ -147,14 +149,42 @@ def make_validator(opt: argparse.Namespace, device: torch.device) -> Validator |
     val_set = NiftiAlignedDataset(root / "valA", root / "valB", hu_min=opt.hu_min,
                                   hu_max=opt.hu_max, resize_to=opt.resize_to,
                                   context_slices=opt.context_slices,
-                                  geometry_atol_mm=opt.geometry_atol_mm)
+                                  geometry_atol_mm=opt.geometry_atol_mm,
+                                  phases=training_phases(opt))
     if not is_volumetric(opt.netG):  # volumetric windows take any volume size
         check_sizes(val_set, opt)
     windows = GeneratorSettings.from_options(vars(opt)).windows(opt.window_overlap)
-    return Validator(list(zip(val_set.patient_ids, val_set.stacks_a, val_set.stacks_b,
-                              strict=True)),
-                     region_settings(opt), resize_to=opt.resize_to, batch_size=opt.batch_size,
+    return Validator(validation_targets(val_set), region_settings(opt),
+                     resize_to=opt.resize_to, batch_size=opt.batch_size,
                      context_slices=opt.context_slices, device=device, windows=windows)
+
+
+def training_phases(opt: argparse.Namespace) -> tuple[float, ...] | None:
+    """The phases (%) a ``--phases`` run trains on (None: a phase-0 run): the list given, or
+    for ``all`` every phase the training split holds (:func:`data.phases.folder_phase`)."""
+    text = getattr(opt, "phases", "")
+    if not text:
+        return None
+    if text.strip().lower() != "all":
+        return parse_phases(text)
+    root = Path(opt.dataroot)
+    found = (folder_phase(d.name, opt.phase) for d in root.iterdir() if d.is_dir())
+    return tuple(sorted(p for p in found if p is not None))
+
+
+def validation_targets(val_set: NiftiAlignedDataset
+                       ) -> list[tuple[str, SliceStack, SliceStack, float]]:
+    """(id, AVG, target, phase %) for every validation patient and phase it has: phase 0 alone
+    for a phase-0 run, every phase of ``--phases`` for a phase-conditioned one."""
+    phases = val_set.phases or (0.0,)
+    targets = []
+    for v, pid in enumerate(val_set.patient_ids):
+        for percent in phases:
+            truth = val_set.phase_stack(v, percent)
+            if truth is not None:
+                name = pid if not val_set.phases else f"{pid}@p{phase_label(percent)}"
+                targets.append((name, val_set.stacks_a[v], truth, percent))
+    return targets
 
 
 def previous_best(run_dir: Path) -> float:

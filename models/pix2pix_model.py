@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from data.phases import PHASE_CHANNELS
+from data.phases import PHASE_CHANNELS, STANDARD_PHASES
 from models.base_model import BaseModel
 from models.image_pool import ImagePool
 from models.networks import (
@@ -27,7 +27,9 @@ from models.networks import (
     is_volumetric,
     smoothness_loss,
 )
+from models.volume_inference import with_phase_planes
 from util.distributed import no_grad_sync
+from util.errors import ConfigError
 from util.speed import make_adam
 
 
@@ -49,6 +51,11 @@ class Pix2PixModel(BaseModel):
                                 help="extra L1 weight of pixels that move between input and "
                                      "target (|B - A| > --motion_threshold_hu): they count "
                                      "1 + W times")
+            parser.add_argument("--lambda_consistency", type=float, default=0.0,
+                                help="phase-conditioned runs (--phases all): weight of the L1 "
+                                     "between the mean of the ten phases the generator makes "
+                                     "from a batch and its input AVG (the AVG is the mean of "
+                                     "the phases); costs ten more generator passes per step")
             parser.add_argument("--lambda_smooth", type=float, default=1.0,
                                 help="motion generators (--netG motion3d_*): weight of the "
                                      "smoothness penalty on the displacement field (mean "
@@ -80,6 +87,13 @@ class Pix2PixModel(BaseModel):
                                  init_type=opt.init_type, init_gain=opt.init_gain,
                                  dims=3 if is_volumetric(opt.netG) else 2).to(self.device)
             self.lambda_smooth = opt.lambda_smooth
+            self.lambda_consistency = opt.lambda_consistency
+            if self.lambda_consistency > 0:
+                if not self.conditioning_nc:
+                    raise ConfigError("--lambda_consistency compares the mean of the synthetic "
+                                      "phases with the AVG: it needs a phase-conditioned run "
+                                      "(--phases all)")
+                self.loss_names.append("G_consistency")
             self.gan_mode = opt.gan_mode
             self.criterionGAN = GANLoss(opt.gan_mode).to(self.device)
             self.lambda_L1, self.lambda_GAN = opt.lambda_L1, opt.lambda_GAN
@@ -138,6 +152,9 @@ class Pix2PixModel(BaseModel):
             self.loss_G_GAN = self.criterionGAN(self.netD(fake_AB), True) * self.lambda_GAN
             self.loss_G_L1 = weighted_l1(fake_B, real_B, self.l1_weights()) * self.lambda_L1
             self.loss_G = self.loss_G_GAN + self.loss_G_L1
+            if self.lambda_consistency > 0:
+                self.loss_G_consistency = self.consistency_loss() * self.lambda_consistency
+                self.loss_G = self.loss_G + self.loss_G_consistency
             if self.is_motion and self.displacement is not None:
                 self.loss_G_smooth = smoothness_loss(self.displacement) * self.lambda_smooth
                 self.loss_G = self.loss_G + self.loss_G_smooth
@@ -145,6 +162,20 @@ class Pix2PixModel(BaseModel):
                     self.loss_fold_pct = torch.tensor(
                         100.0 * folding_fraction(self.displacement.detach()))
         self.grad_scaler.scale(self.loss_G).backward()
+
+    def consistency_loss(self) -> torch.Tensor:
+        """L1 (window units) between the mean over the ten standard phases of G's output for the
+        current batch's AVG and that AVG (its centre image channel): the AVG is the mean of the
+        phases. One generator pass over the batch repeated with each phase's planes."""
+        if self.real_A is None:
+            raise RuntimeError("the consistency loss needs set_input(batch) first")
+        image = self.real_A[:, :self.real_A.shape[1] - self.conditioning_nc]
+        inputs = torch.cat([with_phase_planes(image, p) for p in STANDARD_PHASES])
+        outputs = self.netG(inputs, return_field=True)[0] if self.is_motion else self.netG(inputs)
+        mean = outputs.float().view(len(STANDARD_PHASES), *image.shape[:1],
+                                    *outputs.shape[1:]).mean(dim=0)
+        centre = image[:, self.centre_channel:self.centre_channel + 1].float()
+        return (mean - centre).abs().mean()
 
     def l1_weights(self) -> torch.Tensor | None:
         """(N, 1, H, W) per-pixel L1 weights: 1 + motion_weight where |B - A| (centre input

@@ -44,8 +44,9 @@ class GeneratorSettings:
     """What a trained generator is and what it takes: its architecture (``--netG`` ...
     ``--residual``; ``phase_input``: it reads the target phase as two planes after the image
     channels, recorded by a training with ``--phases``) and its input (``--resize_to`` pixels,
-    0 = native; ``--patch_size`` (D, H, W) voxels a volumetric generator was trained on, 0 = whole extent; the HU window mapped to
-    [-1, 1]; ``--direction``). Field names are the option names."""
+    0 = native; ``--patch_size`` (D, H, W) voxels a volumetric generator was trained on,
+    0 = whole extent; the HU window mapped to [-1, 1]; ``--direction``). Field names are the
+    option names."""
 
     netG: str
     ngf: int = 64

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,12 +37,15 @@ class _ValPatient:
     avg: SliceStack
     truth_hu: np.ndarray
     masks: dict[str, np.ndarray]
+    phase_pct: float | None = None
 
 
 class Validator:
     """Scores a generator on validation patients (AVG -> phase 0), in HU.
 
-    ``patients``: (id, AVG stack, phase-0 stack) triples on the same grids. ``resize_to``,
+    ``patients``: (id, AVG stack, target stack) triples on the same grids, the target phase 0;
+    or (id, AVG stack, target stack, phase %) for a phase-conditioned generator, the id naming
+    the patient and phase (``PT1@p50``). ``resize_to``,
     ``hu_min``/``hu_max``, ``batch_size`` and ``context_slices`` as in training; ``device``:
     where the generator is; ``size_rule``: the slice sizes the generator takes (slices that do
     not fit are padded with air, as in :func:`models.inference.predict_stack`; None: as they
@@ -49,7 +53,8 @@ class Validator:
     covers a volume (:class:`models.volume_inference.VolumeWindows`).
     """
 
-    def __init__(self, patients: list[tuple[str, SliceStack, SliceStack]],
+    def __init__(self, patients: Sequence[tuple[str, SliceStack, SliceStack]
+                                          | tuple[str, SliceStack, SliceStack, float]],
                  settings: RegionSettings, *, resize_to: int = 0, batch_size: int = 1,
                  context_slices: int = 0, device: torch.device | str = "cpu",
                  size_rule: SliceSizeRule | None = None,
@@ -58,10 +63,11 @@ class Validator:
         self.windows = windows
         self.resize_to, self.batch_size, self.device = resize_to, batch_size, device
         self.patients = []
-        for pid, avg, truth in patients:
+        for pid, avg, truth, *phase in patients:
             masks = region_masks(avg.hu, truth.hu, 0, avg.stack_spacing_mm, settings)
             self.patients.append(_ValPatient(pid, avg, truth.hu.astype(np.float32),
-                                             {r: masks[r] for r in VAL_REGIONS}))
+                                             {r: masks[r] for r in VAL_REGIONS},
+                                             float(phase[0]) if phase else None))
         self.baseline = self._mean_mae({p.patient_id: p.avg.hu for p in self.patients})
         logger.info("validation on %d patients; AVG baseline MAE: %s", len(self.patients),
                     ", ".join(f"{r} {v:.1f} HU" for r, v in self.baseline.items()))
@@ -88,7 +94,8 @@ class Validator:
                                      hu_max=self.settings.hu_max, resize_to=self.resize_to,
                                      batch_size=self.batch_size,
                                      context_slices=self.context_slices, device=self.device,
-                                     size_rule=self.size_rule, windows=self.windows)
+                                     size_rule=self.size_rule, windows=self.windows,
+                                     phase_pct=p.phase_pct)
                 predictions[p.patient_id] = unit_slices_to_hu(
                     unit, p.avg.hu.shape[1:], self.settings.hu_min, self.settings.hu_max)
         finally:

@@ -27,11 +27,13 @@ def _base_map_mm(hu: np.ndarray, body: np.ndarray, affine: np.ndarray,
 
 
 def diaphragm_heights_mm(volumes: Mapping[float, np.ndarray], avg_hu: np.ndarray,
-                         affine: np.ndarray, settings: RegionSettings = RegionSettings()
+                         affine: np.ndarray, settings: RegionSettings | None = None
                          ) -> dict[float, float]:
     """{phase %: diaphragm height in mm} of each (I, J, K) HU volume, over the columns where the
     AVG's lung base lies above the first slice (the body mask from the AVG as well); NaN for a
-    phase without lung in those columns."""
+    phase without lung in those columns. ``settings``: the body and lung thresholds (defaults
+    when None)."""
+    settings = settings or RegionSettings()
     body = body_mask(avg_hu, axial_axis(affine), settings.body_threshold_hu)
     avg_base = _base_map_mm(avg_hu, body, affine, settings)
     columns = np.isfinite(avg_base) & (avg_base > 0)

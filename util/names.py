@@ -41,13 +41,37 @@ def std_file_name(patient_id: str) -> str:
     return f"{safe_name(patient_id)}{PREDICTION_SUFFIX}{STD_SUFFIX}.nii.gz"
 
 
+def phase_suffix(percent: float) -> str:
+    """What names a phase other than 0 in output names: ``""`` for 0 %, ``"_p50"`` for 50 %."""
+    return "" if percent == 0 else f"_p{percent:g}"
+
+
+def phase_prediction_file_name(patient_id: str, percent: float) -> str:
+    """File name of a patient's predicted phase: ``<safe id>_fake_B.nii.gz`` for phase 0 (as a
+    phase-0 model writes it), ``<safe id>_fake_B_p50.nii.gz`` for 50 %."""
+    return f"{safe_name(patient_id)}{PREDICTION_SUFFIX}{phase_suffix(percent)}.nii.gz"
+
+
+#: Volumes derived from a synthetic cycle: the maximum-intensity projection and the mean.
+CYCLE_KINDS = ("mip", "avg")
+
+
+def cycle_file_name(patient_id: str, kind: str) -> str:
+    """File name of a volume derived from a patient's synthetic cycle, ``kind`` in
+    :data:`CYCLE_KINDS`: ``<safe id>_fake_B_mip.nii.gz``, ``<safe id>_fake_B_avg.nii.gz``."""
+    if kind not in CYCLE_KINDS:
+        raise ValueError(f"unknown cycle volume {kind!r}; one of {', '.join(CYCLE_KINDS)}")
+    return f"{safe_name(patient_id)}{PREDICTION_SUFFIX}_{kind}.nii.gz"
+
+
 #: Suffix of a motion generator's displacement field: ``<id>_displacement.nii.gz``.
 DISPLACEMENT_SUFFIX = "_displacement"
 
 
-def displacement_file_name(patient_id: str) -> str:
-    """File name of a patient's displacement field (NIfTI vector image, world mm)."""
-    return f"{safe_name(patient_id)}{DISPLACEMENT_SUFFIX}.nii.gz"
+def displacement_file_name(patient_id: str, percent: float = 0.0) -> str:
+    """File name of a patient's displacement field (NIfTI vector image, world mm), of phase 0
+    or of ``percent`` (``<safe id>_displacement_p50.nii.gz``)."""
+    return f"{safe_name(patient_id)}{DISPLACEMENT_SUFFIX}{phase_suffix(percent)}.nii.gz"
 
 
 def unique_output_names(sources: Mapping[str, str | os.PathLike[str]],

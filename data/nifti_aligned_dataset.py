@@ -5,6 +5,12 @@ Every volume is decoded once, at start-up, and held as a compact slice stack (in
 lossless); or, with ``--volume_cache N``, decoded on first use with the N most recently used kept
 (memory flat in the number of patients). A sample is one axial slice of one patient, converted to
 float32 and windowed to [-1, 1] only when it is served.
+
+With ``--phases`` (a dataset prepared with ``prepare_dataset.py --phases``), the targets are every
+listed respiratory phase p, read from ``<phase>B_p<p>/`` beside ``<phase>B/`` (phase 0; see
+:mod:`data.phases`): a sample is one slice of one (patient, phase), its input carrying the phase
+as two constant planes (sin, cos) after the image channels, for a phase-conditioned generator.
+Patients stay one entry each (``patient_ids``, ``stacks_a``, ``stacks_b`` = phase 0).
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -29,14 +36,43 @@ from data.ct_volumes import (
     load_slice_stack,
     slice_to_unit,
 )
-from data.image_folder import pair_by_name
-from data.nifti_io import VolumeInfo
+from data.image_folder import make_dataset, pair_by_name
+from data.nifti_io import VolumeInfo, nifti_stem
+from data.phases import (
+    PHASE_CHANNELS,
+    folder_phase,
+    parse_phases,
+    phase_folder,
+    phase_label,
+    phase_planes,
+)
 from data.volume_cache import LazyStacks
 from util.errors import ConfigError, DataError
 from util.geometry import stack_shape
 from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN
 
 logger = logging.getLogger(__name__)
+
+#: One sample: (patient index, phase slot, slice or patch draw); the slot indexes the phases
+#: served (one slot, phase 0, without ``--phases``).
+SampleKey = tuple[int, int, int]
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class PhaseStacks:
+    """The target volumes of one respiratory phase: ``stacks[rows[v]]`` is patient v's, for
+    the patients v in ``rows`` (those with a file of that phase)."""
+
+    percent: float
+    rows: dict[int, int]
+    stacks: Sequence[SliceStack]
+
+    def get(self, patient_index: int) -> SliceStack | None:
+        """Patient ``patient_index``'s stack of this phase (decoded now when lazy), None when the
+        patient has no file of it."""
+        row = self.rows.get(patient_index)
+        return None if row is None else self.stacks[row]
 
 
 class NiftiAlignedDataset(BaseDataset):
@@ -47,6 +83,11 @@ class NiftiAlignedDataset(BaseDataset):
     neighbours on each side, the slice itself in the middle channel); ``A_paths``/``B_paths``,
     ``patient_id`` and ``slice_index`` (position in the stack, inferior first). Without a
     ``<phase>B`` folder at test time, samples carry ``A`` alone.
+
+    With ``phases``: one sample per (patient, phase, slice) that exists; ``A`` (2K+1+2, H, W),
+    the image channels then the planes (sin, cos) of the phase
+    (:func:`data.phases.phase_planes`); ``B`` that phase's slice, ``B_paths`` its file and
+    ``phase_pct`` the phase in % (float).
     """
 
     #: What one sample is, for the log.
@@ -60,7 +101,14 @@ class NiftiAlignedDataset(BaseDataset):
         parser.add_argument("--volume_cache", type=int, default=0,
                             help="0: decode every volume at start-up and keep all (int16); N > 0: "
                                  "decode volumes on first use, keep the N most recently used per "
-                                 "side and process (memory flat in the number of patients)")
+                                 "side (and phase) and process (memory flat in the number of "
+                                 "patients)")
+        parser.add_argument("--phases", type=str, default="",
+                            help="targets for a phase-conditioned generator: '' (default) = "
+                                 "phase 0 alone, as before; 'all' = every phase folder of the "
+                                 "split (<phase>B, <phase>B_p10, ... written by prepare_dataset.py"
+                                 " --phases); or percentages such as 0,50. The input gets 2 more "
+                                 "channels, sin and cos of the phase (--input_nc 2K+1+2)")
         return parser
 
     def __init__(self, folder_a: str | Path, folder_b: str | Path | None = None, *,
@@ -68,7 +116,8 @@ class NiftiAlignedDataset(BaseDataset):
                  resize_to: int = 0, context_slices: int = 0, a_to_b: bool = True,
                  flip: bool = False, max_patients: int | None = None,
                  max_slices: float = float("inf"), volume_cache: int = 0,
-                 geometry_atol_mm: float = AFFINE_ATOL_MM) -> None:
+                 geometry_atol_mm: float = AFFINE_ATOL_MM,
+                 phases: Sequence[float] | None = None) -> None:
         """Pair ``folder_a/<id>.nii[.gz]`` (AVG) with ``folder_b/<id>...`` (phase 0; None: no
         truth, AtoB only) and index their axial slices.
 
@@ -76,13 +125,16 @@ class NiftiAlignedDataset(BaseDataset):
         pixels (0 = native); ``context_slices``: K neighbours on each side of an input slice;
         ``a_to_b``: A is the input; ``flip``: random left-right flips; ``max_patients``: the
         first N pairs only; ``max_slices``: at most that many samples, spread over all slices;
-        ``volume_cache``: 0 = decode every volume now, N = decode on use and keep N per side;
-        ``geometry_atol_mm``: largest affine difference (mm) of a pair on one grid.
+        ``volume_cache``: 0 = decode every volume now, N = decode on use and keep N per side
+        (and phase); ``geometry_atol_mm``: largest affine difference (mm) of a pair on one grid;
+        ``phases``: target phases in % (None: phase 0 alone, no phase planes), phase p read from
+        ``folder_b.parent / phase_folder(split, p)`` (AtoB only).
         """
         for name, value in (("context_slices", context_slices), ("resize_to", resize_to),
                             ("volume_cache", volume_cache)):
             if value < 0:
                 raise ConfigError(f"--{name} must be 0 or positive, got {value}")
+        self.phases: tuple[float, ...] = checked_phases(phases, a_to_b)
         self.root = str(Path(folder_a).parent)
         self.hu_min, self.hu_max, self.resize_to = hu_min, hu_max, resize_to
         self.context_slices = context_slices
@@ -94,28 +146,32 @@ class NiftiAlignedDataset(BaseDataset):
                             f"<phase>B/ (phase 0), as written by prepare_dataset.py")
         if dir_b is None and not a_to_b:
             raise DataError(f"{dir_a}: --direction BtoA needs the phase-0 folder beside it")
-        pairs = pair_by_name(dir_a, dir_b)[:max_patients]
+        all_pairs = pair_by_name(dir_a, dir_b)
+        pairs = all_pairs[:max_patients]
         self.patient_ids: list[str] = [pid for pid, _, _ in pairs]
+        files = phase_files(dir_b, self.phases, self.patient_ids,
+                            {pid for pid, _, _ in all_pairs}) if dir_b is not None else {}
         self.lazy = volume_cache > 0
         self.stacks_a: Sequence[SliceStack]
         self.stacks_b: Sequence[SliceStack]
-        if self.lazy:
-            self.stacks_a, self.stacks_b = _lazy_pairs(pairs, volume_cache, geometry_atol_mm)
-            memory = (f"none yet, volumes decoded on use, at most {volume_cache} per side "
-                      f"and process (~{_largest_pairs_mib(self.stacks_a, volume_cache):.1f} "
-                      "MiB as int16)")
-        else:
-            self.stacks_a, self.stacks_b = _load_pairs(pairs, geometry_atol_mm)
-            memory = describe_memory([*self.stacks_a, *self.stacks_b])
+        self.stacks_a, self.stacks_b = (
+            _lazy_pairs(pairs, volume_cache, geometry_atol_mm) if self.lazy
+            else _load_pairs(pairs, geometry_atol_mm))
         self.infos_a = [self.volume_info(i) for i in range(len(pairs))]
+        self._by_phase = self._phase_tables(files, volume_cache, geometry_atol_mm)
+        #: The phase of each slot of the sample index: those served, or phase 0 alone.
+        self.slot_phases: tuple[float, ...] = self.phases or (0.0,)
         self.index = self.sample_index(max_slices)
-        logger.info("%s: %d patients, %d %s; voxels held in memory: %s", self.root,
-                    len(self.patient_ids), len(self.index), self.sample_unit, memory)
+        logger.info("%s: %d patients%s, %d %s; voxels held in memory: %s", self.root,
+                    len(self.patient_ids), f", phases {_labels(self.phases)} %"
+                    if self.phases else "", len(self.index), self.sample_unit,
+                    self._memory_text(volume_cache))
 
     @classmethod
     def from_options(cls, opt: argparse.Namespace) -> NiftiAlignedDataset:
-        """The dataset of ``<dataroot>/<phase>A`` and ``<phase>B`` as the options describe
-        (the registry's constructor; ``--num_test`` limits the patients at test time)."""
+        """The dataset of ``<dataroot>/<phase>A`` and ``<phase>B`` (and the ``--phases``
+        folders) as the options describe (the registry's constructor; ``--num_test`` limits the
+        patients at test time)."""
         _check_options(opt)
         dir_a, dir_b = dataroot_folders(opt)
         return cls(dir_a, dir_b, hu_min=opt.hu_min,
@@ -124,7 +180,8 @@ class NiftiAlignedDataset(BaseDataset):
                    flip=opt.isTrain and not opt.no_flip,
                    max_patients=None if opt.isTrain else opt.num_test,
                    max_slices=opt.max_dataset_size, volume_cache=opt.volume_cache,
-                   geometry_atol_mm=opt.geometry_atol_mm)
+                   geometry_atol_mm=opt.geometry_atol_mm,
+                   phases=dataset_phases(opt.phases, Path(opt.dataroot), opt.phase))
 
     @property
     def has_target(self) -> bool:
@@ -138,19 +195,40 @@ class NiftiAlignedDataset(BaseDataset):
             return self.stacks_a.infos[patient_index]
         return self.stacks_a[patient_index].info
 
+    def phase_stack(self, patient_index: int, percent: float) -> SliceStack | None:
+        """The patient's volume of phase ``percent`` (%) as a slice stack, the truth of that
+        phase (phase 0 = ``stacks_b``); None when the patient has no file of it, the phase is
+        not served or the dataset holds no truth."""
+        table = self._by_phase.get(float(percent))
+        return None if table is None else table.get(patient_index)
+
+    def has_phase(self, patient_index: int, percent: float) -> bool:
+        """Whether the patient's volume of phase ``percent`` is held (without decoding it)."""
+        table = self._by_phase.get(float(percent))
+        return table is not None and patient_index in table.rows
+
     def slice_shapes(self) -> set[tuple[int, int]]:
         """Distinct native (H, W) slice sizes in the dataset, in pixels."""
         return {stack_shape(i.shape, i.affine)[1:] for i in self.infos_a}
 
-    def sample_index(self, max_samples: float) -> list[tuple[int, int]]:
-        """(patient, slice) of every sample; at most ``max_samples``, spread over all slices
-        (called once by ``__init__``, after the volumes are indexed)."""
-        return spread_index([stack_shape(i.shape, i.affine)[0] for i in self.infos_a],
-                            max_samples)
+    def samples_per_volume(self, patient_index: int) -> int:
+        """Samples of one (patient, phase): the patient's axial slices."""
+        info = self.infos_a[patient_index]
+        return stack_shape(info.shape, info.affine)[0]
+
+    def sample_index(self, max_samples: float) -> list[SampleKey]:
+        """(patient, phase slot, slice) of every sample, patient by patient, phase by phase;
+        a (patient, phase) without its file is left out; at most ``max_samples``, spread over
+        all of them (called once by ``__init__``, after the volumes are indexed)."""
+        keys = [(v, k, s) for v in range(len(self.patient_ids))
+                for k, percent in enumerate(self.slot_phases)
+                if not self.has_target or self.has_phase(v, percent)
+                for s in range(self.samples_per_volume(v))]
+        return spread_evenly(keys, max_samples)
 
     def sample_patients(self) -> list[int]:
         """The patient (volume) index of every sample, in sample order."""
-        return [v for v, _ in self.index]
+        return [v for v, _, _ in self.index]
 
     def __len__(self) -> int:
         """Number of axial slices served."""
@@ -158,22 +236,74 @@ class NiftiAlignedDataset(BaseDataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Slice ``index``: see the class docstring for the keys."""
-        v, s = self.index[index]
+        v, k, s = self.index[index]
+        percent = self.slot_phases[k]
         flip = self.flip and bool(torch.rand(()) < 0.5)  # torch RNG: seeded per worker
         item: dict[str, Any] = {"patient_id": self.patient_ids[v], "slice_index": s,
                                 "patient_index": v}
-        sides = [("A", self.stacks_a)] + ([("B", self.stacks_b)] if self.stacks_b else [])
-        for key, stacks in sides:
+        sides = [("A", self.stacks_a[v])]
+        sides += [("B", self.target_stack(v, percent))] if self.has_target else []
+        for key, stack in sides:
             is_input = (key == "A") == self.a_to_b
-            hu = context_window(stacks[v].hu, s, self.context_slices) if is_input \
-                else stacks[v].hu[s]  # flipped in NumPy: see slices_to_unit on threads
+            hu = context_window(stack.hu, s, self.context_slices) if is_input \
+                else stack.hu[s]  # flipped in NumPy: see slices_to_unit on threads
             item[key] = slice_to_unit(hu[..., ::-1] if flip else hu, self.hu_min, self.hu_max,
                                       self.resize_to)
-            item[f"{key}_paths"] = str(stacks[v].info.path)
+            item[f"{key}_paths"] = str(stack.info.path)
         if not self.a_to_b:
             item["A"], item["B"] = item["B"], item["A"]
             item["A_paths"], item["B_paths"] = item["B_paths"], item["A_paths"]
+        return self.add_phase(item, percent)
+
+    def target_stack(self, patient_index: int, percent: float) -> SliceStack:
+        """The truth of a sample: the patient's stack of phase ``percent``, which the sample
+        index holds only where it exists."""
+        stack = self.phase_stack(patient_index, percent)
+        if stack is None:
+            raise RuntimeError(f"{self.patient_ids[patient_index]}: no volume of phase "
+                               f"{phase_label(percent)} %, yet a sample of it was asked for")
+        return stack
+
+    def add_phase(self, item: dict[str, Any], percent: float) -> dict[str, Any]:
+        """With phases, ``item`` with the phase planes appended to ``A`` (C, *spatial) ->
+        (C + 2, *spatial) and ``phase_pct``; unchanged without."""
+        if self.phases:
+            planes = phase_planes(percent, item["A"].shape[1:])
+            item["A"] = torch.cat([item["A"], torch.from_numpy(planes)])
+            item["phase_pct"] = float(percent)
         return item
+
+    def _memory_text(self, volume_cache: int) -> str:
+        """What the voxels held take, for the log: now, or at most once decoded on use."""
+        extra = [t.stacks for p, t in self._by_phase.items() if p != 0]
+        if isinstance(self.stacks_a, LazyStacks):
+            mib = _largest_pairs_mib(self.stacks_a, volume_cache, 2 + len(extra))
+            return (f"none yet, volumes decoded on use, at most {volume_cache} per side "
+                    f"{'and phase ' if extra else ''}and process (~{mib:.1f} MiB as int16)")
+        return describe_memory([*self.stacks_a, *self.stacks_b, *(s for t in extra for s in t)])
+
+    def _phase_tables(self, files: dict[float, dict[int, Path]], capacity: int,
+                      atol_mm: float) -> dict[float, PhaseStacks]:
+        """{phase: its stacks}: phase 0 is ``stacks_b``; every other phase's files decoded now
+        (or on use with ``capacity`` > 0) and checked against their AVG's geometry, every
+        problem reported together in one DataError."""
+        tables: dict[float, PhaseStacks] = {}
+        if self.has_target:
+            tables[0.0] = PhaseStacks(0.0, {v: v for v in range(len(self.patient_ids))},
+                                      self.stacks_b)
+        problems: list[str] = []
+        for percent, by_patient in files.items():
+            rows = {v: row for row, v in enumerate(by_patient)}
+            refs = [self.infos_a[v] for v in by_patient]
+            paths = list(by_patient.values())
+            stacks, found = (_lazy_against(paths, refs, capacity, atol_mm) if capacity > 0
+                             else _load_against(paths, refs, atol_mm, phase_label(percent)))
+            tables[percent] = PhaseStacks(percent, rows, stacks)
+            problems += found
+        if problems:
+            raise DataError(f"{len(problems)} phase volume(s) cannot be used:\n  "
+                            + "\n  ".join(problems))
+        return tables
 
 
 def dataroot_folders(opt: argparse.Namespace) -> tuple[Path, Path | None]:
@@ -199,12 +329,133 @@ def _check_options(opt: argparse.Namespace) -> None:
                           f"'{opt.preprocess}'); use --resize_to N to resize slices to N x N")
     if opt.context_slices < 0:
         raise ConfigError(f"--context_slices must be 0 or positive, got {opt.context_slices}")
-    expected_nc = 2 * opt.context_slices + 1
+    check_phase_direction(opt)
+    expected_nc = 2 * opt.context_slices + 1 + (PHASE_CHANNELS if opt.phases else 0)
     if opt.input_nc != expected_nc or opt.output_nc != 1:
+        served = (f"{expected_nc} input channels ({2 * opt.context_slices + 1} image, then "
+                  f"{PHASE_CHANNELS} phase planes: sin, cos)" if opt.phases
+                  else f"{expected_nc} input channel(s)")
         raise ConfigError(f"--dataset_mode nifti_aligned with --context_slices "
-                          f"{opt.context_slices} serves {expected_nc} input channel(s) and 1 "
+                          f"{opt.context_slices}{_phases_flag(opt)} serves {served} and 1 "
                           f"output channel; got --input_nc {opt.input_nc} --output_nc "
                           f"{opt.output_nc}: pass --input_nc {expected_nc} --output_nc 1")
+
+
+def check_phase_direction(opt: argparse.Namespace) -> None:
+    """ConfigError for ``--phases`` with ``--direction BtoA``: the phase conditions the
+    generator that predicts it from the AVG, not the reverse."""
+    if opt.phases and opt.direction != "AtoB":
+        raise ConfigError(f"--phases {opt.phases} trains AVG -> phase p, the phase given to the "
+                          f"generator as input planes; --direction BtoA has no phase to "
+                          f"condition on: pass --direction AtoB or drop --phases")
+
+
+def _phases_flag(opt: argparse.Namespace) -> str:
+    """`` and --phases X`` for messages, empty without phases."""
+    return f" and --phases {opt.phases}" if opt.phases else ""
+
+
+def checked_phases(phases: Sequence[float] | None, a_to_b: bool) -> tuple[float, ...]:
+    """The phases a dataset serves as sorted unique % (``()`` for None: phase 0 alone, no
+    phase planes); ConfigError for an empty list, a percentage outside [0, 100) or BtoA."""
+    if phases is None:
+        return ()
+    values = tuple(sorted({float(p) for p in phases}))
+    if not values or any(not 0.0 <= p < 100.0 for p in values):
+        raise ConfigError(f"phases must be percentages in [0, 100), at least one; got "
+                          f"{list(phases)}")
+    if not a_to_b:
+        raise ConfigError("--phases trains AVG -> phase p; --direction BtoA has no phase to "
+                          "condition on: pass --direction AtoB")
+    return values
+
+
+def find_phases(root: Path, split: str) -> tuple[float, ...]:
+    """Sorted phases (%) of the folders of ``split`` under ``root`` (``<split>B`` = 0,
+    ``<split>B_p<p>``: see :func:`data.phases.folder_phase`)."""
+    if not root.is_dir():
+        return ()
+    found = (folder_phase(d.name, split) for d in root.iterdir() if d.is_dir())
+    return tuple(sorted(p for p in found if p is not None))
+
+
+def dataset_phases(text: str, root: Path, split: str) -> tuple[float, ...] | None:
+    """``--phases`` for the ``split`` of dataroot ``root``: None for ``""`` (phase 0 alone, as
+    before); ``"all"``: every phase folder of the split there (the ten standard phases when the
+    split has no truth folder at all: prediction without truth); else :func:`parse_phases`."""
+    if not text.strip():
+        return None
+    if text.strip().lower() != "all":
+        return parse_phases(text)
+    found = find_phases(root, split)
+    if not found:
+        logger.info("%s: no %sB folders, --phases all = the standard ten phases", root, split)
+        return parse_phases("all")
+    if found == (0.0,):
+        logger.warning("%s: --phases all finds phase 0 alone (%sB/); prepare_dataset.py "
+                       "--phases all writes the others", root, split)
+    return found
+
+
+def phase_files(folder_b: Path, phases: Sequence[float], patient_ids: Sequence[str],
+                known_ids: set[str]) -> dict[float, dict[int, Path]]:
+    """{phase: {patient index: file}} of every phase but 0 (phase 0 is ``folder_b``, paired
+    beforehand), read from ``folder_b.parent / phase_folder(split, p)``.
+
+    ConfigError naming every missing phase folder and what to run; DataError for files of no
+    known patient (``known_ids``: every AVG's id) or duplicated ids, reported together. A
+    patient without some phases is logged once, naming them; its samples of them left out.
+    """
+    others = [p for p in phases if p != 0]
+    if not others:
+        return {}
+    split = folder_b.name[:-1] if folder_b.name.endswith("B") else ""
+    if not split:
+        raise ConfigError(f"{folder_b}: phases are read beside a phase-0 folder named "
+                          f"<split>B (trainB, testB); this one is not")
+    folders = {p: folder_b.parent / phase_folder(split, p) for p in others}
+    missing = [str(f) for f in folders.values() if not f.is_dir()]
+    if missing:
+        raise ConfigError(f"phase folder(s) not found: {', '.join(missing)}; write them with "
+                          f"prepare_dataset.py --phases all (or --phases {_labels(phases)}), "
+                          f"or ask for the phases present")
+    files: dict[float, dict[int, Path]] = {}
+    problems: list[str] = []
+    lacking: dict[int, list[float]] = {}
+    for percent, folder in folders.items():
+        by_id, found = _files_by_id(folder, known_ids)
+        problems += found
+        files[percent] = {v: by_id[pid] for v, pid in enumerate(patient_ids) if pid in by_id}
+        for v in set(range(len(patient_ids))) - files[percent].keys():
+            lacking.setdefault(v, []).append(percent)
+    if problems:
+        raise DataError("phase volumes without their AVG:\n  " + "\n  ".join(problems))
+    for v, absent in sorted(lacking.items()):
+        logger.warning("%s: no volume of phase(s) %s %% in %s; its samples of those phases are "
+                       "left out", patient_ids[v], _labels(absent),
+                       ", ".join(str(folders[p]) for p in absent))
+    return files
+
+
+def _files_by_id(folder: Path, known_ids: set[str]) -> tuple[dict[str, Path], list[str]]:
+    """{id: NIfTI file} of ``folder`` (searched as :func:`data.image_folder.make_dataset`
+    does), and the problems: files of an id not in ``known_ids``, ids found twice."""
+    by_id: dict[str, Path] = {}
+    problems: list[str] = []
+    for path in make_dataset(folder, nifti_only=True):
+        pid = nifti_stem(path)
+        if pid in by_id:
+            problems.append(f"{path}: same patient id '{pid}' as {by_id[pid]}")
+        elif pid not in known_ids:
+            problems.append(f"{path}: no matching AVG file (no patient '{pid}')")
+        else:
+            by_id[pid] = path
+    return by_id, problems
+
+
+def _labels(phases: Sequence[float]) -> str:
+    """Phases as written in messages and options: ``"0,30,60"``."""
+    return ",".join(phase_label(p) for p in phases)
 
 
 def _load_pairs(pairs: list[tuple[str, Path, Path | None]], atol_mm: float
@@ -245,27 +496,65 @@ def _lazy_pairs(pairs: list[tuple[str, Path, Path | None]], capacity: int, atol_
     return stacks_a, stacks_b
 
 
-def _check_pair_geometry(a: VolumeInfo, b: VolumeInfo, atol_mm: float) -> None:
+def _load_against(paths: list[Path], refs: list[VolumeInfo], atol_mm: float, label: str
+                  ) -> tuple[list[SliceStack], list[str]]:
+    """Decode the volumes at ``paths`` (one phase's), each checked against the geometry of its
+    AVG ``refs[i]``; the stacks and every problem found."""
+    stacks: list[SliceStack] = []
+    problems: list[str] = []
+    for path, ref in tqdm(list(zip(paths, refs, strict=True)), unit="patient",
+                          desc=f"loading phase {label}"):
+        try:
+            stack = load_slice_stack(path)
+            _check_pair_geometry(ref, stack.info, atol_mm, "every phase")
+        except DataError as exc:
+            problems.append(str(exc))
+            continue
+        stacks.append(stack)
+    return stacks, problems
+
+
+def _lazy_against(paths: list[Path], refs: list[VolumeInfo], capacity: int, atol_mm: float
+                  ) -> tuple[LazyStacks, list[str]]:
+    """Headers of the volumes at ``paths``, voxels decoded on use; every geometry that
+    differs from its AVG's (``refs[i]``) reported."""
+    stacks = LazyStacks(paths, capacity)
+    problems: list[str] = []
+    for ref, info in zip(refs, stacks.infos, strict=True):
+        try:
+            _check_pair_geometry(ref, info, atol_mm, "every phase")
+        except DataError as exc:
+            problems.append(str(exc))
+    return stacks, problems
+
+
+def _check_pair_geometry(a: VolumeInfo, b: VolumeInfo, atol_mm: float,
+                         what: str = "phase 0") -> None:
     """:func:`check_same_geometry` of an A/B pair, pointing a hand-made folder's user to
-    prepare_dataset.py when it fails."""
+    prepare_dataset.py when it fails (``what``: the B volumes it writes)."""
     try:
         check_same_geometry(a, b, atol_mm)
     except DataError as exc:
         raise DataError(f"{exc}; prepare_dataset.py checks each pair's world grid and writes "
-                        f"phase 0 in its AVG's voxel order") from exc
+                        f"{what} in its AVG's voxel order") from exc
 
 
-def _largest_pairs_mib(stacks: LazyStacks, count: int) -> float:
-    """MiB of ``count`` of the largest volumes of ``stacks`` and their pairs, as int16."""
+def _largest_pairs_mib(stacks: LazyStacks, count: int, sides: int = 2) -> float:
+    """MiB of ``count`` of the largest volumes of ``stacks`` and their partners (``sides``
+    volumes per patient in all: A, phase 0 and any other phases), as int16."""
     sizes = sorted((int(np.prod(i.shape)) * 2 for i in stacks.infos), reverse=True)
-    return 2 * sum(sizes[:count]) / 2**20
+    return sides * sum(sizes[:count]) / 2**20
+
+
+def spread_evenly(items: list[_T], max_size: float) -> list[_T]:
+    """``items`` (every sample, in order); at most ``max_size`` of them, spread evenly."""
+    if max_size < len(items):
+        keep = np.linspace(0, len(items) - 1, num=max(1, int(max_size))).round().astype(int)
+        items = [items[i] for i in keep]
+    return items
 
 
 def spread_index(n_slices: list[int], max_size: float) -> list[tuple[int, int]]:
     """(volume, slice) of every sample, ``n_slices[v]`` samples of volume v; at most
     ``max_size``, spread evenly over all of them."""
-    index = [(v, s) for v, n in enumerate(n_slices) for s in range(n)]
-    if max_size < len(index):
-        keep = np.linspace(0, len(index) - 1, num=max(1, int(max_size))).round().astype(int)
-        index = [index[i] for i in keep]
-    return index
+    return spread_evenly([(v, s) for v, n in enumerate(n_slices) for s in range(n)], max_size)

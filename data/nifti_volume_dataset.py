@@ -14,6 +14,10 @@ posterior, W patient right -> left). A sample is a (D, H, W) box of that frame:
   A patient without moving voxels always gets uniform boxes.
 - Every draw (box, flip) comes from torch's global generator inside ``__getitem__``, seeded per
   DataLoader worker, so a seeded run draws the same patches and resumes exactly.
+
+With ``--phases`` the patches are drawn for every (patient, phase) that exists, the moving voxels
+being those of that phase (|phase p - AVG| > ``--motion_threshold_hu``); the input carries the
+phase as two constant volumes (sin, cos) after the image channel.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +33,13 @@ import numpy as np
 import torch
 
 from data.ct_volumes import AFFINE_ATOL_MM
-from data.nifti_aligned_dataset import NiftiAlignedDataset, dataroot_folders, spread_index
+from data.nifti_aligned_dataset import (
+    NiftiAlignedDataset,
+    check_phase_direction,
+    dataroot_folders,
+    dataset_phases,
+)
+from data.phases import PHASE_CHANNELS
 from util.errors import ConfigError
 from util.geometry import stack_shape
 from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, hu_to_unit
@@ -52,6 +62,10 @@ class NiftiVolumeDataset(NiftiAlignedDataset):
     (negative on an axis where the volume is padded), ``patient_id``, ``patient_index``,
     ``A_paths``/``B_paths``. Without a ``<phase>B`` folder at test time, samples carry ``A``
     alone. ``stacks_a``/``stacks_b`` hold the whole volumes, as in the parent.
+
+    With ``phases``: ``patches_per_volume`` patches of every (patient, phase) that exists;
+    ``A`` (1+2, D, H, W), the image then the constant (sin, cos) volumes of the phase; ``B``
+    that phase's patch, ``B_paths`` its file, ``phase_pct`` the phase in % (float).
     """
 
     sample_unit = "patches"
@@ -74,14 +88,16 @@ class NiftiVolumeDataset(NiftiAlignedDataset):
                  hu_min: float = DEFAULT_HU_MIN, hu_max: float = DEFAULT_HU_MAX,
                  a_to_b: bool = True, flip: bool = False, max_patients: int | None = None,
                  max_samples: float = float("inf"), volume_cache: int = 0,
-                 geometry_atol_mm: float = AFFINE_ATOL_MM) -> None:
+                 geometry_atol_mm: float = AFFINE_ATOL_MM,
+                 phases: Sequence[float] | None = None) -> None:
         """Pair ``folder_a/<id>.nii[.gz]`` (AVG) with ``folder_b/<id>...`` (phase 0; None: no
         truth) and serve ``patches_per_volume`` patches of each patient per epoch.
 
         ``patch_size``: (D, H, W) voxels in the stack frame, 0 = the whole axis;
         ``motion_fraction``: share of patches centred on a moving voxel, where |B - A| >
         ``motion_threshold_hu`` (HU); ``max_samples``: at most that many samples per epoch,
-        spread over the patients; the other arguments as in :class:`NiftiAlignedDataset`.
+        spread over the patients (and phases); the other arguments, ``phases`` included, as in
+        :class:`NiftiAlignedDataset`.
         """
         self.patch_size = checked_patch_size(patch_size)
         self.whole_axis_multiple = 1
@@ -94,8 +110,11 @@ class NiftiVolumeDataset(NiftiAlignedDataset):
         self.motion_threshold_hu = motion_threshold_hu
         super().__init__(folder_a, folder_b, hu_min=hu_min, hu_max=hu_max, a_to_b=a_to_b,
                          flip=flip, max_patients=max_patients, max_slices=max_samples,
-                         volume_cache=volume_cache, geometry_atol_mm=geometry_atol_mm)
-        self.moving = MovingVoxelCache(volume_cache if self.lazy else None)
+                         volume_cache=volume_cache, geometry_atol_mm=geometry_atol_mm,
+                         phases=phases)
+        # as many (patient, phase) as the lazy caches hold volumes of
+        self.moving = MovingVoxelCache(volume_cache * len(self.slot_phases) if self.lazy
+                                       else None)
         if not self.lazy and self.has_target and motion_fraction > 0:
             self._find_all_moving_voxels()
 
@@ -113,20 +132,22 @@ class NiftiVolumeDataset(NiftiAlignedDataset):
                    flip=opt.isTrain and not opt.no_flip,
                    max_patients=None if opt.isTrain else opt.num_test,
                    max_samples=opt.max_dataset_size, volume_cache=opt.volume_cache,
-                   geometry_atol_mm=opt.geometry_atol_mm)
+                   geometry_atol_mm=opt.geometry_atol_mm,
+                   phases=dataset_phases(opt.phases, Path(opt.dataroot), opt.phase))
 
-    def sample_index(self, max_samples: float) -> list[tuple[int, int]]:
-        """(patient, k) for the k-th of ``patches_per_volume`` patches of every patient; at
-        most ``max_samples``, spread over the patients."""
-        return spread_index([self.patches_per_volume] * len(self.patient_ids), max_samples)
+    def samples_per_volume(self, patient_index: int) -> int:  # noqa: ARG002
+        """Samples of one (patient, phase): ``patches_per_volume`` patch draws (the index
+        holds (patient, phase slot, k) for the k-th)."""
+        return self.patches_per_volume
 
-    def moving_voxels(self, patient_index: int) -> np.ndarray:
-        """Flat (C-order) indices into the patient's (S, H, W) stack of the voxels where |B - A|
-        > ``motion_threshold_hu`` HU: (N,) int32 (int64 for huge stacks); empty without B."""
-        if not self.has_target:
+    def moving_voxels(self, patient_index: int, percent: float = 0.0) -> np.ndarray:
+        """Flat (C-order) indices into the patient's (S, H, W) stack of the voxels where
+        |B - A| > ``motion_threshold_hu`` HU, B = the patient's phase ``percent`` (%): (N,)
+        int32 (int64 for huge stacks); empty without that B."""
+        if not self.has_phase(patient_index, percent):
             return np.empty(0, dtype=np.int64)
-        return self.moving.get(patient_index, lambda: find_moving_voxels(
-            self.stacks_a[patient_index].hu, self.stacks_b[patient_index].hu,
+        return self.moving.get((patient_index, float(percent)), lambda: find_moving_voxels(
+            self.stacks_a[patient_index].hu, self.target_stack(patient_index, percent).hu,
             self.motion_threshold_hu))
 
     def pad_whole_axes_to(self, multiple: int) -> None:
@@ -143,32 +164,35 @@ class NiftiVolumeDataset(NiftiAlignedDataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Patch ``index``: see the class docstring for the keys."""
-        v, _ = self.index[index]
+        v, k, _ = self.index[index]
+        percent = self.slot_phases[k]
         shape = _shape3(self.stacks_a[v].hu.shape)
         size = patch_extent(shape, self.patch_size, self.whole_axis_multiple)
-        origin = self._draw_origin(v, shape, size)
+        origin = self._draw_origin(v, percent, shape, size)
         flip = self.flip and bool(torch.rand(()) < 0.5)
         item: dict[str, Any] = {"patient_id": self.patient_ids[v], "patient_index": v,
                                 "patch_origin": torch.tensor(origin, dtype=torch.int64)}
-        sides = [("A", self.stacks_a)] + ([("B", self.stacks_b)] if self.stacks_b else [])
-        for key, stacks in sides:
-            patch = crop_padded(stacks[v].hu, origin, size)
+        sides = [("A", self.stacks_a[v])]
+        sides += [("B", self.target_stack(v, percent))] if self.has_target else []
+        for key, stack in sides:
+            patch = crop_padded(stack.hu, origin, size)
             unit = hu_to_unit(patch.astype(np.float32), self.hu_min, self.hu_max)
             unit = unit[..., ::-1] if flip else unit
             item[key] = torch.from_numpy(np.ascontiguousarray(unit))[None]
-            item[f"{key}_paths"] = str(stacks[v].info.path)
+            item[f"{key}_paths"] = str(stack.info.path)
         if not self.a_to_b:
             item["A"], item["B"] = item["B"], item["A"]
             item["A_paths"], item["B_paths"] = item["B_paths"], item["A_paths"]
-        return item
+        return self.add_phase(item, percent)
 
-    def _draw_origin(self, patient_index: int, shape: Shape3, size: Shape3) -> Shape3:
-        """The first voxel of a patch of ``size`` in a stack of ``shape``: centred on a moving
-        voxel (with probability ``motion_fraction``, when the patient has any) and clamped
-        inside, else uniform over the positions inside."""
+    def _draw_origin(self, patient_index: int, percent: float, shape: Shape3,
+                     size: Shape3) -> Shape3:
+        """The first voxel of a patch of ``size`` in a stack of ``shape``: centred on a voxel
+        moving in phase ``percent`` (with probability ``motion_fraction``, when the patient has
+        any) and clamped inside, else uniform over the positions inside."""
         bounds = [origin_bounds(n, p) for n, p in zip(shape, size, strict=True)]
         if self.motion_fraction > 0 and bool(torch.rand(()) < self.motion_fraction):
-            moving = self.moving_voxels(patient_index)
+            moving = self.moving_voxels(patient_index, percent)
             if moving.size:
                 flat = int(moving[int(torch.randint(moving.size, ()))])
                 centre = np.unravel_index(flat, shape)
@@ -179,36 +203,38 @@ class NiftiVolumeDataset(NiftiAlignedDataset):
         return s, h, w
 
     def _find_all_moving_voxels(self) -> None:
-        """Find every patient's moving voxels now (before DataLoader workers fork) and log
-        their share."""
-        counts = [self.moving_voxels(v).size for v in range(len(self.patient_ids))]
-        total = sum(self.stacks_a[v].hu.size for v in range(len(self.patient_ids)))
+        """Find the moving voxels of every (patient, phase) now (before DataLoader workers
+        fork) and log their share."""
+        held = [(v, p) for v in range(len(self.patient_ids)) for p in self.slot_phases
+                if self.has_phase(v, p)]
+        counts = [self.moving_voxels(v, p).size for v, p in held]
+        total = sum(self.stacks_a[v].hu.size for v, _ in held)
         still = sum(1 for c in counts if c == 0)
-        logger.info("%s: moving voxels (|B - A| > %g HU): %.2f %% of all; %d of %d patients "
+        logger.info("%s: moving voxels (|B - A| > %g HU): %.2f %% of all; %d of %d %s "
                     "without any (their patches are placed uniformly)", self.root,
                     self.motion_threshold_hu, 100.0 * sum(counts) / max(total, 1), still,
-                    len(counts))
+                    len(counts), "(patient, phase) pairs" if self.phases else "patients")
 
 
 class MovingVoxelCache:
-    """Moving-voxel indices per patient, computed once; the ``capacity`` most recently used
-    kept (None: all, for volumes held in memory anyway)."""
+    """Moving-voxel indices per key (patient, phase), computed once; the ``capacity`` most
+    recently used kept (None: all, for volumes held in memory anyway)."""
 
     def __init__(self, capacity: int | None) -> None:
         if capacity is not None and capacity < 1:
-            raise ValueError(f"capacity must be at least 1 patient or None, got {capacity}")
+            raise ValueError(f"capacity must be at least 1 volume or None, got {capacity}")
         self.capacity = capacity
-        self._found: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._found: OrderedDict[Hashable, np.ndarray] = OrderedDict()
 
-    def get(self, patient_index: int, compute: Callable[[], np.ndarray]) -> np.ndarray:
-        """The patient's indices, from ``compute()`` unless held; the least recently used
-        patient is dropped beyond ``capacity``."""
-        found = self._found.pop(patient_index, None)
+    def get(self, key: Hashable, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """The indices of ``key``, from ``compute()`` unless held; the least recently used key
+        is dropped beyond ``capacity``."""
+        found = self._found.pop(key, None)
         if found is None:
             found = compute()
             while self.capacity is not None and len(self._found) >= self.capacity:
                 self._found.popitem(last=False)
-        self._found[patient_index] = found
+        self._found[key] = found
         return found
 
 
@@ -286,10 +312,15 @@ def _check_options(opt: argparse.Namespace) -> None:
     """Refuse options the patch dataset cannot serve (ConfigError saying what to pass); the
     patch and sampling options are checked by the constructor."""
     mode = "--dataset_mode nifti_volume"
-    if opt.input_nc != 1 or opt.output_nc != 1:
-        raise ConfigError(f"{mode} serves 1 input and 1 output channel; got --input_nc "
-                          f"{opt.input_nc} --output_nc {opt.output_nc}: pass --input_nc 1 "
-                          f"--output_nc 1")
+    check_phase_direction(opt)
+    expected_nc = 1 + (PHASE_CHANNELS if opt.phases else 0)
+    if opt.input_nc != expected_nc or opt.output_nc != 1:
+        served = (f"with --phases {opt.phases} serves {expected_nc} input channels (1 image, "
+                  f"then {PHASE_CHANNELS} phase volumes: sin, cos)" if opt.phases
+                  else "serves 1 input")
+        raise ConfigError(f"{mode} {served} and 1 output channel; got --input_nc "
+                          f"{opt.input_nc} --output_nc {opt.output_nc}: pass --input_nc "
+                          f"{expected_nc} --output_nc 1")
     if opt.context_slices != 0:
         raise ConfigError(f"{mode} serves 3-D patches, whose neighbours are in the patch: pass "
                           f"--context_slices 0 (got {opt.context_slices})")

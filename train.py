@@ -29,9 +29,9 @@ from tqdm import tqdm
 from data import create_dataloader, create_dataset
 from data.base_dataset import BaseDataset
 from data.ct_volumes import SliceStack
-from data.nifti_aligned_dataset import NiftiAlignedDataset
+from data.nifti_aligned_dataset import NiftiAlignedDataset, dataset_phases
 from data.nifti_volume_dataset import NiftiVolumeDataset
-from data.phases import folder_phase, parse_phases, phase_label
+from data.phases import phase_label
 from data.sampling import EpochSampler, PatientBlockSampler
 from display.visualizer import Visualizer
 from models import create_model
@@ -160,16 +160,9 @@ def make_validator(opt: argparse.Namespace, device: torch.device) -> Validator |
 
 
 def training_phases(opt: argparse.Namespace) -> tuple[float, ...] | None:
-    """The phases (%) a ``--phases`` run trains on (None: a phase-0 run): the list given, or
-    for ``all`` every phase the training split holds (:func:`data.phases.folder_phase`)."""
-    text = getattr(opt, "phases", "")
-    if not text:
-        return None
-    if text.strip().lower() != "all":
-        return parse_phases(text)
-    root = Path(opt.dataroot)
-    found = (folder_phase(d.name, opt.phase) for d in root.iterdir() if d.is_dir())
-    return tuple(sorted(p for p in found if p is not None))
+    """The phases (%) a ``--phases`` run trains on (None: a phase-0 run), as the training
+    dataset resolves them (:func:`data.nifti_aligned_dataset.dataset_phases`)."""
+    return dataset_phases(getattr(opt, "phases", ""), Path(opt.dataroot), opt.phase)
 
 
 def validation_targets(val_set: NiftiAlignedDataset

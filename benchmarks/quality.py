@@ -34,8 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import cpu_name
 from data.nifti_io import Volume, load_volume
+from data.phases import phase_folder
 from evaluation.metrics import REGIONS, RegionSettings, evaluate_volumes
 from synthetic import (
+    N_PHASES,
     TUMOUR_STRUCTURE,
     ParamRanges,
     SyntheticGrid,
@@ -131,10 +133,11 @@ def run(cmd: list[str], log: Path, threads: int) -> float:
     return time.perf_counter() - start
 
 
-def make_cohorts(work: Path, grid: SyntheticGrid,
-                 args: argparse.Namespace) -> tuple[Path, list[Cohort]]:
+def make_cohorts(work: Path, grid: SyntheticGrid, args: argparse.Namespace,
+                 phases: bool = False) -> tuple[Path, list[Cohort]]:
     """Write the two synthetic groups on ``grid``; return the training dataroot and the scored
-    cohorts."""
+    cohorts. With ``phases`` every gated phase is prepared (``--phases all``), not phase 0
+    alone."""
     train_ranges, shifted_ranges = cohort_ranges(tuple(args.amplitude_range_mm))
     export, shifted = work / "export", work / "shifted"
     dataroot, shifted_root = work / "dataset", work / "shifted_dataset"
@@ -145,14 +148,19 @@ def make_cohorts(work: Path, grid: SyntheticGrid,
     run([sys.executable, "prepare_dataset.py", "--avg_root", str(export / "res_avg"),
          "--phases_root", str(export / "res_phases"), "--output", str(dataroot),
          "--val_fraction", "0.15", "--test_fraction", "0.25", "--seed", str(args.seed),
-         "--no_progress"], work / "prepare.log", args.threads)
+         "--no_progress", *(["--phases", "all"] if phases else [])], work / "prepare.log",
+        args.threads)
     ids = write_synthetic_4dct(shifted, args.n_shifted, grid=grid, seed=args.seed + 1,
                                ranges=shifted_ranges, id_prefix=SHIFTED_PREFIX, progress=False)
+    copied = range(N_PHASES) if phases else range(1)
     for pid in ids:  # every shifted patient is a test patient: no split to make
-        for side, src in (("A", shifted / "res_avg" / pid / avg_file_name(pid)),
-                          ("B", shifted / "res_phases" / pid / phase_file_name(pid, 0))):
-            (shifted_root / f"test{side}").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, shifted_root / f"test{side}" / f"{pid}.nii.gz")
+        sources: list[tuple[str, Path]] = [("testA",
+                                            shifted / "res_avg" / pid / avg_file_name(pid))]
+        sources += [(phase_folder("test", 10.0 * k),
+                     shifted / "res_phases" / pid / phase_file_name(pid, k)) for k in copied]
+        for folder, src in sources:
+            (shifted_root / folder).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, shifted_root / folder / f"{pid}.nii.gz")
     index = {patient_id(k): k for k in range(args.n_patients)}
     test_ids = sorted(p.name.split(".")[0] for p in (dataroot / "testA").glob("*.nii.gz"))
     return dataroot, [

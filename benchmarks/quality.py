@@ -158,9 +158,9 @@ def make_cohorts(work: Path, grid: SyntheticGrid, args: argparse.Namespace,
                                             shifted / "res_avg" / pid / avg_file_name(pid))]
         sources += [(phase_folder("test", 10.0 * k),
                      shifted / "res_phases" / pid / phase_file_name(pid, k)) for k in copied]
-        for folder, src in sources:
-            (shifted_root / folder).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, shifted_root / folder / f"{pid}.nii.gz")
+        for split_folder, src in sources:
+            (shifted_root / split_folder).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, shifted_root / split_folder / f"{pid}.nii.gz")
     index = {patient_id(k): k for k in range(args.n_patients)}
     test_ids = sorted(p.name.split(".")[0] for p in (dataroot / "testA").glob("*.nii.gz"))
     return dataroot, [

@@ -16,6 +16,13 @@ DICOM: the AVG and phase-0 series are picked by SeriesDescription (fnmatch, case
 ``avg_series``, ``phase0_series``) among the CT series found under it (:mod:`data.dicom_io`;
 RTSTRUCT and other non-CT objects beside them are ignored), and read in full with the same
 checks; a pair's ``avg_series``/``phase0_series`` then say which.
+
+With a :class:`PhaseRequest` (``prepare_dataset.py --phases``), a paired patient's other gated
+phases are found in its phases folder by the percentage their file name (or series description)
+names (:func:`data.phases.gated_percent`), each read in full and checked against the AVG like
+phase 0 (:func:`check_phases`). Phase 0 still decides whether the patient pairs: a phase that is
+missing, named by two files, unreadable or off the AVG's grid is left out of the patient with its
+reason (:class:`PatientPhases`), the patient itself is kept.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import logging
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +50,7 @@ from data.dicom_io import (
     read_series,
 )
 from data.nifti_io import VolumeInfo, is_nifti_file
+from data.phases import gated_percent, parse_phases, phase_label
 from data.reorient import has_world_geometry
 from data.voxel_grid import compare_grids, mismatch_text
 from util.errors import DataError
@@ -68,13 +76,86 @@ class ExportLayout:
 
 
 @dataclass(frozen=True)
+class PhaseRequest:
+    """The gated phases asked for beside phase 0 (``--phases``): ``percents`` (sorted, %), and
+    with ``every`` (``--phases all``) any other phase found in a patient's folder as well."""
+
+    percents: tuple[float, ...]
+    every: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> PhaseRequest:
+        """``"all"`` or a list such as ``"0,50"`` (:func:`data.phases.parse_phases`; ConfigError
+        for anything else)."""
+        return cls(parse_phases(text), text.strip().lower() == "all")
+
+    def wants(self, percent: float) -> bool:
+        """True for a phase other than 0 that is to be prepared when a patient has it."""
+        return percent != 0 and (self.every or percent in self.percents)
+
+
+@dataclass(frozen=True)
+class PhaseSource:
+    """A gated phase of a patient, read in full and on its AVG's world grid: ``path`` the file
+    (or the series' folder, ``series`` then the DICOM series); ``reorder`` as
+    :attr:`PairedPatient.phase0_reorder`."""
+
+    percent: float
+    path: Path
+    reorder: tuple[str, str] | None = None
+    series: SeriesInfo | None = None
+
+
+@dataclass(frozen=True)
+class PhaseProblem:
+    """Why phase ``percent`` of a patient was left out (duplicate, unreadable, off-grid)."""
+
+    percent: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class PatientPhases:
+    """The gated phases of a paired patient beside phase 0, looked for in ``folder`` (NIfTI
+    files, or DICOM series when ``dicom``): those ``found`` and checked, those asked for but
+    ``missing`` (no file names them, %), and those left out with a ``problems`` reason."""
+
+    folder: Path
+    dicom: bool
+    found: tuple[PhaseSource, ...] = ()
+    missing: tuple[float, ...] = ()
+    problems: tuple[PhaseProblem, ...] = ()
+
+    @property
+    def seen(self) -> frozenset[float]:
+        """Every phase (%) some file or series of the folder names: found or left out."""
+        return frozenset([s.percent for s in self.found] + [p.percent for p in self.problems])
+
+    def missing_reason(self, percent: float) -> str:
+        """Why phase ``percent`` counts as missing, naming the folder looked in."""
+        label = phase_label(percent)
+        if self.dicom:
+            return (f"missing: no CT series under {self.folder} names phase {label} % in its "
+                    f"description ('Gated {label}...')")
+        return (f"missing: no NIfTI file in {self.folder} names phase {label} % in its name "
+                f"('Gated {label}...')")
+
+    def left_out(self) -> list[tuple[float, str]]:
+        """(phase %, reason) of every phase missing or left out, sorted by phase."""
+        reasons = [(p, self.missing_reason(p)) for p in self.missing]
+        reasons += [(p.percent, p.reason) for p in self.problems]
+        return sorted(reasons, key=lambda item: item[0])
+
+
+@dataclass(frozen=True)
 class PairedPatient:
     """A patient whose AVG and phase-0 files lie on one world grid; ``shape`` and ``spacing_mm``
     (along the voxel axes) are the AVG's. ``phase0_reorder``: (phase 0's, AVG's) voxel order as
     axis codes, e.g. ``("RAS", "LPS")``, when phase 0 stores its voxels in another order and
     must be reordered (:mod:`data.reorient`); None when both are stored alike.
     ``avg_series``/``phase0_series``: the DICOM series read, when that side is DICOM (its path
-    is then the series' folder); None for a NIfTI file."""
+    is then the series' folder); None for a NIfTI file. ``phases``: its other gated phases
+    when phases were asked for (:class:`PatientPhases`), else None."""
 
     patient: str
     safe_id: str
@@ -85,6 +166,7 @@ class PairedPatient:
     phase0_reorder: tuple[str, str] | None = None
     avg_series: SeriesInfo | None = None
     phase0_series: SeriesInfo | None = None
+    phases: PatientPhases | None = None
 
 
 @dataclass(frozen=True)
@@ -211,10 +293,84 @@ def _read_fully(source: _Source, problems: list[str]) -> VolumeInfo | None:
     return vol.info
 
 
-def check_patient(patient: str, layout: ExportLayout, atol_mm: float = AFFINE_ATOL_MM
+def _grid_problem(avg: VolumeInfo, other: VolumeInfo, atol_mm: float
+                  ) -> tuple[tuple[str, str] | None, str | None]:
+    """(reorder, None) when ``other`` lies on the AVG's world grid (reorder: its voxel order and
+    the AVG's, or None when stored alike); (None, reason naming both files) when it does not."""
+    match = compare_grids(avg, other, atol_mm)
+    if match.differences:
+        return None, (f"different voxel grids: {avg.path} and {other.path}: "
+                      f"{mismatch_text(match, atol_mm)}")
+    reorder = (match.from_axcodes, match.to_axcodes) if match.reordered else None
+    if reorder is not None and not has_world_geometry(other.header):
+        return None, (f"cannot reorder {other.path} ({reorder[0]}) into the voxel order of "
+                      f"{avg.path} ({reorder[1]}): it has neither a qform nor an sform")
+    return reorder, None
+
+
+def _phase_groups(folder: Path, dicom: bool, request: PhaseRequest
+                  ) -> dict[float, list[_Source]]:
+    """The files directly in ``folder`` (or the CT series under it, when ``dicom``) naming a
+    phase the request wants, by phase (%); DataError naming the folder when it cannot be read."""
+    groups: dict[float, list[_Source]] = {}
+    if dicom:
+        sources = [(s.description, _Source(s.folder, s)) for s in find_series(folder)
+                   if s.modality == "CT"]
+    else:
+        try:
+            files = sorted(p for p in folder.iterdir() if p.is_file() and is_nifti_file(p))
+        except OSError as exc:
+            raise DataError(f"{folder}: cannot list the phase files ({exc})") from exc
+        sources = [(p.name, _Source(p)) for p in files]
+    for name, source in sources:
+        percent = gated_percent(name)
+        if percent is not None and request.wants(percent):
+            groups.setdefault(percent, []).append(source)
+    return groups
+
+
+def _duplicate_reason(folder: Path, percent: float, sources: list[_Source]) -> str:
+    """``duplicate: 2 files in <folder> name phase 50 %: a.nii.gz, b.nii.gz`` (or series)."""
+    label = phase_label(percent)
+    if sources[0].series is not None:
+        names = "; ".join(s.series.label() for s in sources if s.series is not None)
+        return (f"duplicate: {len(sources)} CT series under {folder} name phase {label} %: "
+                f"{names}; which one is meant is unclear, so neither is used")
+    names = ", ".join(s.path.name for s in sources)
+    return (f"duplicate: {len(sources)} files in {folder} name phase {label} %: {names}; which "
+            f"one is meant is unclear, so neither is used")
+
+
+def check_phases(folder: Path, dicom: bool, avg: VolumeInfo, request: PhaseRequest,
+                 atol_mm: float = AFFINE_ATOL_MM) -> PatientPhases:
+    """The gated phases other than 0 that ``request`` wants, found in a patient's phases
+    ``folder`` (NIfTI files by the percentage in their name, or, when ``dicom``, CT series by
+    the one in their description), each read in full and checked to lie on the AVG's world
+    grid like phase 0. ``missing`` is left empty: which phases a patient lacks depends on the
+    other patients (:func:`pair_patients`)."""
+    found, problems = [], []
+    for percent, sources in sorted(_phase_groups(folder, dicom, request).items()):
+        if len(sources) > 1:
+            problems.append(PhaseProblem(percent, _duplicate_reason(folder, percent, sources)))
+            continue
+        reasons: list[str] = []
+        info = _read_fully(sources[0], reasons)
+        reorder, reason = _grid_problem(avg, info, atol_mm) if info is not None else (None, None)
+        if reason is not None:
+            reasons.append(reason)
+        if reasons:
+            problems += [PhaseProblem(percent, r) for r in reasons]
+            continue
+        found.append(PhaseSource(percent, sources[0].path, reorder, sources[0].series))
+    return PatientPhases(folder, dicom, tuple(found), (), tuple(problems))
+
+
+def check_patient(patient: str, layout: ExportLayout, atol_mm: float = AFFINE_ATOL_MM,
+                  phases: PhaseRequest | None = None
                   ) -> tuple[PairedPatient | None, list[str]]:
     """Pair one patient: the paired record, or every reason it cannot be paired (affines
-    must agree within ``atol_mm``)."""
+    must agree within ``atol_mm``). With ``phases``, a paired patient's other gated phases are
+    checked too (:func:`check_phases`)."""
     avg_src, problems = _find_one(layout.avg_root / patient, layout.avg_pattern,
                                   layout.avg_series, "AVG", layout.phases_root)
     phase0_src, found = _find_one(layout.phases_root / patient, layout.phase0_pattern,
@@ -228,19 +384,16 @@ def check_patient(patient: str, layout: ExportLayout, atol_mm: float = AFFINE_AT
         # _find_one and _read_fully note why they give None
         raise RuntimeError(f"{patient}: an AVG or phase-0 file is missing, yet no problem was "
                            f"noted")
-    match = compare_grids(avg, phase0, atol_mm)
-    if match.differences:
-        return None, [f"different voxel grids: {avg.path} and {phase0.path}: "
-                      f"{mismatch_text(match, atol_mm)}"]
-    reorder = (match.from_axcodes, match.to_axcodes) if match.reordered else None
+    reorder, reason = _grid_problem(avg, phase0, atol_mm)
+    if reason is not None:
+        return None, [reason]
     if reorder is not None:
-        if not has_world_geometry(phase0.header):
-            return None, [f"cannot reorder {phase0.path} ({reorder[0]}) into the voxel order of "
-                          f"{avg.path} ({reorder[1]}): it has neither a qform nor an sform"]
         logger.info("%s: phase 0 stores its voxels %s, the AVG %s; same world grid, phase 0 "
                     "will be reordered", patient, *reorder)
+    others = None if phases is None else check_phases(
+        layout.phases_root / patient, phase0_src.series is not None, avg, phases, atol_mm)
     return PairedPatient(patient, safe_patient_id(patient), avg.path, phase0.path, avg.shape,
-                         avg.spacing_mm, reorder, avg_src.series, phase0_src.series), []
+                         avg.spacing_mm, reorder, avg_src.series, phase0_src.series, others), []
 
 
 def _quoted_list(names: list[str]) -> str:
@@ -271,23 +424,46 @@ def file_name_collisions(patients: Iterable[str]) -> dict[str, str]:
     return reasons
 
 
+def prepared_phases(paired: Iterable[PairedPatient], request: PhaseRequest) -> tuple[float, ...]:
+    """The phases (%) a dataset prepared with ``request`` holds, sorted: 0 (always: the
+    anchor), every phase asked for, and with ``request.every`` any phase a patient has."""
+    seen = {p for pair in paired if pair.phases is not None for p in pair.phases.seen}
+    return tuple(sorted({0.0, *request.percents} | (seen if request.every else set())))
+
+
+def _with_missing_phases(paired: list[PairedPatient], request: PhaseRequest
+                         ) -> list[PairedPatient]:
+    """The pairs with ``phases.missing`` filled in: every prepared phase (other than 0) that no
+    file or series of the patient names."""
+    wanted = [p for p in prepared_phases(paired, request) if p != 0]
+    filled = []
+    for pair in paired:
+        if pair.phases is not None:
+            missing = tuple(p for p in wanted if p not in pair.phases.seen)
+            pair = replace(pair, phases=replace(pair.phases, missing=missing))
+        filled.append(pair)
+    return filled
+
+
 def pair_patients(layout: ExportLayout, progress: bool = True,
-                  atol_mm: float = AFFINE_ATOL_MM) -> tuple[list[PairedPatient],
-                                                            list[UnpairedPatient]]:
+                  atol_mm: float = AFFINE_ATOL_MM, phases: PhaseRequest | None = None
+                  ) -> tuple[list[PairedPatient], list[UnpairedPatient]]:
     """Check every patient folder; return the paired patients and every problem found.
 
-    Every patient found under either root ends up in exactly one of the two lists.
+    Every patient found under either root ends up in exactly one of the two lists. With
+    ``phases``, each paired patient carries its other gated phases (:class:`PatientPhases`),
+    missing ones included.
     """
     paired, unpaired = [], []
     patients = list_patients(layout.avg_root, layout.phases_root)
     collisions = file_name_collisions(patients)
     for patient in tqdm(patients, desc="pairing", unit="patient", disable=not progress):
-        pair, problems = check_patient(patient, layout, atol_mm)
+        pair, problems = check_patient(patient, layout, atol_mm, phases)
         problems += [collisions[patient]] if patient in collisions else []
         unpaired += [UnpairedPatient(patient, reason) for reason in problems]
         if pair is not None and not problems:
             paired.append(pair)
-    return paired, unpaired
+    return (paired if phases is None else _with_missing_phases(paired, phases)), unpaired
 
 
 def split_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:

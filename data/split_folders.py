@@ -6,6 +6,12 @@ its voxels in another order than its AVG is written reordered into the AVG's vox
 (:mod:`data.reorient`, same raw values and world positions). A destination that already holds
 those bytes is left alone, NIfTI files no patient owns are removed, and temp files
 an interrupted run left behind are cleaned. Every write is atomic (:mod:`util.atomic`).
+
+The other gated phases of a ``--phases`` run go to ``output/<split>B_p<p>/<safe id>.nii.gz``
+(:func:`data.phases.phase_folder`) by the same rules (:func:`sync_phase_folders`); every run
+also removes what phase folders (and their ``_structures`` folders) hold that the run did not
+write, and a phase folder no longer prepared once it is empty, so a run without ``--phases``
+leaves none behind.
 """
 
 from __future__ import annotations
@@ -24,8 +30,14 @@ from tqdm import tqdm
 
 from data.nifti_io import is_nifti_file
 from data.pairing import SPLITS, PairedPatient
+from data.phases import folder_phase, phase_folder, phase_label
 from data.reorient import reoriented_bytes
-from data.structures import StructureSource, structures_dir
+from data.structures import (
+    STRUCTURES_SUFFIX,
+    StructureSource,
+    phase_structures_dir,
+    structures_folder_phase,
+)
 from util.atomic import atomic_write_with, make_dirs
 from util.errors import DataError, OutputError
 
@@ -147,16 +159,27 @@ def _inside(path: Path, root: Path) -> bool:
     return (path.parent.resolve() / path.name).is_relative_to(root)
 
 
+def plain_folder(output: Path, name: str) -> Path:
+    """``output/<name>``, created; DataError unless it is a plain folder inside ``output``
+    (resolved)."""
+    folder = output / name
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()) \
+            or not folder.resolve().is_relative_to(output):
+        raise DataError(f"{folder}: expected a plain folder inside {output}; "
+                        f"move it away and run again")
+    make_folder(folder)
+    return folder
+
+
+def phase_dir(output: Path, split: str, percent: float) -> Path:
+    """``output/<split>B_p<p>`` (:func:`data.phases.phase_folder`), created, checked like the
+    split folders."""
+    return plain_folder(output, phase_folder(split, percent))
+
+
 def _split_folders(output: Path) -> list[Path]:
     """The six split folders, created, each checked to resolve inside ``output``."""
-    folders = [output / f"{split}{side}" for split in SPLITS for side in SIDES]
-    for folder in folders:
-        if folder.is_symlink() or (folder.exists() and not folder.is_dir()) \
-                or not folder.resolve().is_relative_to(output):
-            raise DataError(f"{folder}: expected a plain folder inside {output}; "
-                            f"move it away and run again")
-        make_folder(folder)
-    return folders
+    return [plain_folder(output, f"{split}{side}") for split in SPLITS for side in SIDES]
 
 
 def clean_temp_files(output: Path, folders: list[Path]) -> int:
@@ -218,17 +241,18 @@ def sync_split_folders(paired: list[PairedPatient], splits: dict[str, str], outp
 
 def sync_structure_folders(sources: dict[str, list[StructureSource]],
                            paired: list[PairedPatient], splits: dict[str, str],
-                           output: Path) -> tuple[dict[str, dict], int]:
-    """Make ``<split>B_structures/<structure>/<safe id>.nii.gz`` hold exactly the phase-0
-    masks in ``sources`` (patient -> masks), copied or reordered into the AVG's voxel order
-    like phase 0. Returns ({patient: {structure: manifest entry}}, files written); stale masks
-    and empty structure folders of patients no longer there are removed."""
+                           output: Path, percent: float = 0.0) -> tuple[dict[str, dict], int]:
+    """Make ``<split>B_structures/<structure>/<safe id>.nii.gz`` (for another phase
+    ``percent``: ``<split>B_p<p>_structures/``) hold exactly the masks in ``sources`` (patient
+    -> masks), copied or reordered into the AVG's voxel order like phase 0. Returns ({patient:
+    {structure: manifest entry}}, files written); stale masks of patients no longer there are
+    removed."""
     entries: dict[str, dict] = {}
     expected: set[Path] = set()
     written = 0
     for pair in paired:
         for source in sources.get(pair.patient, []):
-            dest = (structures_dir(output, splits[pair.patient]) / source.name
+            dest = (phase_structures_dir(output, splits[pair.patient], percent) / source.name
                     / f"{pair.safe_id}.nii.gz")
             if not _inside(dest, output):
                 raise DataError(f"{dest}: destination of {source.path} resolves outside {output}")
@@ -242,10 +266,110 @@ def sync_structure_folders(sources: dict[str, list[StructureSource]],
                 "reoriented": None if source.reorder is None else
                 dict(zip(("from", "to"), source.reorder, strict=True))}
     for split in SPLITS:
-        folder = structures_dir(output, split)
+        folder = phase_structures_dir(output, split, percent)
         for sub in _listing(folder) if folder.is_dir() else []:
             for path in _listing(sub) if sub.is_dir() and not sub.is_symlink() else []:
                 if is_nifti_file(path) and path not in expected:
                     logger.info("removing stale %s", path)
                     _remove(path)
     return entries, written
+
+
+def _phase_folders_present(output: Path) -> dict[Path, float]:
+    """{folder: phase %} of every plain ``<split>B_p<p>`` and ``<split>B_p<p>_structures``
+    folder in ``output`` (phase 0's folders excluded)."""
+    found = {}
+    for path in _listing(output):
+        if path.is_symlink() or not path.is_dir():
+            continue
+        for split in SPLITS:
+            percent = folder_phase(path.name, split)
+            percent = structures_folder_phase(path.name, split) if percent is None else percent
+            if percent is not None and percent != 0:
+                found[path] = percent
+    return found
+
+
+def _remove_stale(folder: Path, expected: set[Path], depth: int) -> int:
+    """Delete the NIfTI files in ``folder`` (``depth`` 2: in its plain subfolders, as in a
+    structures folder) that are not in ``expected``; returns how many."""
+    removed = 0
+    for path in _listing(folder):
+        if depth > 1:
+            removed += _remove_stale(path, expected, depth - 1) if path.is_dir() \
+                and not path.is_symlink() else 0
+        elif is_nifti_file(path) and path not in expected and (path.is_file()
+                                                               or path.is_symlink()):
+            logger.info("removing stale %s", path)
+            _remove(path)
+            removed += 1
+    return removed
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Delete ``folder`` and its empty subfolders when nothing else is in them."""
+    for sub in _listing(folder):
+        if sub.is_dir() and not sub.is_symlink() and not any(sub.iterdir()):
+            sub.rmdir()
+    if not any(folder.iterdir()):
+        logger.info("removing %s: its phase is no longer prepared", folder)
+        folder.rmdir()
+
+
+def sweep_phase_folders(output: Path, percents: tuple[float, ...],
+                        expected: set[Path]) -> int:
+    """Delete what phase folders hold that no longer belongs: the NIfTI files of every
+    ``<split>B_p<p>`` folder that are not in ``expected`` (written by this run), the masks of
+    the ``_structures`` folders of phases not in ``percents``, and then those phases' folders
+    once empty (other files, e.g. a user's notes, are kept with their folder). The structures
+    of prepared phases are kept in step by :func:`sync_structure_folders`, as phase 0's.
+    Returns the number of files removed."""
+    present = _phase_folders_present(output)
+    structures = {f for f in present if f.name.endswith(STRUCTURES_SUFFIX)}
+    clean_temp_files(output, sorted(set(present) - structures))
+    removed = 0
+    for folder, percent in sorted(present.items()):
+        if folder in structures:
+            removed += 0 if percent in percents else _remove_stale(folder, set(), depth=2)
+        else:
+            removed += _remove_stale(folder, expected, depth=1)
+        if percent not in percents:
+            _remove_if_empty(folder)
+    return removed
+
+
+def sync_phase_folders(paired: list[PairedPatient], splits: dict[str, str], output: Path,
+                       percents: tuple[float, ...], progress: bool = True
+                       ) -> tuple[dict[str, dict[str, dict]], int, int, set[Path]]:
+    """Make ``<split>B_p<p>/<safe id>.nii.gz`` hold each paired patient's checked phases
+    (:attr:`PairedPatient.phases`) other than 0, copied or reordered into the AVG's voxel order
+    like phase 0; the folders of every phase in ``percents`` are created for every split.
+
+    Returns ({patient: {phase label: manifest entry}}, files copied, files already identical,
+    the destinations written), for :func:`sweep_phase_folders` to remove everything else.
+    """
+    folders = [phase_dir(output, split, p) for split in SPLITS for p in percents if p != 0]
+    clean_temp_files(output, folders)
+    entries: dict[str, dict[str, dict]] = {}
+    expected: set[Path] = set()
+    copied = skipped = 0
+    with_phases = [p for p in paired if p.phases is not None and p.phases.found]
+    for pair in tqdm(with_phases, desc="copying phases", unit="patient", disable=not progress):
+        for source in pair.phases.found if pair.phases is not None else ():
+            dest = output / phase_folder(splits[pair.patient], source.percent) / \
+                f"{pair.safe_id}.nii.gz"
+            if not _inside(dest, output):
+                raise DataError(f"{dest}: destination of {source.path} resolves outside {output}")
+            make_folder(dest.parent)
+            digest = _source_sha256(source.path)
+            if place_source(source.path, digest, dest, source.reorder):
+                copied += 1
+            else:
+                skipped += 1
+            expected.add(dest)
+            entries.setdefault(pair.patient, {})[phase_label(source.percent)] = {
+                "source": str(source.path.absolute()), "sha256": digest,
+                "file": dest.relative_to(output).as_posix(),
+                "reoriented": None if source.reorder is None else
+                dict(zip(("from", "to"), source.reorder, strict=True))}
+    return entries, copied, skipped, expected

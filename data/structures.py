@@ -9,11 +9,17 @@ like ``testA/`` and ``testB/``::
 ``prepare_dataset.py --structures_root R`` fills them from an export tree
 ``R/<patient>/<structure>/`` whose file matching the phase-0 pattern (``*Gated 0.0A*``) is the
 phase-0 mask, checked to lie on the AVG's world grid and stored in the AVG's voxel order.
+
+With ``--phases``, the masks of every other prepared phase p (the files of ``R/<patient>/
+<structure>/`` whose name names p, e.g. ``PT001_GTV_Gated 50.0A.nii.gz``) sit beside that
+phase's folder the same way, ``<dataroot>/<split>B_p<p>_structures/<structure>/<id>.nii.gz``
+(:func:`phase_structures_dir`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +27,7 @@ import numpy as np
 
 from data.ct_volumes import check_same_geometry
 from data.nifti_io import VolumeInfo, is_nifti_file, load_volume, nifti_stem, read_info
+from data.phases import folder_phase, gated_percent, phase_folder, phase_label
 from data.voxel_grid import compare_grids, mismatch_text
 from util.errors import DataError
 from util.names import safe_name
@@ -33,7 +40,22 @@ STRUCTURES_SUFFIX = "_structures"
 
 def structures_dir(root: Path, split: str) -> Path:
     """``<root>/<split>B_structures``: the phase-0 structure masks of a split."""
-    return root / f"{split}B{STRUCTURES_SUFFIX}"
+    return phase_structures_dir(root, split, 0.0)
+
+
+def phase_structures_dir(root: Path, split: str, percent: float) -> Path:
+    """``<root>/<split>B_p<p>_structures``: the structure masks of phase ``percent`` of a split
+    (``<split>B_structures`` for phase 0), named after the phase's folder
+    (:func:`data.phases.phase_folder`)."""
+    return root / f"{phase_folder(split, percent)}{STRUCTURES_SUFFIX}"
+
+
+def structures_folder_phase(name: str, split: str) -> float | None:
+    """The phase (%) whose masks a folder of ``split`` holds (inverse of
+    :func:`phase_structures_dir`), None for any other folder."""
+    if not name.endswith(STRUCTURES_SUFFIX):
+        return None
+    return folder_phase(name[: -len(STRUCTURES_SUFFIX)], split)
 
 
 @dataclass(frozen=True)
@@ -51,15 +73,42 @@ def find_structures(root: Path, patient: str, pattern: str, avg: VolumeInfo,
     """The phase-0 masks under ``root/<patient>/<structure>/`` (one file matching ``pattern``
     per structure) that lie on the AVG's world grid; and every problem, each naming the file or
     folder (a patient without structures has neither)."""
-    folder = root / patient
+    def matching(sub: Path) -> list[Path]:
+        return sorted(p for p in sub.glob(pattern) if is_nifti_file(p))
+
+    return _find_masks(root / patient, matching, f"match {pattern!r}", "phase-0 mask", avg,
+                       atol_mm, required=True)
+
+
+def find_phase_structures(root: Path, patient: str, percent: float, avg: VolumeInfo,
+                          atol_mm: float) -> tuple[list[StructureSource], list[str]]:
+    """The masks of phase ``percent`` under ``root/<patient>/<structure>/`` (the file whose
+    name names the phase, :func:`data.phases.gated_percent`) that lie on the AVG's world grid,
+    and every problem naming the file or folder. A structure without a mask of that phase is no
+    problem (not every structure is contoured on every phase); two masks of it are."""
+    def naming(sub: Path) -> list[Path]:
+        return sorted(p for p in sub.iterdir()
+                      if p.is_file() and is_nifti_file(p) and gated_percent(p.name) == percent)
+
+    label = phase_label(percent)
+    return _find_masks(root / patient, naming, f"name phase {label} %", f"phase-{label} mask",
+                       avg, atol_mm, required=False)
+
+
+def _find_masks(folder: Path, pick: Callable[[Path], list[Path]], picked: str, what: str,
+                avg: VolumeInfo, atol_mm: float, required: bool
+                ) -> tuple[list[StructureSource], list[str]]:
+    """One mask per structure folder of ``folder`` (the files ``pick`` returns), those on the
+    AVG's world grid, and the problems (none or several files; absent ones only when
+    ``required``)."""
     if not folder.is_dir():
         return [], []
     found, problems = [], []
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        files = sorted(p for p in sub.glob(pattern) if is_nifti_file(p))
+        files = pick(sub)
         if len(files) != 1:
-            problems.append(f"{sub}: {len(files)} files match {pattern!r}, expected one "
-                            f"phase-0 mask")
+            if files or required:
+                problems.append(f"{sub}: {len(files)} files {picked}, expected one {what}")
             continue
         try:
             match = compare_grids(avg, read_info(files[0]), atol_mm)

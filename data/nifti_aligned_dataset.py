@@ -5,6 +5,13 @@ Every volume is decoded once, at start-up, and held as a compact slice stack (in
 lossless); or, with ``--volume_cache N``, decoded on first use with the N most recently used kept
 (memory flat in the number of patients). A sample is one axial slice of one patient, converted to
 float32 and windowed to [-1, 1] only when it is served.
+
+At test time (options with ``--avg_series``, i.e. ``test.py``) a patient may also be a folder
+``<phase>A/<id>/`` holding DICOM CT series, paired by id with ``<phase>B/<id>/`` (DICOM) or
+``<phase>B/<id>.nii.gz``: the only CT series of the folder is read, or of several the one whose
+description matches ``--avg_series`` (A) / ``--phase0_series`` (B). Such stacks keep their
+:class:`~data.dicom_io.DicomSource`. DICOM folders are read whole at start-up (not with
+``--volume_cache``).
 """
 
 from __future__ import annotations
@@ -22,13 +29,15 @@ from tqdm import tqdm
 from data.base_dataset import BaseDataset
 from data.ct_volumes import (
     AFFINE_ATOL_MM,
+    SeriesChoice,
     SliceStack,
     check_same_geometry,
     context_window,
     describe_memory,
-    load_slice_stack,
+    load_ct_stack,
     slice_to_unit,
 )
+from data.dicom_io import DEFAULT_AVG_SERIES, DEFAULT_PHASE0_SERIES
 from data.image_folder import pair_by_name
 from data.nifti_io import VolumeInfo
 from data.volume_cache import LazyStacks
@@ -37,6 +46,10 @@ from util.geometry import stack_shape
 from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN
 
 logger = logging.getLogger(__name__)
+
+#: The series a DICOM patient folder's volume is, by default: (A: AVG, B: phase 0).
+DEFAULT_DICOM_SERIES = (SeriesChoice(DEFAULT_AVG_SERIES, "--avg_series"),
+                        SeriesChoice(DEFAULT_PHASE0_SERIES, "--phase0_series"))
 
 
 class NiftiAlignedDataset(BaseDataset):
@@ -68,7 +81,8 @@ class NiftiAlignedDataset(BaseDataset):
                  resize_to: int = 0, context_slices: int = 0, a_to_b: bool = True,
                  flip: bool = False, max_patients: int | None = None,
                  max_slices: float = float("inf"), volume_cache: int = 0,
-                 geometry_atol_mm: float = AFFINE_ATOL_MM) -> None:
+                 geometry_atol_mm: float = AFFINE_ATOL_MM,
+                 dicom_series: tuple[SeriesChoice, SeriesChoice] | None = None) -> None:
         """Pair ``folder_a/<id>.nii[.gz]`` (AVG) with ``folder_b/<id>...`` (phase 0; None: no
         truth, AtoB only) and index their axial slices.
 
@@ -77,7 +91,9 @@ class NiftiAlignedDataset(BaseDataset):
         ``a_to_b``: A is the input; ``flip``: random left-right flips; ``max_patients``: the
         first N pairs only; ``max_slices``: at most that many samples, spread over all slices;
         ``volume_cache``: 0 = decode every volume now, N = decode on use and keep N per side;
-        ``geometry_atol_mm``: largest affine difference (mm) of a pair on one grid.
+        ``geometry_atol_mm``: largest affine difference (mm) of a pair on one grid;
+        ``dicom_series``: how the series of DICOM patient folders ``<id>/`` are picked (A, B);
+        None: NIfTI files only (such folders are not volumes).
         """
         for name, value in (("context_slices", context_slices), ("resize_to", resize_to),
                             ("volume_cache", volume_cache)):
@@ -94,9 +110,17 @@ class NiftiAlignedDataset(BaseDataset):
                             f"<phase>B/ (phase 0), as written by prepare_dataset.py")
         if dir_b is None and not a_to_b:
             raise DataError(f"{dir_a}: --direction BtoA needs the phase-0 folder beside it")
-        pairs = pair_by_name(dir_a, dir_b)[:max_patients]
+        pairs = pair_by_name(dir_a, dir_b, dicom_folders=dicom_series is not None)[:max_patients]
         self.patient_ids: list[str] = [pid for pid, _, _ in pairs]
+        #: Each patient's A and B: a NIfTI file or a DICOM patient folder (B: None, no truth).
+        self.paths_a: list[Path] = [a for _, a, _ in pairs]
+        self.paths_b: list[Path | None] = [b for _, _, b in pairs]
         self.lazy = volume_cache > 0
+        folders = [p for p in (*self.paths_a, *self.paths_b) if p is not None and p.is_dir()]
+        if self.lazy and folders:
+            raise ConfigError(f"{folders[0]}: a DICOM series folder; --volume_cache reads NIfTI "
+                              f"files only, DICOM series are read whole: run without "
+                              f"--volume_cache")
         self.stacks_a: Sequence[SliceStack]
         self.stacks_b: Sequence[SliceStack]
         if self.lazy:
@@ -105,7 +129,8 @@ class NiftiAlignedDataset(BaseDataset):
                       f"and process (~{_largest_pairs_mib(self.stacks_a, volume_cache):.1f} "
                       "MiB as int16)")
         else:
-            self.stacks_a, self.stacks_b = _load_pairs(pairs, geometry_atol_mm)
+            self.stacks_a, self.stacks_b = _load_pairs(pairs, geometry_atol_mm,
+                                                       dicom_series or DEFAULT_DICOM_SERIES)
             memory = describe_memory([*self.stacks_a, *self.stacks_b])
         self.infos_a = [self.volume_info(i) for i in range(len(pairs))]
         self.index = self.sample_index(max_slices)
@@ -124,7 +149,7 @@ class NiftiAlignedDataset(BaseDataset):
                    flip=opt.isTrain and not opt.no_flip,
                    max_patients=None if opt.isTrain else opt.num_test,
                    max_slices=opt.max_dataset_size, volume_cache=opt.volume_cache,
-                   geometry_atol_mm=opt.geometry_atol_mm)
+                   geometry_atol_mm=opt.geometry_atol_mm, dicom_series=dicom_choices(opt))
 
     @property
     def has_target(self) -> bool:
@@ -189,6 +214,16 @@ def dataroot_folders(opt: argparse.Namespace) -> tuple[Path, Path | None]:
     return dir_a, dir_b if dir_b.is_dir() else None
 
 
+def dicom_choices(opt: argparse.Namespace) -> tuple[SeriesChoice, SeriesChoice] | None:
+    """How DICOM patient folders' series are picked (A: ``--avg_series``, B:
+    ``--phase0_series``), for options that have them (``test.py``'s); None for the others
+    (training reads the NIfTI files prepare_dataset.py writes)."""
+    if getattr(opt, "avg_series", None) is None:
+        return None
+    return (SeriesChoice(opt.avg_series, "--avg_series"),
+            SeriesChoice(opt.phase0_series, "--phase0_series"))
+
+
 def _check_options(opt: argparse.Namespace) -> None:
     """Refuse option combinations the NIfTI slice dataset cannot serve (ConfigError)."""
     if not opt.axial_slice:
@@ -207,20 +242,22 @@ def _check_options(opt: argparse.Namespace) -> None:
                           f"{opt.output_nc}: pass --input_nc {expected_nc} --output_nc 1")
 
 
-def _load_pairs(pairs: list[tuple[str, Path, Path | None]], atol_mm: float
+def _load_pairs(pairs: list[tuple[str, Path, Path | None]], atol_mm: float,
+                choices: tuple[SeriesChoice, SeriesChoice] = DEFAULT_DICOM_SERIES
                 ) -> tuple[list[SliceStack], list[SliceStack]]:
-    """Decode every pair once; B stacks are empty when there is no ground truth.
+    """Decode every pair once (a DICOM patient folder's series picked by ``choices`` (A, B));
+    B stacks are empty when there is no ground truth.
 
     A and B must share their voxel grid (affines equal within ``atol_mm``). Every unusable file
-    or pair is reported together in one DataError.
+    or pair is reported together in one DataError (one line when there is one).
     """
     stacks_a: list[SliceStack] = []
     stacks_b: list[SliceStack] = []
     problems: list[str] = []
     for _pid, path_a, path_b in tqdm(pairs, desc="loading volumes", unit="patient"):
         try:
-            a = load_slice_stack(path_a)
-            b = load_slice_stack(path_b) if path_b is not None else None
+            a = load_ct_stack(path_a, choices[0])
+            b = load_ct_stack(path_b, choices[1]) if path_b is not None else None
             if b is not None:
                 _check_pair_geometry(a.info, b.info, atol_mm)
         except DataError as exc:
@@ -229,7 +266,8 @@ def _load_pairs(pairs: list[tuple[str, Path, Path | None]], atol_mm: float
         stacks_a.append(a)
         stacks_b.extend([b] if b is not None else [])
     if problems:
-        raise DataError(f"{len(problems)} of {len(pairs)} patients cannot be used:\n  "
+        sep = " " if len(problems) == 1 else "\n  "
+        raise DataError(f"{len(problems)} of {len(pairs)} patients cannot be used:{sep}"
                         + "\n  ".join(problems))
     return stacks_a, stacks_b
 

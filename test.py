@@ -22,9 +22,23 @@ Reads ``<dataroot>/<phase>A`` (and ``<phase>B`` when present) and writes, under
   |error|) in a lung and a soft-tissue window, and every slice; pictures in ``images/``. With
   ``--no_pictures``, ``index.html`` holds the numbers only and no pictures or patient pages.
 
-Volumes, pictures and patient pages left there by an earlier run for patients not in this one
-are removed (all pictures and patient pages with ``--no_pictures``), and standard deviations from
-an earlier run when this one does not sample.
+DICOM: a patient of ``<phase>A/`` may be a folder ``<phase>A/<patient>/`` holding DICOM CT series
+instead of ``<id>.nii.gz`` (the two may be mixed): the only CT series is read, or of several the
+one whose description matches ``--avg_series`` (default ``*AVG*``). Its truth is
+``<phase>B/<patient>/`` (DICOM, phase 0 picked by ``--phase0_series``) or
+``<phase>B/<patient>.nii.gz``, on the same grid. A folder whose series cannot be picked or read
+is refused in one line naming it, before anything is written. With ``--output_format dicom`` the
+prediction is also written as ``dicom/<id>/``, a derived CT series registered with its input
+series (:func:`data.dicom_write.write_derived_series`: same patient, study and frame of reference,
+new UIDs, every slice at its input slice's position, the input's stored type and rescale); every
+input must then be a DICOM series (refused before anything is written otherwise). The NIfTI volume
+is written as well, and the metrics and pictures come from it. A motion generator's displacement
+field stays NIfTI.
+
+Volumes, pictures, patient pages and DICOM series left there by an earlier run for patients not
+in this one are removed (all pictures and patient pages with ``--no_pictures``, all DICOM series
+without ``--output_format dicom``), and standard deviations from an earlier run when this one
+does not sample. This run's series replace those of an earlier run for the same patient.
 
 The generator is loaded from the run folder by :func:`models.trained_run.load_generator`, with the
 architecture and input settings of its ``opt.json`` (``--model`` is accepted, as in the seed's
@@ -40,6 +54,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import shutil
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -51,6 +66,7 @@ from tqdm import tqdm
 
 from data import create_dataset
 from data.ct_volumes import SliceStack
+from data.dicom_write import write_derived_series
 from data.displacement_field import stack_field_to_world, write_displacement_field
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_io import load_volume, save_volume
@@ -71,7 +87,7 @@ from options.base_options import region_settings
 from options.test_options import TestOptions
 from util.atomic import ensure_writable_dir
 from util.cli import run_cli
-from util.errors import ConfigError, OutputError
+from util.errors import ConfigError, DataError, OutputError
 from util.file_set import remove_stale_temp_files
 from util.geometry import from_slice_stack, stack_spacing_mm, to_slice_stack
 from util.names import (
@@ -93,6 +109,13 @@ VIEW_WINDOWS = ("lung", "soft_tissue")
 #: The per-patient pictures this script writes: ``<stem>_views_<window>.png``,
 #: ``<stem>_views_lung_base.png`` and ``<stem>_slice<NNN>_<visual>.png``.
 _PICTURE_NAME = re.compile(r"^(?P<stem>.+)_(views_[a-z_]+|slice\d{3}_(real_A|fake_B|real_B))\.png$")
+#: Sub-folder of the results holding one DICOM series folder per patient (``--output_format
+#: dicom``): ``dicom/<safe id>/CT_0001.dcm`` ...
+DICOM_DIR = "dicom"
+#: Slice files of a series this script wrote (:func:`data.dicom_write.write_series`).
+_SERIES_FILE = re.compile(r"^CT_\d{4,}\.dcm$")
+#: Folders an interrupted series write leaves beside it: ``.<name>.<8 chars>.tmp`` or ``.old``.
+_SERIES_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.(tmp|old)$")
 
 
 @dataclass(frozen=True)
@@ -191,11 +214,32 @@ def write_slice_pictures(image_dir: Path, p: PatientInputs,
 @dataclass(frozen=True)
 class PatientResult:
     """What :func:`run_patient` wrote for one patient: the volume, its scores (None without a
-    truth) and its pictures (None with ``--no_pictures``)."""
+    truth), its pictures (None with ``--no_pictures``) and its DICOM series folder (None
+    without ``--output_format dicom``)."""
 
     volume: Path
     scores: dict | None
     pictures: PatientPictures | None
+    series: Path | None = None
+
+
+def model_label(opt: argparse.Namespace) -> str:
+    """``<run name> <checkpoint>`` (``ct_phase0 best``): which model a derived series says
+    made it."""
+    return f"{opt.name} {checkpoint_tag(opt.epoch, opt.load_iter)}"
+
+
+def write_prediction_series(hu: np.ndarray, p: PatientInputs, opt: argparse.Namespace,
+                            out_dir: Path) -> Path:
+    """Write ``hu`` ((I, J, K) HU on the input series' grid) as ``dicom/<safe id>/``, a
+    derived series registered with the input series (an earlier run's series for the patient
+    is replaced); returns the folder."""
+    source = p.source.dicom
+    if source is None:  # check_dicom_output refuses NIfTI inputs before anything is written
+        raise RuntimeError(f"{p.patient_id}: the input is not a DICOM series")
+    what = "phase 0" if p.source is p.avg else "AVG"
+    return write_derived_series(hu, source, out_dir / DICOM_DIR / safe_name(p.patient_id),
+                                what, model_label(opt), overwrite=True)
 
 
 def run_patient(generator: TrainedGenerator, p: PatientInputs, opt: argparse.Namespace,
@@ -207,8 +251,10 @@ def run_patient(generator: TrainedGenerator, p: PatientInputs, opt: argparse.Nam
     pred = generator.predict(p.source.hu, batch_size=opt.batch_size, samples=opt.samples,
                              seed=opt.seed, amp_dtype=amp_dtype, overlap=opt.window_overlap)
     info = p.source.info
-    path = save_volume(from_slice_stack(pred.hu, info.affine), info,
-                       out_dir / "volumes" / prediction_file_name(p.patient_id))
+    hu = from_slice_stack(pred.hu, info.affine)
+    path = save_volume(hu, info, out_dir / "volumes" / prediction_file_name(p.patient_id))
+    series = (write_prediction_series(hu, p, opt, out_dir) if opt.output_format == "dicom"
+              else None)
     if pred.std_hu is not None:
         save_volume(from_slice_stack(pred.std_hu, info.affine), float32_storage(info),
                     out_dir / "volumes" / std_file_name(p.patient_id))
@@ -231,7 +277,7 @@ def run_patient(generator: TrainedGenerator, p: PatientInputs, opt: argparse.Nam
     scores = score_patient(saved, p, settings, structures)
     if scores is not None and field is not None:
         scores["displacement"] = field
-    return PatientResult(path, scores, pictures)
+    return PatientResult(path, scores, pictures, series)
 
 
 def remove_stale_outputs(out_dir: Path, patient_ids: Iterable[str], keep_std: bool = False,
@@ -270,6 +316,63 @@ def remove_stale_outputs(out_dir: Path, patient_ids: Iterable[str], keep_std: bo
     return stale
 
 
+def _is_series_folder(folder: Path) -> bool:
+    """True for a folder holding slice files ``CT_NNNN.dcm`` and nothing else (a series this
+    script wrote)."""
+    names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+    return bool(names) and all(_SERIES_FILE.match(n) for n in names)
+
+
+def remove_stale_series(out_dir: Path, patient_ids: Iterable[str], keep: bool = True
+                        ) -> list[Path]:
+    """Delete the DICOM series folders ``dicom/<safe id>/`` an earlier run wrote for patients
+    not in ``patient_ids`` (every one unless ``keep``: this run wrote none), and the temp
+    folders an interrupted write left in ``dicom/``; an emptied ``dicom/`` goes too. Folders
+    holding anything but ``CT_NNNN.dcm`` files are not touched. Returns the deleted folders;
+    OutputError naming one that cannot be deleted."""
+    folder = out_dir / DICOM_DIR
+    if not folder.is_dir():
+        return []
+    stems = {safe_name(pid) for pid in patient_ids} if keep else set()
+    stale = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.is_symlink()
+             and ((_SERIES_TEMP.match(p.name) is not None)
+                  or (p.name not in stems and _is_series_folder(p)))]
+    for path in stale:
+        try:
+            shutil.rmtree(path)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot remove this DICOM series of an earlier run "
+                              f"({exc.strerror or exc})") from exc
+    if stale:
+        logger.info("removed %d DICOM series folders of an earlier run from %s", len(stale),
+                    folder)
+    if not any(folder.iterdir()):
+        folder.rmdir()
+    return stale
+
+
+def check_dicom_output(dataset: NiftiAlignedDataset, opt: argparse.Namespace) -> None:
+    """With ``--output_format dicom``, refuse (one line, before anything is written) inputs
+    a derived series cannot be placed beside: NIfTI files (no patient, study or frame of
+    reference), and DICOM series without a FrameOfReferenceUID or StudyInstanceUID."""
+    if opt.output_format != "dicom":
+        return
+    inputs = dataset.paths_a if dataset.a_to_b else dataset.paths_b
+    nifti = [str(path) for path in inputs if path is not None and not path.is_dir()]
+    if nifti:
+        more = " ..." if len(nifti) > 3 else ""
+        raise ConfigError(f"--output_format dicom needs DICOM input series, but {len(nifti)} "
+                          f"input(s) are NIfTI files ({', '.join(nifti[:3])}{more}), which have "
+                          f"no patient, study or frame of reference to place a derived series "
+                          f"in; give <phase>A/<patient>/ DICOM folders, or --output_format nifti")
+    for index in range(len(dataset.patient_ids)):
+        source = patient_inputs(dataset, index).source.dicom
+        if source is not None and not (source.frame_of_reference_uid and source.study_uid):
+            raise DataError(f"{source.folder}: the input series has no FrameOfReferenceUID or "
+                            f"StudyInstanceUID, so a derived series could not be placed beside "
+                            f"it; use --output_format nifti")
+
+
 def output_names(dataset: NiftiAlignedDataset) -> dict[str, str]:
     """{patient id: volume file name}; DataError naming both input files when two patients
     would share a file (their pictures share the same safe name)."""
@@ -285,8 +388,10 @@ def run_info(opt: argparse.Namespace, generator: TrainedGenerator,
         inputs += f", truth {Path(opt.dataroot) / f'{opt.phase}B'}"
     prediction = (f"mean of {opt.samples} passes with dropout (seed {opt.seed})"
                   if opt.samples > 1 else "one deterministic pass (eval mode)")
+    written = (f"; also written as DICOM series ({DICOM_DIR}/<patient>/)"
+               if opt.output_format == "dicom" else "")
     return RunInfo(name=opt.name, checkpoint=str(generator.weights), inputs=inputs,
-                   prediction=f"{prediction}, direction {opt.direction}")
+                   prediction=f"{prediction}, direction {opt.direction}{written}")
 
 
 def patient_structures(dataset: NiftiAlignedDataset,
@@ -310,6 +415,7 @@ def test(opt: argparse.Namespace) -> Path:
     if not isinstance(dataset, NiftiAlignedDataset):
         raise ConfigError("test.py writes volumes from --dataset_mode nifti_aligned only")
     output_names(dataset)
+    check_dicom_output(dataset, opt)
     structures = patient_structures(dataset, opt)
     settings = region_settings(opt)
     run_dir = Path(opt.checkpoints_dir) / opt.name
@@ -320,7 +426,9 @@ def test(opt: argparse.Namespace) -> Path:
     check_samples(generator.net, opt.samples, str(run_dir))
     amp_dtype = resolve_speed(device, amp=opt.amp).amp_dtype
     out_dir = Path(opt.results_dir) / opt.name / f"{opt.phase}_{opt.epoch}"
-    for folder in ("volumes",) if opt.no_pictures else ("volumes", "images", PATIENT_DIR):
+    folders = ["volumes"] + ([] if opt.no_pictures else ["images", PATIENT_DIR]) \
+        + ([DICOM_DIR] if opt.output_format == "dicom" else [])
+    for folder in folders:
         ensure_writable_dir(out_dir / folder)
         remove_stale_temp_files(out_dir / folder)  # left by an interrupted earlier run
     remove_stale_temp_files(out_dir)
@@ -331,6 +439,7 @@ def test(opt: argparse.Namespace) -> Path:
                                             structures.get(p.patient_id))
     remove_stale_outputs(out_dir, dataset.patient_ids, keep_std=opt.samples > 1,
                          keep_pictures=not opt.no_pictures)
+    remove_stale_series(out_dir, dataset.patient_ids, keep=opt.output_format == "dicom")
     scores = {pid: r.scores for pid, r in results.items() if r.scores is not None}
     report = write_and_describe(out_dir, scores) if scores else None
     pictures = {pid: r.pictures for pid, r in results.items() if r.pictures is not None}
@@ -339,14 +448,14 @@ def test(opt: argparse.Namespace) -> Path:
         verdict(summarize_over_patients(scores)) if scores else None,
         None if opt.no_pictures else pictures)
     print_results({pid: r.volume for pid, r in results.items()}, report, out_dir, page,
-                  opt.samples)
+                  opt.samples, sum(r.series is not None for r in results.values()))
     return out_dir
 
 
 def print_results(volumes: dict[str, Path], report: str | None, out_dir: Path, page: Path,
-                  samples: int = 1) -> None:
+                  samples: int = 1, n_series: int = 0) -> None:
     """Print the metric tables (``report``, None without truth) and where things are; the
-    count is that of the distinct volume files written."""
+    count is that of the distinct volume files written; ``n_series``: DICOM series written."""
     if report is not None:
         print(report)  # noqa: T201 - the command's summary
     else:
@@ -355,6 +464,9 @@ def print_results(volumes: dict[str, Path], report: str | None, out_dir: Path, p
            f"{STD_SUFFIX}.nii.gz" if samples > 1 else "")
     count = len(set(volumes.values()))
     print(f"volumes: {out_dir / 'volumes'} ({count} patients{std})")  # noqa: T201
+    if n_series:
+        print(f"DICOM series: {out_dir / DICOM_DIR} ({n_series} patients, one folder each; "  # noqa: T201
+              f"metrics are those of the volumes)")
     print(f"results page: {page}")  # noqa: T201
 
 

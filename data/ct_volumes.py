@@ -2,6 +2,11 @@
 
 A stack holds HU in the canonical slice frame of :mod:`util.geometry` as int16 when that is
 lossless (the usual case for CT), else float32; it becomes float only one slice at a time.
+
+A CT volume comes from a NIfTI file or from a folder holding a DICOM CT series
+(:func:`load_ct_stack`): one CT series is read as it is; of several, the one whose
+SeriesDescription matches a pattern (:class:`SeriesChoice`) is read. A stack read from DICOM keeps
+its :class:`~data.dicom_io.DicomSource`, what a derived series written beside it needs.
 """
 
 from __future__ import annotations
@@ -9,10 +14,19 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from data.dicom_io import (
+    DicomSource,
+    SeriesInfo,
+    find_series,
+    load_series,
+    matching_series,
+    pick_series,
+)
 from data.nifti_io import Volume, VolumeInfo, load_volume
 from data.voxel_grid import compare_grids, mismatch_text
 from util.errors import DataError
@@ -37,10 +51,12 @@ OBLIQUE_LOG_DEG = 0.5
 
 @dataclass(frozen=True)
 class SliceStack:
-    """One volume as axial slices: ``hu`` (S, H, W) int16 or float32 HU, and its source geometry."""
+    """One volume as axial slices: ``hu`` (S, H, W) int16 or float32 HU, and its source geometry;
+    ``dicom``: the series it was read from (None for a NIfTI file)."""
 
     hu: np.ndarray
     info: VolumeInfo
+    dicom: DicomSource | None = None
 
     @property
     def stack_spacing_mm(self) -> tuple[float, float, float]:
@@ -58,30 +74,93 @@ def compact_hu(hu: np.ndarray) -> np.ndarray:
     return hu.astype(np.float32, copy=False)
 
 
+def _refuse_constant(vol: Volume, where: str | os.PathLike[str]) -> Volume:
+    """``vol``, or DataError naming ``where`` when every voxel has the same HU (an empty or
+    failed export)."""
+    lowest, highest = float(vol.hu.min()), float(vol.hu.max())
+    if lowest == highest:
+        raise DataError(f"{where}: constant volume, every voxel is {lowest:g} HU; not a CT image "
+                        f"(an empty or failed export?)")
+    return vol
+
+
 def load_ct_volume(path: str | os.PathLike[str]) -> Volume:
     """:func:`data.nifti_io.load_volume`, also refusing a volume without contrast (every voxel
     the same HU: an empty or failed export), with a DataError naming the file."""
-    vol = load_volume(path)
-    lowest, highest = float(vol.hu.min()), float(vol.hu.max())
-    if lowest == highest:
-        raise DataError(f"{path}: constant volume, every voxel is {lowest:g} HU; not a CT image "
-                        f"(an empty or failed export?)")
-    return vol
+    return _refuse_constant(load_volume(path), path)
+
+
+def slice_stack(vol: Volume, dicom: DicomSource | None = None) -> SliceStack:
+    """``vol`` ((I, J, K) float32 HU) as a compact axial slice stack (S, H, W) with its
+    geometry (``dicom``: the series it was read from, if any); DataError naming ``vol.path``
+    when it cannot be sliced axially. An oblique volume is sliced along the voxel axis closest
+    to superior-inferior (logged)."""
+    try:
+        angle = obliquity_deg(vol.affine)
+        if angle > OBLIQUE_LOG_DEG:
+            logger.info("%s: oblique acquisition (%.1f deg); slicing along voxel axis %d, the "
+                        "one closest to superior-inferior", vol.path, angle,
+                        axial_axis(vol.affine))
+        stack = to_slice_stack(vol.hu, vol.affine)
+    except ValueError as exc:
+        raise DataError(f"{vol.path}: cannot slice axially ({exc})") from exc
+    return SliceStack(hu=compact_hu(stack), info=vol.info, dicom=dicom)
 
 
 def load_slice_stack(path: str | os.PathLike[str]) -> SliceStack:
     """Read a NIfTI CT volume (HU, header scaling applied; see :func:`load_ct_volume`) as a
     compact axial slice stack."""
-    vol = load_ct_volume(path)
+    return slice_stack(load_ct_volume(path))
+
+
+@dataclass(frozen=True)
+class SeriesChoice:
+    """How to pick a CT series in a folder holding several: ``pattern``, an fnmatch pattern
+    of the SeriesDescription (case-insensitive, e.g. ``"*AVG*"``), and the command-line
+    ``option`` that sets it, named in refusals."""
+
+    pattern: str
+    option: str
+
+
+def pick_ct_series(folder: str | os.PathLike[str], choice: SeriesChoice) -> SeriesInfo:
+    """The CT series to read under ``folder`` (searched recursively): the only one, or the one
+    whose description matches ``choice.pattern``. DataError in one line naming the folder when
+    there is no CT series, or several and not exactly one matching (the series found and the
+    option to set are named)."""
+    folder = Path(folder)
+    found = find_series(folder)
+    ct = [s for s in found if s.modality == "CT"]
+    if not ct:
+        listing = "; ".join(s.label() for s in found) or "none"
+        raise DataError(f"{folder}: no DICOM CT series found (series found: {listing})")
+    if len(ct) == 1:
+        if not matching_series(ct, choice.pattern):
+            logger.warning("%s: taking the only CT series %s, although its description does "
+                           "not match %s %r", folder, ct[0].label(), choice.option,
+                           choice.pattern)
+        return ct[0]
     try:
-        angle = obliquity_deg(vol.affine)
-        if angle > OBLIQUE_LOG_DEG:
-            logger.info("%s: oblique acquisition (%.1f deg); slicing along voxel axis %d, the "
-                        "one closest to superior-inferior", path, angle, axial_axis(vol.affine))
-        stack = to_slice_stack(vol.hu, vol.affine)
-    except ValueError as exc:
-        raise DataError(f"{path}: cannot slice axially ({exc})") from exc
-    return SliceStack(hu=compact_hu(stack), info=vol.info)
+        return pick_series(ct, choice.pattern, folder)
+    except DataError as exc:
+        raise DataError(f"{exc}; choose the series with {choice.option} PATTERN") from exc
+
+
+def load_dicom_stack(folder: str | os.PathLike[str], choice: SeriesChoice) -> SliceStack:
+    """The CT series :func:`pick_ct_series` picks under ``folder``, read whole
+    (:func:`data.dicom_io.load_series`: HU, RAS affine, every geometry check) as a compact
+    axial slice stack that keeps its :class:`~data.dicom_io.DicomSource`. DataError naming the
+    folder for a series that cannot be read, or a constant one."""
+    series = load_series(pick_ct_series(folder, choice))
+    return slice_stack(_refuse_constant(series.volume, folder), series.source)
+
+
+def load_ct_stack(path: str | os.PathLike[str], choice: SeriesChoice) -> SliceStack:
+    """A CT volume as a compact axial slice stack: a NIfTI file (:func:`load_slice_stack`) or a
+    folder holding DICOM series (:func:`load_dicom_stack`, ``choice`` picking one of several)."""
+    if Path(path).is_dir():
+        return load_dicom_stack(path, choice)
+    return load_slice_stack(path)
 
 
 def check_same_geometry(a: VolumeInfo, b: VolumeInfo, atol_mm: float = AFFINE_ATOL_MM) -> None:

@@ -11,6 +11,12 @@ listed respiratory phase p, read from ``<phase>B_p<p>/`` beside ``<phase>B/`` (p
 :mod:`data.phases`): a sample is one slice of one (patient, phase), its input carrying the phase
 as two constant planes (sin, cos) after the image channels, for a phase-conditioned generator.
 Patients stay one entry each (``patient_ids``, ``stacks_a``, ``stacks_b`` = phase 0).
+At test time (options with ``--avg_series``, i.e. ``test.py``) a patient may also be a folder
+``<phase>A/<id>/`` holding DICOM CT series, paired by id with ``<phase>B/<id>/`` (DICOM) or
+``<phase>B/<id>.nii.gz``: the only CT series of the folder is read, or of several the one whose
+description matches ``--avg_series`` (A) / ``--phase0_series`` (B). Such stacks keep their
+:class:`~data.dicom_io.DicomSource`. DICOM folders are read whole at start-up (not with
+``--volume_cache``).
 """
 
 from __future__ import annotations
@@ -29,13 +35,16 @@ from tqdm import tqdm
 from data.base_dataset import BaseDataset
 from data.ct_volumes import (
     AFFINE_ATOL_MM,
+    SeriesChoice,
     SliceStack,
     check_same_geometry,
     context_window,
     describe_memory,
+    load_ct_stack,
     load_slice_stack,
     slice_to_unit,
 )
+from data.dicom_io import DEFAULT_AVG_SERIES, DEFAULT_PHASE0_SERIES
 from data.image_folder import make_dataset, pair_by_name
 from data.nifti_io import VolumeInfo, nifti_stem
 from data.phases import (
@@ -73,6 +82,10 @@ class PhaseStacks:
         patient has no file of it."""
         row = self.rows.get(patient_index)
         return None if row is None else self.stacks[row]
+
+#: The series a DICOM patient folder's volume is, by default: (A: AVG, B: phase 0).
+DEFAULT_DICOM_SERIES = (SeriesChoice(DEFAULT_AVG_SERIES, "--avg_series"),
+                        SeriesChoice(DEFAULT_PHASE0_SERIES, "--phase0_series"))
 
 
 class NiftiAlignedDataset(BaseDataset):
@@ -117,7 +130,8 @@ class NiftiAlignedDataset(BaseDataset):
                  flip: bool = False, max_patients: int | None = None,
                  max_slices: float = float("inf"), volume_cache: int = 0,
                  geometry_atol_mm: float = AFFINE_ATOL_MM,
-                 phases: Sequence[float] | None = None) -> None:
+                 phases: Sequence[float] | None = None,
+                 dicom_series: tuple[SeriesChoice, SeriesChoice] | None = None) -> None:
         """Pair ``folder_a/<id>.nii[.gz]`` (AVG) with ``folder_b/<id>...`` (phase 0; None: no
         truth, AtoB only) and index their axial slices.
 
@@ -129,6 +143,8 @@ class NiftiAlignedDataset(BaseDataset):
         (and phase); ``geometry_atol_mm``: largest affine difference (mm) of a pair on one grid;
         ``phases``: target phases in % (None: phase 0 alone, no phase planes), phase p read from
         ``folder_b.parent / phase_folder(split, p)`` (AtoB only).
+        ``dicom_series``: how the series of DICOM patient folders ``<id>/`` are picked (A, B);
+        None: NIfTI files only (such folders are not volumes).
         """
         for name, value in (("context_slices", context_slices), ("resize_to", resize_to),
                             ("volume_cache", volume_cache)):
@@ -146,17 +162,25 @@ class NiftiAlignedDataset(BaseDataset):
                             f"<phase>B/ (phase 0), as written by prepare_dataset.py")
         if dir_b is None and not a_to_b:
             raise DataError(f"{dir_a}: --direction BtoA needs the phase-0 folder beside it")
-        all_pairs = pair_by_name(dir_a, dir_b)
+        all_pairs = pair_by_name(dir_a, dir_b, dicom_folders=dicom_series is not None)
         pairs = all_pairs[:max_patients]
         self.patient_ids: list[str] = [pid for pid, _, _ in pairs]
+        #: Each patient's A and B: a NIfTI file or a DICOM patient folder (B: None, no truth).
+        self.paths_a: list[Path] = [a for _, a, _ in pairs]
+        self.paths_b: list[Path | None] = [b for _, _, b in pairs]
         files = phase_files(dir_b, self.phases, self.patient_ids,
                             {pid for pid, _, _ in all_pairs}) if dir_b is not None else {}
         self.lazy = volume_cache > 0
+        folders = [p for p in (*self.paths_a, *self.paths_b) if p is not None and p.is_dir()]
+        if self.lazy and folders:
+            raise ConfigError(f"{folders[0]}: a DICOM series folder; --volume_cache reads NIfTI "
+                              f"files only, DICOM series are read whole: run without "
+                              f"--volume_cache")
         self.stacks_a: Sequence[SliceStack]
         self.stacks_b: Sequence[SliceStack]
         self.stacks_a, self.stacks_b = (
             _lazy_pairs(pairs, volume_cache, geometry_atol_mm) if self.lazy
-            else _load_pairs(pairs, geometry_atol_mm))
+            else _load_pairs(pairs, geometry_atol_mm, dicom_series or DEFAULT_DICOM_SERIES))
         self.infos_a = [self.volume_info(i) for i in range(len(pairs))]
         self._by_phase = self._phase_tables(files, volume_cache, geometry_atol_mm)
         #: The phase of each slot of the sample index: those served, or phase 0 alone.
@@ -180,7 +204,7 @@ class NiftiAlignedDataset(BaseDataset):
                    flip=opt.isTrain and not opt.no_flip,
                    max_patients=None if opt.isTrain else opt.num_test,
                    max_slices=opt.max_dataset_size, volume_cache=opt.volume_cache,
-                   geometry_atol_mm=opt.geometry_atol_mm,
+                   geometry_atol_mm=opt.geometry_atol_mm, dicom_series=dicom_choices(opt),
                    phases=dataset_phases(opt.phases, Path(opt.dataroot), opt.phase))
 
     @property
@@ -317,6 +341,16 @@ def dataroot_folders(opt: argparse.Namespace) -> tuple[Path, Path | None]:
     if not dir_b.is_dir() and (opt.isTrain or opt.direction != "AtoB"):
         raise DataError(f"{dir_b}: folder not found; {opt.phase}A/ needs its {opt.phase}B/")
     return dir_a, dir_b if dir_b.is_dir() else None
+
+
+def dicom_choices(opt: argparse.Namespace) -> tuple[SeriesChoice, SeriesChoice] | None:
+    """How DICOM patient folders' series are picked (A: ``--avg_series``, B:
+    ``--phase0_series``), for options that have them (``test.py``'s); None for the others
+    (training reads the NIfTI files prepare_dataset.py writes)."""
+    if getattr(opt, "avg_series", None) is None:
+        return None
+    return (SeriesChoice(opt.avg_series, "--avg_series"),
+            SeriesChoice(opt.phase0_series, "--phase0_series"))
 
 
 def _check_options(opt: argparse.Namespace) -> None:
@@ -458,20 +492,22 @@ def _labels(phases: Sequence[float]) -> str:
     return ",".join(phase_label(p) for p in phases)
 
 
-def _load_pairs(pairs: list[tuple[str, Path, Path | None]], atol_mm: float
+def _load_pairs(pairs: list[tuple[str, Path, Path | None]], atol_mm: float,
+                choices: tuple[SeriesChoice, SeriesChoice] = DEFAULT_DICOM_SERIES
                 ) -> tuple[list[SliceStack], list[SliceStack]]:
-    """Decode every pair once; B stacks are empty when there is no ground truth.
+    """Decode every pair once (a DICOM patient folder's series picked by ``choices`` (A, B));
+    B stacks are empty when there is no ground truth.
 
     A and B must share their voxel grid (affines equal within ``atol_mm``). Every unusable file
-    or pair is reported together in one DataError.
+    or pair is reported together in one DataError (one line when there is one).
     """
     stacks_a: list[SliceStack] = []
     stacks_b: list[SliceStack] = []
     problems: list[str] = []
     for _pid, path_a, path_b in tqdm(pairs, desc="loading volumes", unit="patient"):
         try:
-            a = load_slice_stack(path_a)
-            b = load_slice_stack(path_b) if path_b is not None else None
+            a = load_ct_stack(path_a, choices[0])
+            b = load_ct_stack(path_b, choices[1]) if path_b is not None else None
             if b is not None:
                 _check_pair_geometry(a.info, b.info, atol_mm)
         except DataError as exc:
@@ -480,7 +516,8 @@ def _load_pairs(pairs: list[tuple[str, Path, Path | None]], atol_mm: float
         stacks_a.append(a)
         stacks_b.extend([b] if b is not None else [])
     if problems:
-        raise DataError(f"{len(problems)} of {len(pairs)} patients cannot be used:\n  "
+        sep = " " if len(problems) == 1 else "\n  "
+        raise DataError(f"{len(problems)} of {len(pairs)} patients cannot be used:{sep}"
                         + "\n  ".join(problems))
     return stacks_a, stacks_b
 

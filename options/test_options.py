@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from data.dicom_io import DEFAULT_AVG_SERIES, DEFAULT_PHASE0_SERIES
 from models.run_folder import read_run_options
 from models.trained_run import SETTING_NAMES
 from options.base_options import BaseOptions
@@ -13,6 +14,8 @@ from util.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
+#: What ``--output_format`` may be: NIfTI volumes only, or also DICOM series beside the source.
+OUTPUT_FORMATS = ("nifti", "dicom")
 
 
 class TestOptions(BaseOptions):
@@ -41,6 +44,19 @@ class TestOptions(BaseOptions):
                        help="no pictures and no patient pages: volumes, metrics and an "
                             "index.html of numbers only (pictures and patient pages of an "
                             "earlier run there are removed)")
+        g = parser.add_argument_group("DICOM input and output")
+        g.add_argument("--avg_series", default=DEFAULT_AVG_SERIES,
+                       help="a <phase>A/<patient>/ folder holding several DICOM CT series: the "
+                            "one whose SeriesDescription matches this pattern (fnmatch, "
+                            "case-insensitive) is the input; a folder with one CT series is "
+                            "read as it is")
+        g.add_argument("--phase0_series", default=DEFAULT_PHASE0_SERIES,
+                       help="the same for <phase>B/<patient>/ folders (the truth, phase 0)")
+        g.add_argument("--output_format", default="nifti", choices=OUTPUT_FORMATS,
+                       help="nifti: volumes/<id>_fake_B.nii.gz; dicom: also dicom/<patient>/, "
+                            "the prediction as a derived CT series registered with the input "
+                            "series (same patient, study and frame of reference, new UIDs); "
+                            "needs DICOM input folders")
         return parser
 
     def adjust(self, opt: argparse.Namespace, explicit: set[str]) -> None:

@@ -52,6 +52,7 @@ created and checked to be writable. """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import re
 import shutil
@@ -70,17 +71,21 @@ from data.dicom_write import write_derived_series
 from data.displacement_field import stack_field_to_world, write_displacement_field
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_io import load_volume, save_volume
-from data.structures import load_structures, structures_dir
+from data.phases import STANDARD_PHASES, parse_phases
+from data.structures import load_structures, phase_structures_dir, structures_dir
 from display.ct_views import choose_planes, save_patient_views
+from display.cycle_views import save_cycle_strip, save_trajectory_plot
 from display.geometry_views import lung_base_planes, save_lung_base_views
 from display.patient_page import PATIENT_DIR, PatientPictures, Picture, PictureRow
 from display.results_page import RunInfo, write_results_pages
 from display.windows import DEFAULT_WINDOW, get_window, save_png, window_to_uint8
+from evaluation.cycle_scores import score_cycle
 from evaluation.geometry import lung_mask as geometry_lung_mask
 from evaluation.metrics import RegionSettings, body_mask, evaluate_volumes, region_masks
 from evaluation.report import summarize_over_patients, verdict, write_and_describe
 from models.base_model import checkpoint_tag
-from models.inference import check_samples, float32_storage
+from models.cycle import predict_cycle, write_cycle
+from models.inference import StackPrediction, check_samples, float32_storage
 from models.trained_run import GeneratorSettings, TrainedGenerator, load_generator
 from models.volume_inference import field_summary
 from options.base_options import region_settings
@@ -108,6 +113,9 @@ logger = logging.getLogger("test")
 VIEW_WINDOWS = ("lung", "soft_tissue")
 #: The per-patient pictures this script writes: ``<stem>_views_<window>.png``,
 #: ``<stem>_views_lung_base.png`` and ``<stem>_slice<NNN>_<visual>.png``.
+#: The volumes of a cycle (``--phases``) besides phase 0: phases, MIP, mean, fields of phases.
+_CYCLE_NAME = re.compile(r"^(?P<stem>.+)(_fake_B_(p[0-9.]+|mip|avg)|_displacement_p[0-9.]+)"
+                         r"\.nii\.gz$")
 _PICTURE_NAME = re.compile(r"^(?P<stem>.+)_(views_[a-z_]+|slice\d{3}_(real_A|fake_B|real_B))\.png$")
 #: Sub-folder of the results holding one DICOM series folder per patient (``--output_format
 #: dicom``): ``dicom/<safe id>/CT_0001.dcm`` ...
@@ -242,9 +250,87 @@ def write_prediction_series(hu: np.ndarray, p: PatientInputs, opt: argparse.Name
                                 what, model_label(opt), overwrite=True)
 
 
+def cycle_phases(opt: argparse.Namespace, generator: TrainedGenerator) -> tuple[float, ...]:
+    """The phases ``--phases`` asks test.py to write: () without it (phase 0, as ever); "all"
+    = the ten standard phases. ConfigError for a generator trained on phase 0 alone."""
+    text = getattr(opt, "phases", "").strip()
+    if not text:
+        return ()
+    if not generator.settings.phase_input:
+        raise ConfigError(f"--phases {text}: {generator.weights} was trained on phase 0 alone "
+                          f"(without --phases); it cannot predict other phases")
+    return STANDARD_PHASES if text.lower() == "all" else parse_phases(text)
+
+
+def run_cycle(generator: TrainedGenerator, p: PatientInputs, phase0: StackPrediction,
+              opt: argparse.Namespace, out_dir: Path, settings: RegionSettings,
+              amp_dtype: torch.dtype | None, truths: dict[float, SliceStack],
+              structures: dict[float, dict[str, np.ndarray]]) -> tuple[dict, list[Picture]]:
+    """Every phase of :func:`cycle_phases` for one patient (phase 0 given): write them, their
+    MIP and mean; score them against ``truths`` (the true phases known, stack frame) with the
+    consistency and the trajectories; the trajectory and cycle pictures unless --no_pictures."""
+    info = p.source.info
+    affine = info.affine
+    cycle = predict_cycle(generator, p.source.hu, cycle_phases(opt, generator), {0.0: phase0},
+                          batch_size=opt.batch_size, samples=opt.samples, seed=opt.seed,
+                          amp_dtype=amp_dtype, overlap=opt.window_overlap)
+    paths = write_cycle(cycle, info, out_dir / "volumes", p.patient_id)
+    preds = {ph: load_volume(paths[ph]).hu for ph in cycle.phases}  # as a user reads them
+    scores = score_cycle(preds, {ph: from_slice_stack(t.hu, affine) for ph, t in truths.items()},
+                         from_slice_stack(p.avg.hu, affine), affine, settings, structures)
+    if scores["consistency"] is not None:
+        body = scores["consistency"]["model"]["body"]
+        logger.info("%s: the mean of the %d synthetic phases differs from the AVG by %.1f HU in "
+                    "the body (bias %+.1f HU)", p.patient_id, len(preds), body["mae_hu"],
+                    body["bias_hu"])
+    pictures = [] if opt.no_pictures else write_cycle_pictures(out_dir / "images", p, scores,
+                                                               preds, truths)
+    return scores, pictures
+
+
+def write_cycle_pictures(image_dir: Path, p: PatientInputs, scores: dict,
+                         preds: dict[float, np.ndarray],
+                         truths: dict[float, SliceStack]) -> list[Picture]:
+    """The diaphragm's (and structures') trajectory against the truth's, and the coronal
+    phases side by side (truth below when known)."""
+    stem = safe_name(p.patient_id)
+    diaphragm = scores["diaphragm"]
+    panels = {"diaphragm height (mm)": {
+        "truth": _by_percent(diaphragm["truth_mm"]), "model": _by_percent(diaphragm["model_mm"]),
+        "AVG": dict.fromkeys(map(float, diaphragm["model_mm"]), diaphragm["avg_mm"])}}
+    for name, found in scores["structures"].items():
+        panels[f"{name} superior-inferior (mm)"] = {
+            answer: {float(k): v[2] for k, v in found[f"{answer}_mm"].items()}
+            for answer in ("truth", "model")}
+    plot = save_trajectory_plot(image_dir / f"{stem}_views_trajectory.png", panels,
+                                f"{p.patient_id}: over the breathing cycle")
+    affine = p.avg.info.affine
+    rows = {"synthetic": [_coronal(to_slice_stack(preds[ph], affine)) for ph in preds]}
+    if set(preds) <= set(truths):
+        rows["truth"] = [_coronal(truths[ph].hu) for ph in preds]
+    spacing = stack_spacing_mm(affine)
+    strip = save_cycle_strip(image_dir / f"{stem}_views_cycle.png", rows, list(preds),
+                             f"{p.patient_id}: coronal, every phase", spacing_mm=spacing[:2])
+    return [Picture(f"images/{plot.name}", "trajectories over the breathing cycle"),
+            Picture(f"images/{strip.name}", "the synthetic cycle, coronal (truth below)")]
+
+
+def _by_percent(values: dict[str, float]) -> dict[float, float]:
+    """{label: v} -> {phase %: v}."""
+    return {float(k): v for k, v in values.items()}
+
+
+def _coronal(stack_hu: np.ndarray) -> np.ndarray:
+    """The middle coronal plane of a (S, H, W) stack, superior up: (S, W) HU."""
+    return np.asarray(stack_hu[::-1, stack_hu.shape[1] // 2, :], dtype=np.float32)
+
+
 def run_patient(generator: TrainedGenerator, p: PatientInputs, opt: argparse.Namespace,
                 out_dir: Path, settings: RegionSettings, amp_dtype: torch.dtype | None,
-                structures: dict[str, np.ndarray] | None = None) -> PatientResult:
+                structures: dict[str, np.ndarray] | None = None,
+                truths: dict[float, SliceStack] | None = None,
+                phase_structures: dict[float, dict[str, np.ndarray]] | None = None
+                ) -> PatientResult:
     """Predict one patient, write its volume (HU, the source's geometry), its standard
     deviation with ``--samples`` N > 1, and pictures unless ``--no_pictures``, and score the
     written file."""
@@ -277,18 +363,27 @@ def run_patient(generator: TrainedGenerator, p: PatientInputs, opt: argparse.Nam
     scores = score_patient(saved, p, settings, structures)
     if scores is not None and field is not None:
         scores["displacement"] = field
+    if cycle_phases(opt, generator):
+        cycle, cycle_pictures = run_cycle(generator, p, pred, opt, out_dir, settings,
+                                          amp_dtype, truths or {}, phase_structures or {})
+        if scores is not None:
+            scores["cycle"] = cycle
+        if pictures is not None:
+            pictures = dataclasses.replace(pictures,
+                                           views=(*pictures.views, *cycle_pictures))
     return PatientResult(path, scores, pictures, series)
 
 
 def remove_stale_outputs(out_dir: Path, patient_ids: Iterable[str], keep_std: bool = False,
-                         keep_pictures: bool = True) -> list[Path]:
+                         keep_pictures: bool = True, keep_cycle: bool = False) -> list[Path]:
     """Delete the volumes, pictures and patient pages an earlier run wrote into ``out_dir`` for
     patients that are not in ``patient_ids``, so that the folder holds this run's patients only
     (a changed split or dataset would otherwise leave another model's predictions beside the
     new ones); standard deviations (``--samples``) of every patient too unless ``keep_std``
     (this run wrote them), and pictures and patient pages of every patient unless
-    ``keep_pictures`` (this run wrote them). Other files are not touched. Returns the deleted
-    paths; OutputError naming a file that cannot be deleted."""
+    ``keep_pictures`` (this run wrote them), and the other phases, MIPs, means and their fields
+    (``--phases``) of every patient unless ``keep_cycle``. Other files are not touched. Returns
+    the deleted paths; OutputError naming a file that cannot be deleted."""
     stems = {safe_name(pid) for pid in patient_ids}
     suffix = f"{PREDICTION_SUFFIX}.nii.gz"  # volumes are prediction_file_name(patient id)
     std_suffix = f"{PREDICTION_SUFFIX}{STD_SUFFIX}.nii.gz"  # and std_file_name(patient id)
@@ -299,6 +394,10 @@ def remove_stale_outputs(out_dir: Path, patient_ids: Iterable[str], keep_std: bo
               if path.name.removesuffix(field_suffix) not in stems]
     stale += [path for path in sorted((out_dir / "volumes").glob(f"*{std_suffix}"))
               if not keep_std or path.name.removesuffix(std_suffix) not in stems]
+    for path in sorted((out_dir / "volumes").glob("*.nii.gz")):
+        match = _CYCLE_NAME.match(path.name)
+        if match is not None and (not keep_cycle or match["stem"] not in stems):
+            stale.append(path)
     for path in sorted((out_dir / "images").glob("*.png")):
         match = _PICTURE_NAME.match(path.name)
         if match is not None and (not keep_pictures or match["stem"] not in stems):
@@ -409,6 +508,21 @@ def patient_structures(dataset: NiftiAlignedDataset,
     return {pid: masks for pid, masks in found.items() if masks}
 
 
+def phase_truths(dataset: NiftiAlignedDataset, index: int, opt: argparse.Namespace,
+                 phases: tuple[float, ...]
+                 ) -> tuple[dict[float, SliceStack], dict[float, dict[str, np.ndarray]]]:
+    """The true phases of patient ``index`` among ``phases`` that the dataset holds (AtoB only),
+    and their structure masks ({phase: {name: mask}}, from ``<phase>B_p<p>_structures/``)."""
+    if not phases or not dataset.has_target or not dataset.a_to_b:
+        return {}, {}
+    truths = {ph: stack for ph in phases
+              if (stack := dataset.phase_stack(index, ph)) is not None}
+    pid, info = dataset.patient_ids[index], dataset.volume_info(index)
+    masks = {ph: found for ph in truths if (found := load_structures(
+        phase_structures_dir(Path(opt.dataroot), opt.phase, ph), pid, info))}
+    return truths, masks
+
+
 def test(opt: argparse.Namespace) -> Path:
     """Run the test; return the results folder. Every check comes before the first write."""
     dataset = create_dataset(opt)
@@ -424,6 +538,7 @@ def test(opt: argparse.Namespace) -> Path:
     generator = load_generator(run_dir, checkpoint_tag(opt.epoch, opt.load_iter), device,
                                GeneratorSettings.from_options(vars(opt)))
     check_samples(generator.net, opt.samples, str(run_dir))
+    cycle_phases(opt, generator)  # refused here, before anything is written
     amp_dtype = resolve_speed(device, amp=opt.amp).amp_dtype
     out_dir = Path(opt.results_dir) / opt.name / f"{opt.phase}_{opt.epoch}"
     folders = ["volumes"] + ([] if opt.no_pictures else ["images", PATIENT_DIR]) \
@@ -435,10 +550,13 @@ def test(opt: argparse.Namespace) -> Path:
     results = {}
     for index in tqdm(range(len(dataset.patient_ids)), desc="predicting", unit="patient"):
         p = patient_inputs(dataset, index)
+        truths, phase_structures = phase_truths(dataset, index, opt, cycle_phases(opt, generator))
         results[p.patient_id] = run_patient(generator, p, opt, out_dir, settings, amp_dtype,
-                                            structures.get(p.patient_id))
+                                            structures.get(p.patient_id), truths,
+                                            phase_structures)
     remove_stale_outputs(out_dir, dataset.patient_ids, keep_std=opt.samples > 1,
-                         keep_pictures=not opt.no_pictures)
+                         keep_pictures=not opt.no_pictures,
+                         keep_cycle=bool(cycle_phases(opt, generator)))
     remove_stale_series(out_dir, dataset.patient_ids, keep=opt.output_format == "dicom")
     scores = {pid: r.scores for pid, r in results.items() if r.scores is not None}
     report = write_and_describe(out_dir, scores) if scores else None

@@ -166,17 +166,20 @@ def training_phases(opt: argparse.Namespace) -> tuple[float, ...] | None:
 
 
 def validation_targets(val_set: NiftiAlignedDataset
-                       ) -> list[tuple[str, SliceStack, SliceStack, float]]:
-    """(id, AVG, target, phase %) for every validation patient and phase it has: phase 0 alone
-    for a phase-0 run, every phase of ``--phases`` for a phase-conditioned one."""
-    phases = val_set.phases or (0.0,)
+                       ) -> list[tuple[str, SliceStack, SliceStack]
+                                 | tuple[str, SliceStack, SliceStack, float]]:
+    """(id, AVG, phase 0) for every validation patient of a phase-0 run; (id@p<p>, AVG, target,
+    phase %) for every patient and phase it has of a phase-conditioned one (``--phases``)."""
+    if not val_set.phases:
+        return list(zip(val_set.patient_ids, val_set.stacks_a, val_set.stacks_b, strict=True))
+    targets: list[tuple[str, SliceStack, SliceStack] | tuple[str, SliceStack, SliceStack, float]]
     targets = []
     for v, pid in enumerate(val_set.patient_ids):
-        for percent in phases:
+        for percent in val_set.phases:
             truth = val_set.phase_stack(v, percent)
             if truth is not None:
-                name = pid if not val_set.phases else f"{pid}@p{phase_label(percent)}"
-                targets.append((name, val_set.stacks_a[v], truth, percent))
+                targets.append((f"{pid}@p{phase_label(percent)}", val_set.stacks_a[v], truth,
+                                percent))
     return targets
 
 

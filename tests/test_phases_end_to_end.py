@@ -1,0 +1,94 @@
+"""The whole 4DCT through the command lines: prepare every phase, train one phase-conditioned
+generator, and write and score every phase of the test patients."""
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+DATAROOT = "./dataset"
+FLAGS = ("--model pix2pix --dataset_mode nifti_aligned --preprocess none --axial_slice "
+         "--output_nc 1 --norm instance --netG unet_64 --ngf 4 --ndf 4 --batch_size 4 "
+         "--num_threads 0 --n_epochs 1 --n_epochs_decay 0 --max_dataset_size 40 "
+         "--print_freq 40 --display_freq 40 --hu_min -1024 --hu_max 1024")
+
+
+def run(command: str, cwd: Path, expect: int = 0) -> subprocess.CompletedProcess:
+    """Run ``python <repo script> ...`` in ``cwd``; fail unless it exits with ``expect``."""
+    args = shlex.split(command)
+    args[0:2] = [sys.executable, str(REPO / args[1])]
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == expect, f"{command}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """6 synthetic patients prepared with every phase and their GTV masks; a phase-conditioned
+    run and a phase-0 run, one short epoch each."""
+    work = tmp_path_factory.mktemp("phases")
+    run("python scripts/make_synthetic_4dct.py --out ./export --n_patients 6 --size 64 "
+        "--n_slices 16 --seed 4", work)
+    run(f"python prepare_dataset.py --avg_root ./export/res_avg --phases_root "
+        f"./export/res_phases --structures_root ./export/res_structures --output {DATAROOT} "
+        f"--val_fraction 0.2 --test_fraction 0.2 --phases all", work)
+    run(f"python train.py --dataroot {DATAROOT} --name cycle --input_nc 3 --phases all "
+        f"{FLAGS}", work)
+    run(f"python train.py --dataroot {DATAROOT} --name phase0 --input_nc 1 {FLAGS}", work)
+    return work
+
+
+def test_every_phase_mip_and_mean_are_written_with_the_avg_geometry(work):
+    run(f"python test.py --dataroot {DATAROOT} --name cycle --phases all --num_threads 0", work)
+    out = work / "results" / "cycle" / "test_latest"
+    avg_path = sorted((work / DATAROOT / "testA").glob("*.nii.gz"))[0]
+    pid = avg_path.name.removesuffix(".nii.gz")
+    avg = nib.load(avg_path)
+    names = [f"{pid}_fake_B.nii.gz"] + [f"{pid}_fake_B_p{p}.nii.gz" for p in range(10, 100, 10)]
+    volumes = [nib.load(out / "volumes" / n) for n in names]
+    for image in volumes:
+        assert image.shape == avg.shape
+        np.testing.assert_allclose(image.affine, avg.affine, atol=1e-6)
+        assert image.get_data_dtype() == avg.get_data_dtype()
+    phases = np.stack([v.get_fdata() for v in volumes])
+    mip = nib.load(out / "volumes" / f"{pid}_fake_B_mip.nii.gz").get_fdata()
+    mean = nib.load(out / "volumes" / f"{pid}_fake_B_avg.nii.gz").get_fdata()
+    np.testing.assert_allclose(mip, phases.max(axis=0), atol=1.0)  # on-disk rounding
+    np.testing.assert_allclose(mean, phases.mean(axis=0), atol=1.0)
+    metrics = json.loads((out / "metrics.json").read_text())
+    cycle = metrics["patients"][pid]["cycle"]
+    assert set(cycle["phases"]) == {str(p) for p in range(0, 100, 10)}
+    assert cycle["consistency"]["model"]["body"]["mae_hu"] >= 0
+    assert cycle["consistency"]["truth"]["body"]["mae_hu"] < 10  # the data's own noise level
+    assert cycle["diaphragm"]["summary"]["amplitude_truth_mm"] > 0
+    assert "GTV" in cycle["structures"]
+    assert (out / "images" / f"{pid}_views_trajectory.png").is_file()
+    assert (out / "images" / f"{pid}_views_cycle.png").is_file()
+
+
+def test_phase_0_of_the_cycle_run_without_phases_is_phase_0_alone(work):
+    run(f"python test.py --dataroot {DATAROOT} --name cycle --num_threads 0 --no_pictures "
+        f"--results_dir ./results_p0", work)
+    volumes = work / "results_p0" / "cycle" / "test_latest" / "volumes"
+    assert sorted(p.name for p in volumes.iterdir()) == sorted(
+        f"{p.name.removesuffix('.nii.gz')}_fake_B.nii.gz"
+        for p in (work / DATAROOT / "testA").glob("*.nii.gz"))
+    with_cycle = work / "results" / "cycle" / "test_latest" / "volumes"
+    for path in volumes.iterdir():  # the same phase 0 as the --phases all run wrote
+        assert np.array_equal(nib.load(path).get_fdata(), nib.load(with_cycle / path.name)
+                              .get_fdata())
+
+
+def test_a_phase_0_model_refuses_phases_in_one_line_before_writing(work):
+    proc = run(f"python test.py --dataroot {DATAROOT} --name phase0 --phases all "
+               f"--results_dir ./refused", work, expect=1)
+    assert "trained on phase 0 alone" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (work / "refused").exists()

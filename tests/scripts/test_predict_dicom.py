@@ -17,15 +17,16 @@ import pytest
 from data.dicom_io import load_series, read_series
 from data.nifti_io import save_volume
 from tests.data.test_dicom_io import ct_hu, write_ct_series
-from tests.dicom_cases import (
+from tests.test_dicom_outputs import (
     OBLIQUE,
     SWAPPED,
     check_derived_series,
     expected_prediction,
+    export,
     one_line_error,
     tree,
 )
-from tests.tiny_runs import dropout_and_plain_runs, load_script
+from tests.tiny_runs import dropout_and_plain_runs, load_script, tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +43,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def argv(runs: Path, src: Path, out: Path, *extra: str, name: str = "plain") -> list[str]:
     return ["--name", name, "--checkpoints_dir", str(runs), "--input", str(src), "--output",
             str(out), "--gpu_ids", "-1", *extra]
-
-
-def export(folder: Path, seed: int = 0) -> Path:
-    """A patient export holding three CT series (AVG, MIP, Gated 0.0A) of OBLIQUE; returns it."""
-    for k, description in enumerate(["AVG", "MIP", "CT Gated 0.0A"]):
-        write_ct_series(folder / description.replace(" ", "_"), ct_hu(OBLIQUE, seed=seed + k),
-                        OBLIQUE, description=description, seed=seed + k)
-    return folder
 
 
 @pytest.mark.parametrize(("spec", "name"), [(OBLIQUE, "oblique"), (SWAPPED, "swapped")])
@@ -212,3 +205,17 @@ def test_the_source_series_is_left_byte_identical(tmp_path, predict, runs):
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before
     first = pydicom.dcmread(next((tmp_path / "out").iterdir()))
     assert first.SeriesNumber == 1003  # the source's 3 + 1000: filed apart from it
+
+
+def test_a_motion_generator_writes_its_field_as_nifti_beside_the_series(tmp_path, predict):
+    runs = tiny_run(tmp_path / "ck", "--netG", "motion3d_3", "--dataset_mode", "nifti_volume",
+                    "--no_dropout", name="motion")
+    src = tmp_path / "avg"
+    write_ct_series(src, ct_hu(SWAPPED), SWAPPED)
+    out = tmp_path / "out" / "PT1_phase0"
+    assert predict.main(argv(runs, src, out, "--output_format", "dicom", name="motion")) == 0
+    field = nib.load(tmp_path / "out" / "PT1_phase0_displacement.nii.gz")
+    assert field.shape == (*SWAPPED.shape, 1, 3)
+    np.testing.assert_allclose(field.affine, read_series(src).affine, atol=1e-4)
+    check_derived_series(out, src, expected_prediction(runs / "motion", read_series(src)),
+                         SWAPPED.slope, "SYNTHETIC phase 0 (pix2pix motion latest)")

@@ -364,15 +364,22 @@ def _check_options(opt: argparse.Namespace) -> None:
     if opt.context_slices < 0:
         raise ConfigError(f"--context_slices must be 0 or positive, got {opt.context_slices}")
     check_phase_direction(opt)
-    expected_nc = 2 * opt.context_slices + 1 + (PHASE_CHANNELS if opt.phases else 0)
+    expected_nc = 2 * opt.context_slices + 1 + (PHASE_CHANNELS if phase_input(opt) else 0)
     if opt.input_nc != expected_nc or opt.output_nc != 1:
         served = (f"{expected_nc} input channels ({2 * opt.context_slices + 1} image, then "
-                  f"{PHASE_CHANNELS} phase planes: sin, cos)" if opt.phases
+                  f"{PHASE_CHANNELS} phase planes: sin, cos)" if phase_input(opt)
                   else f"{expected_nc} input channel(s)")
         raise ConfigError(f"--dataset_mode nifti_aligned with --context_slices "
                           f"{opt.context_slices}{_phases_flag(opt)} serves {served} and 1 "
                           f"output channel; got --input_nc {opt.input_nc} --output_nc "
                           f"{opt.output_nc}: pass --input_nc {expected_nc} --output_nc 1")
+
+
+def phase_input(opt: argparse.Namespace) -> bool:
+    """Whether the generator reads phase planes: a training with ``--phases``, or at test time
+    a run trained so (``phase_input``, adopted from its ``opt.json``), with ``--phases`` or
+    without (phase 0 then)."""
+    return bool(opt.phases) if opt.isTrain else bool(getattr(opt, "phase_input", False))
 
 
 def check_phase_direction(opt: argparse.Namespace) -> None:

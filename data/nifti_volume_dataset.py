@@ -38,6 +38,7 @@ from data.nifti_aligned_dataset import (
     check_phase_direction,
     dataroot_folders,
     dataset_phases,
+    phase_input,
 )
 from data.phases import PHASE_CHANNELS
 from util.errors import ConfigError
@@ -313,10 +314,10 @@ def _check_options(opt: argparse.Namespace) -> None:
     patch and sampling options are checked by the constructor."""
     mode = "--dataset_mode nifti_volume"
     check_phase_direction(opt)
-    expected_nc = 1 + (PHASE_CHANNELS if opt.phases else 0)
+    expected_nc = 1 + (PHASE_CHANNELS if phase_input(opt) else 0)
     if opt.input_nc != expected_nc or opt.output_nc != 1:
         served = (f"with --phases {opt.phases} serves {expected_nc} input channels (1 image, "
-                  f"then {PHASE_CHANNELS} phase volumes: sin, cos)" if opt.phases
+                  f"then {PHASE_CHANNELS} phase volumes: sin, cos)" if phase_input(opt)
                   else "serves 1 input")
         raise ConfigError(f"{mode} {served} and 1 output channel; got --input_nc "
                           f"{opt.input_nc} --output_nc {opt.output_nc}: pass --input_nc "

@@ -46,6 +46,10 @@ from data.dicom_io import DEFAULT_AVG_SERIES
 from data.dicom_write import write_derived_series
 from data.displacement_field import stack_field_to_world, write_displacement_field
 from data.nifti_io import NIFTI_EXTENSIONS, is_nifti_file, save_volume
+from data.phases import STANDARD_PHASES, parse_phases, phase_label
+from evaluation.consistency import consistency_error
+from evaluation.metrics import body_mask
+from models.cycle import CyclePrediction, predict_cycle
 from models.inference import check_samples, float32_storage
 from models.networks import is_motion_generator
 from models.trained_run import load_generator
@@ -55,7 +59,7 @@ from util.atomic import ensure_writable_dir
 from util.cli import run_cli
 from util.errors import ConfigError, DataError, OutputError
 from util.geometry import from_slice_stack
-from util.names import DISPLACEMENT_SUFFIX, STD_SUFFIX
+from util.names import CYCLE_KINDS, DISPLACEMENT_SUFFIX, STD_SUFFIX, phase_suffix
 from util.speed import AMP_DTYPES, resolve_speed
 
 logger = logging.getLogger("predict")
@@ -106,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="motion generators: where the displacement field goes (NIfTI "
                              "vector image, RAS mm, phase0(x) = AVG(x + u(x)); see README); "
                              "default <output stem>_displacement.nii.gz beside --output")
+    parser.add_argument("--phases", default="",
+                        help="a phase-conditioned run (trained with --phases): also write these "
+                             "phases (all = the ten, or a list such as 0,50) beside --output "
+                             "(<stem>_p50...), with the cycle's MIP (<stem>_mip) and mean "
+                             "(<stem>_avg); --output stays phase 0")
     parser.add_argument("--window_overlap", type=float, default=0.5,
                         help="volumetric generators: share of a window's side overlapped by "
                              "its neighbour")
@@ -135,13 +144,21 @@ class Outputs:
     dicom: bool
     std: Path | None = None
     field: Path | None = None
+    #: With ``--phases``: {phase % or "mip"/"avg": path} of the cycle's other volumes (NIfTI
+    #: files, or series folders when ``dicom``), beside ``main``.
+    cycle: tuple[tuple[float | str, Path], ...] = ()
 
     def named(self) -> list[tuple[str, Path]]:
         """(option, path) of every output written."""
-        return [(option, path) for option, path in (("--output", self.main),
-                                                    ("--std_output", self.std),
-                                                    ("--displacement_output", self.field))
-                if path is not None]
+        fixed = [(option, path) for option, path in (("--output", self.main),
+                                                     ("--std_output", self.std),
+                                                     ("--displacement_output", self.field))
+                 if path is not None]
+        return fixed + [("--phases", path) for _, path in self.cycle]
+
+    def is_series(self, option: str, path: Path) -> bool:
+        """Whether ``path`` is written as a DICOM series folder."""
+        return self.dicom and (path == self.main or option == "--phases")
 
 
 def check_input(source: Path, output_format: str) -> None:
@@ -168,7 +185,7 @@ def check_outputs(source: Path, outputs: Outputs, overwrite: bool = False) -> No
     the input, nor a folder, nor each other, nor inside the series folder."""
     named = outputs.named()
     for option, path in named:
-        is_folder_output = outputs.dicom and path == outputs.main
+        is_folder_output = outputs.is_series(option, path)
         if _inside(path, source) if source.is_dir() else path.resolve() == source.resolve():
             where = "is the input" if path.resolve() == source.resolve() else \
                 f"lies inside the input folder {source}"
@@ -186,9 +203,23 @@ def check_outputs(source: Path, outputs: Outputs, overwrite: bool = False) -> No
             if path.resolve() == other_path.resolve():
                 raise ConfigError(f"{option} {path} is also {other}: one output would "
                                   f"overwrite the other")
-            if outputs.dicom and other_path == outputs.main and _inside(path, other_path):
+            if outputs.is_series(other, other_path) and _inside(path, other_path):
                 raise ConfigError(f"{option} {path} lies inside the --output series folder "
                                   f"{other_path}, which holds the series only")
+
+
+def cycle_outputs(output: Path, dicom: bool, phases: tuple[float, ...]
+                  ) -> tuple[tuple[float | str, Path], ...]:
+    """Where ``--phases`` puts the phases other than 0 and the MIP and mean of the cycle, beside
+    ``--output``: ``p0_p50.nii.gz``, ``p0_mip.nii.gz``, ``p0_avg.nii.gz`` (series folders
+    ``p0_p50/`` ... with DICOM)."""
+    def beside(suffix: str) -> Path:
+        return output.with_name(output.name + suffix) if dicom else beside_output(output, suffix)
+
+    kinds: list[float | str] = [p for p in phases if p != 0]
+    kinds += list(CYCLE_KINDS) if len(phases) > 1 else []
+    return tuple((k, beside(phase_suffix(k) if isinstance(k, float) else f"_{k}"))
+                 for k in kinds)
 
 
 def _check_series_folder(folder: Path, source: Path, overwrite: bool) -> None:
@@ -216,13 +247,23 @@ def load_input(source: Path, avg_series: str) -> SliceStack:
     return load_slice_stack(source)
 
 
+def requested_phases(text: str) -> tuple[float, ...]:
+    """``--phases``: () without it; "all" = the ten standard phases; else the list."""
+    if not text.strip():
+        return ()
+    return STANDARD_PHASES if text.strip().lower() == "all" else parse_phases(text)
+
+
 def plan_outputs(args: argparse.Namespace, motion: bool) -> Outputs:
     """The outputs of this command: ``--output``, the standard deviation with ``--samples``
-    N > 1, the displacement field of a ``motion`` generator (defaults beside ``--output``)."""
+    N > 1, the displacement field of a ``motion`` generator (defaults beside ``--output``), and
+    with ``--phases`` the other phases and the cycle's MIP and mean."""
     std = (args.std_output or default_std_path(args.output)) if args.samples > 1 else None
     field = (args.displacement_output or beside_output(args.output, DISPLACEMENT_SUFFIX)) \
         if motion else None
-    return Outputs(args.output, args.output_format == "dicom", std, field)
+    dicom = args.output_format == "dicom"
+    return Outputs(args.output, dicom, std, field,
+                   cycle_outputs(args.output, dicom, requested_phases(args.phases)))
 
 
 def predict(args: argparse.Namespace) -> Path:
@@ -246,6 +287,9 @@ def predict(args: argparse.Namespace) -> Path:
     run_dir = Path(args.checkpoints_dir) / args.name
     generator = load_generator(run_dir, args.epoch, device)
     check_samples(generator.net, args.samples, str(run_dir))
+    if requested_phases(args.phases) and not generator.settings.phase_input:
+        raise ConfigError(f"--phases {args.phases}: {generator.weights} was trained on phase 0 "
+                          f"alone (without --phases); it cannot predict other phases")
     motion = is_motion_generator(generator.net)
     outputs = plan_outputs(args, motion)
     if motion:
@@ -261,7 +305,39 @@ def predict(args: argparse.Namespace) -> Path:
                              overlap=args.window_overlap)
     path = write_prediction(from_slice_stack(pred.hu, stack.info.affine), stack, args)
     write_extras(pred.std_hu, pred.displacement_vox, stack, outputs, args)
+    if outputs.cycle:
+        cycle = predict_cycle(generator, stack.hu, requested_phases(args.phases), {0.0: pred},
+                              batch_size=args.batch_size, samples=args.samples, seed=args.seed,
+                              amp_dtype=resolve_speed(device, amp=args.amp).amp_dtype,
+                              overlap=args.window_overlap)
+        write_cycle_outputs(cycle, stack, outputs, args)
     return path
+
+
+def write_cycle_outputs(cycle: CyclePrediction, stack: SliceStack, outputs: Outputs,
+                        args: argparse.Namespace) -> None:
+    """Write the phases other than 0, the MIP and the mean of ``cycle`` where ``outputs.cycle``
+    says (NIfTI files, or derived series), and log the mean-of-phases consistency error."""
+    affine = stack.info.affine
+    volumes: dict[float | str, np.ndarray] = {p: pred.hu for p, pred in cycle.phases.items()}
+    volumes |= {"mip": cycle.mip_hu(), "avg": cycle.mean_hu()}
+    for kind, path in outputs.cycle:
+        hu = from_slice_stack(volumes[kind], affine)
+        what = f"phase {phase_label(kind)} %" if isinstance(kind, float) else \
+            {"mip": "MIP of the cycle", "avg": "mean of the cycle"}[kind]
+        if outputs.dicom and stack.dicom is not None:
+            write_derived_series(hu, stack.dicom, path, what, f"{args.name} {args.epoch}",
+                                 overwrite=args.overwrite)
+        else:
+            save_volume(hu, stack.info, path)
+        logger.info("wrote %s: %s", path, what)
+    if cycle.whole_cycle:
+        body = body_mask(stack.hu, 0)
+        error = consistency_error([cycle.phases[p].hu for p in STANDARD_PHASES], stack.hu,
+                                  {"body": body})["body"]
+        logger.info("mean of the ten synthetic phases against the input AVG: %.1f HU in the "
+                    "body (bias %+.1f HU); the true cycle averages to its AVG exactly",
+                    error["mae_hu"], error["bias_hu"])
 
 
 def write_prediction(hu: np.ndarray, stack: SliceStack, args: argparse.Namespace) -> Path:

@@ -176,6 +176,9 @@ def summarize_over_patients(per_patient: Mapping[str, Mapping[str, Any]]) -> dic
                       for r in regions},
         "amplitude_mm": _stats([math.nan if s.get("amplitude_mm") is None else s["amplitude_mm"]
                                 for s in patients])}
+    cycles = [s["cycle"] for s in patients if s.get("cycle")]
+    if cycles:  # every phase of a phase-conditioned run (test.py --phases)
+        summary["cycle"] = cycle_summary_over_patients(cycles)
     fields = [s["displacement"] for s in patients if s.get("displacement")]
     if fields:  # a motion generator's field: its size (mm) and folding (%)
         summary["displacement"] = {k: _stats([f[k] for f in fields]) for k in fields[0]}
@@ -206,7 +209,59 @@ def write_and_describe(out_dir: str | os.PathLike[str],
     with its verdict, and where the files are, for a command to print."""
     csv_path, json_path = write_reports(out_dir, per_patient)
     return "\n".join([patient_table(per_patient), summary_table(per_patient),
-                      *field_lines(per_patient), f"metrics: {csv_path}, {json_path}"])
+                      *field_lines(per_patient), *cycle_lines(per_patient),
+                      f"metrics: {csv_path}, {json_path}"])
+
+
+def cycle_summary_over_patients(cycles: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Means over patients of the cycle scores (:func:`evaluation.cycle_scores.score_cycle`):
+    per phase the motion-region MAE of the model and of the AVG (HU) and their diaphragm errors
+    (mm); the consistency (body MAE, HU) of the synthetic and the true cycles; the diaphragm's
+    amplitude error (mm)."""
+    labels = sorted({label for c in cycles for label in c["phases"]}, key=float)
+
+    def phase_stat(label: str, answer: str, key: str) -> dict[str, float]:
+        values = []
+        for c in cycles:
+            scores = c["phases"].get(label)
+            if scores is None or scores.get(answer) is None:
+                continue
+            values.append(scores[answer]["motion"]["mae_hu"] if key == "mae"
+                          else scores["geometry"][answer]["diaphragm_error_mean_mm"])
+        return _stats(values)
+
+    def consistency(which: str) -> dict[str, float]:
+        return _stats([c["consistency"][which]["body"]["mae_hu"] for c in cycles
+                       if c.get("consistency") and c["consistency"].get(which)])
+
+    return {"phases": {label: {"model_motion_mae_hu": phase_stat(label, "model", "mae"),
+                               "avg_motion_mae_hu": phase_stat(label, "baseline", "mae"),
+                               "model_diaphragm_mm": phase_stat(label, "model", "mm"),
+                               "avg_diaphragm_mm": phase_stat(label, "baseline", "mm")}
+                       for label in labels},
+            "consistency_body_mae_hu": {"model": consistency("model"),
+                                        "truth": consistency("truth")},
+            "diaphragm_amplitude_error_mm": _stats(
+                [c["diaphragm"]["summary"]["amplitude_error_mm"] for c in cycles])}
+
+
+def cycle_lines(per_patient: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The per-phase table of a cycle run (motion MAE model vs AVG, diaphragm mm) and the
+    consistency line, or nothing without cycle scores."""
+    cycle = summarize_over_patients(per_patient).get("cycle")
+    if not cycle:
+        return []
+    lines = ["phase | motion MAE model / AVG (HU) | diaphragm model / AVG (mm)"]
+    for label, row in cycle["phases"].items():
+        lines.append(f"{label:>4} % | {row['model_motion_mae_hu']['mean']:7.1f} / "
+                     f"{row['avg_motion_mae_hu']['mean']:7.1f} | "
+                     f"{row['model_diaphragm_mm']['mean']:5.2f} / "
+                     f"{row['avg_diaphragm_mm']['mean']:5.2f}")
+    c = cycle["consistency_body_mae_hu"]
+    lines.append(f"mean of the phases against the AVG (body MAE): synthetic "
+                 f"{c['model']['mean']:.1f} HU, true {c['truth']['mean']:.1f} HU; diaphragm "
+                 f"amplitude error {cycle['diaphragm_amplitude_error_mm']['mean']:+.1f} mm")
+    return lines
 
 
 def field_lines(per_patient: Mapping[str, Mapping[str, Any]]) -> list[str]:

@@ -46,8 +46,10 @@ def work(tmp_path_factory) -> Path:
 
 
 def test_every_phase_mip_and_mean_are_written_with_the_avg_geometry(work):
-    run(f"python test.py --dataroot {DATAROOT} --name cycle --phases all --num_threads 0 "
+    proc = run(f"python test.py --dataroot {DATAROOT} --name cycle --phases all --num_threads 0 "
         f"--dataset_mode nifti_aligned --axial_slice", work)
+    assert "mean of the phases against the AVG (body MAE)" in proc.stdout
+    assert " 50 % |" in proc.stdout  # the per-phase table
     out = work / "results" / "cycle" / "test_latest"
     avg_path = sorted((work / DATAROOT / "testA").glob("*.nii.gz"))[0]
     pid = avg_path.name.removesuffix(".nii.gz")
@@ -64,6 +66,7 @@ def test_every_phase_mip_and_mean_are_written_with_the_avg_geometry(work):
     np.testing.assert_allclose(mip, phases.max(axis=0), atol=1.0)  # on-disk rounding
     np.testing.assert_allclose(mean, phases.mean(axis=0), atol=1.0)
     metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["summary"]["cycle"]["phases"]) == {str(p) for p in range(0, 100, 10)}
     cycle = metrics["patients"][pid]["cycle"]
     assert set(cycle["phases"]) == {str(p) for p in range(0, 100, 10)}
     assert cycle["consistency"]["model"]["body"]["mae_hu"] >= 0

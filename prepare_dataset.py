@@ -73,7 +73,6 @@ from data.pairing import (
     pair_patients,
     prepared_phases,
 )
-from data.phases import phase_label
 from data.split_folders import (
     make_folder,
     phase_dir,
@@ -89,6 +88,7 @@ from util.atomic import atomic_write_text
 from util.cli import printable, run_cli
 from util.errors import ConfigError, DataError
 from util.paths import folder_problem
+from util.phases import phase_label
 
 logger = logging.getLogger("prepare_dataset")
 

@@ -71,7 +71,6 @@ from data.dicom_write import write_derived_series
 from data.displacement_field import stack_field_to_world, write_displacement_field
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_io import load_volume, save_volume
-from data.phases import STANDARD_PHASES, parse_phases
 from data.structures import load_structures, phase_structures_dir, structures_dir
 from display.ct_views import choose_planes, save_patient_views
 from display.cycle_views import save_cycle_strip, save_trajectory_plot
@@ -105,6 +104,7 @@ from util.names import (
     std_file_name,
     unique_output_names,
 )
+from util.phases import STANDARD_PHASES, parse_phases
 from util.speed import configure_backends, resolve_speed
 
 logger = logging.getLogger("test")

@@ -31,7 +31,6 @@ from data.base_dataset import BaseDataset
 from data.ct_volumes import SliceStack
 from data.nifti_aligned_dataset import NiftiAlignedDataset, dataset_phases
 from data.nifti_volume_dataset import NiftiVolumeDataset
-from data.phases import phase_label
 from data.sampling import EpochSampler, PatientBlockSampler
 from display.visualizer import Visualizer
 from models import create_model
@@ -71,6 +70,7 @@ from util.distributed import (
 )
 from util.errors import ConfigError
 from util.file_set import FileSet
+from util.phases import phase_label
 
 logger = logging.getLogger("train")
 

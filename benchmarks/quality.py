@@ -20,75 +20,37 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.cohorts import (
+    BASE,
+    COMMON,
+    RECIPE,
+    ROOT,
+    VOLUME,
+    Cohort,
+    make_cohorts,
+    run,
+)
 from benchmarks.machine import cpu_name
 from data.nifti_io import Volume, load_volume
-from data.phases import phase_folder
 from evaluation.metrics import REGIONS, RegionSettings, evaluate_volumes
 from synthetic import (
-    N_PHASES,
     TUMOUR_STRUCTURE,
-    ParamRanges,
     SyntheticGrid,
-    avg_file_name,
-    patient_id,
     patient_params,
-    phase_file_name,
     synthetic_patient,
     tumour_masks,
-    write_synthetic_4dct,
 )
 from util.atomic import atomic_write_json
 from util.names import prediction_file_name
 
-ROOT = Path(__file__).resolve().parents[1]
-def cohort_ranges(amplitude_mm: tuple[float, float]) -> tuple[ParamRanges, ParamRanges]:
-    """(ranges of the training, validation and test patients, ranges of the shifted group).
-
-    The training patients breathe with ``amplitude_mm`` (low, high) and the generator's default
-    anatomy; every range of the shifted group lies outside the training one: amplitude up to
-    5 mm beyond ``high``, larger lungs and tumours, more noise.
-    """
-    low, high = amplitude_mm
-    train = ParamRanges(amplitude_mm=(low, high), lung_scale=(0.85, 1.05),
-                        tumour_radius_mm=(5.0, 10.0), noise_hu=(15.0, 15.0))
-    shifted = ParamRanges(amplitude_mm=(high, high + 5.0), lung_scale=(1.05, 1.15),
-                          tumour_radius_mm=(10.0, 12.0), noise_hu=(20.0, 20.0))
-    return train, shifted
-
-
-SHIFTED_PREFIX = "SH"
-
-#: Flags every variant shares (epochs are set apart).
-SHARED = ["--model", "pix2pix", "--preprocess", "none", "--output_nc", "1", "--norm", "instance",
-          "--num_threads", "0", "--no_html", "--display_freq", "1000000000", "--print_freq",
-          "1000000000"]
-#: Flags of every slice (2-D) variant: the architecture and the batch.
-COMMON = [*SHARED, "--dataset_mode", "nifti_aligned", "--axial_slice", "--netG", "unet_64",
-          "--ngf", "32", "--batch_size", "8"]
-#: 2.5-D input with 2 neighbours each side and residual output: what the ablation varies.
-BASE = ["--input_nc", "5", "--context_slices", "2", "--residual", "--lambda_L1", "100",
-        "--gan_mode", "vanilla"]
-#: Flags of every volumetric variant: 3-D patches of whole volumes' depth (D x 64 x 64; the
-#: whole volume at the default 64 x 64 grid, windows on a larger grid), the recipe's HU window
-#: and motion-weighted L1, one patch per batch.
-VOLUME = [*SHARED, "--dataset_mode", "nifti_volume", "--input_nc", "1", "--batch_size", "1",
-          "--patch_size", "0", "64", "64", "--hu_min", "-1024", "--hu_max", "1024",
-          "--motion_weight", "4", "--no_dropout", "--lambda_L1", "100", "--gan_mode", "vanilla"]
-#: The recommended recipe (README): BASE with the lung/soft-tissue HU window, the motion-weighted
-#: L1 and no dropout.
-RECIPE = [*BASE, "--hu_min", "-1024", "--hu_max", "1024", "--motion_weight", "4", "--no_dropout"]
 #: One row per option: the plain pix2pix, single options, then BASE with one option changed.
 VARIANTS: dict[str, list[str]] = {
     "plain": ["--input_nc", "1", "--lambda_L1", "100", "--gan_mode", "vanilla"],
@@ -107,67 +69,6 @@ VARIANTS: dict[str, list[str]] = {
 }
 #: Variants whose flags hold the architecture and batch themselves (not COMMON's).
 VOLUMETRIC = frozenset({"unet3d", "motion3d"})
-
-
-@dataclass(frozen=True)
-class Cohort:
-    """Held-out patients to score: the dataset folder (``testA``/``testB``) and, per patient id,
-    how to regenerate it (seed, index, ranges) for the noise floor."""
-
-    name: str
-    dataroot: Path
-    patients: dict[str, tuple[int, int, ParamRanges]]
-
-
-def run(cmd: list[str], log: Path, threads: int) -> float:
-    """Run ``cmd`` (a project script) from the project root, output to ``log``; seconds taken.
-    Raises SystemExit with the log's tail when it fails."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    start = time.perf_counter()
-    with log.open("w") as out:
-        result = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                check=False)
-    if result.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        raise SystemExit(f"{' '.join(cmd[:2])} failed ({log}):\n{tail}")
-    return time.perf_counter() - start
-
-
-def make_cohorts(work: Path, grid: SyntheticGrid, args: argparse.Namespace,
-                 phases: bool = False) -> tuple[Path, list[Cohort]]:
-    """Write the two synthetic groups on ``grid``; return the training dataroot and the scored
-    cohorts. With ``phases`` every gated phase is prepared (``--phases all``), not phase 0
-    alone."""
-    train_ranges, shifted_ranges = cohort_ranges(tuple(args.amplitude_range_mm))
-    export, shifted = work / "export", work / "shifted"
-    dataroot, shifted_root = work / "dataset", work / "shifted_dataset"
-    for folder in (export, shifted, dataroot, shifted_root):  # made anew: args may differ
-        shutil.rmtree(folder, ignore_errors=True)
-    write_synthetic_4dct(export, args.n_patients, grid=grid, seed=args.seed,
-                         ranges=train_ranges, progress=False)
-    run([sys.executable, "prepare_dataset.py", "--avg_root", str(export / "res_avg"),
-         "--phases_root", str(export / "res_phases"), "--output", str(dataroot),
-         "--val_fraction", "0.15", "--test_fraction", "0.25", "--seed", str(args.seed),
-         "--no_progress", *(["--phases", "all"] if phases else [])], work / "prepare.log",
-        args.threads)
-    ids = write_synthetic_4dct(shifted, args.n_shifted, grid=grid, seed=args.seed + 1,
-                               ranges=shifted_ranges, id_prefix=SHIFTED_PREFIX, progress=False)
-    copied = range(N_PHASES) if phases else range(1)
-    for pid in ids:  # every shifted patient is a test patient: no split to make
-        sources: list[tuple[str, Path]] = [("testA",
-                                            shifted / "res_avg" / pid / avg_file_name(pid))]
-        sources += [(phase_folder("test", 10.0 * k),
-                     shifted / "res_phases" / pid / phase_file_name(pid, k)) for k in copied]
-        for split_folder, src in sources:
-            (shifted_root / split_folder).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, shifted_root / split_folder / f"{pid}.nii.gz")
-    index = {patient_id(k): k for k in range(args.n_patients)}
-    test_ids = sorted(p.name.split(".")[0] for p in (dataroot / "testA").glob("*.nii.gz"))
-    return dataroot, [
-        Cohort("test", dataroot, {pid: (args.seed, index[pid], train_ranges)
-                                  for pid in test_ids}),
-        Cohort("shifted", shifted_root, {pid: (args.seed + 1, k, shifted_ranges)
-                                         for k, pid in enumerate(ids)})]
 
 
 #: Geometry figures averaged over patients, as :func:`evaluation.metrics.evaluate_volumes`

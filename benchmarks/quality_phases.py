@@ -28,10 +28,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.cohorts import COMMON, RECIPE, ROOT, Cohort, make_cohorts, run
 from benchmarks.machine import cpu_name
-from benchmarks.quality import COMMON, RECIPE, ROOT, Cohort, make_cohorts, run
 from data.nifti_io import load_volume
-from data.phases import STANDARD_PHASES, phase_folder
 from display.cycle_views import save_cycle_strip
 from evaluation.consistency import consistency_error
 from evaluation.metrics import RegionSettings, body_mask, evaluate_volumes
@@ -39,6 +38,7 @@ from synthetic import SyntheticGrid
 from util.atomic import atomic_write_json
 from util.geometry import axial_axis, to_slice_stack
 from util.names import phase_prediction_file_name
+from util.phases import STANDARD_PHASES, phase_folder
 
 #: The recipe, phase-conditioned: two more input channels carry the target phase.
 PHASE_RECIPE = [*[f for f in RECIPE if f not in ("--input_nc", "5")], "--input_nc", "7",

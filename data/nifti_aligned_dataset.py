@@ -8,7 +8,7 @@ float32 and windowed to [-1, 1] only when it is served.
 
 With ``--phases`` (a dataset prepared with ``prepare_dataset.py --phases``), the targets are every
 listed respiratory phase p, read from ``<phase>B_p<p>/`` beside ``<phase>B/`` (phase 0; see
-:mod:`data.phases`): a sample is one slice of one (patient, phase), its input carrying the phase
+:mod:`util.phases`): a sample is one slice of one (patient, phase), its input carrying the phase
 as two constant planes (sin, cos) after the image channels, for a phase-conditioned generator.
 Patients stay one entry each (``patient_ids``, ``stacks_a``, ``stacks_b`` = phase 0).
 At test time (options with ``--avg_series``, i.e. ``test.py``) a patient may also be a folder
@@ -47,7 +47,11 @@ from data.ct_volumes import (
 from data.dicom_io import DEFAULT_AVG_SERIES, DEFAULT_PHASE0_SERIES
 from data.image_folder import make_dataset, pair_by_name
 from data.nifti_io import VolumeInfo, nifti_stem
-from data.phases import (
+from data.volume_cache import LazyStacks
+from util.errors import ConfigError, DataError
+from util.geometry import stack_shape
+from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN
+from util.phases import (
     PHASE_CHANNELS,
     folder_phase,
     parse_phases,
@@ -55,10 +59,6 @@ from data.phases import (
     phase_label,
     phase_planes,
 )
-from data.volume_cache import LazyStacks
-from util.errors import ConfigError, DataError
-from util.geometry import stack_shape
-from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class NiftiAlignedDataset(BaseDataset):
 
     With ``phases``: one sample per (patient, phase, slice) that exists; ``A`` (2K+1+2, H, W),
     the image channels then the planes (sin, cos) of the phase
-    (:func:`data.phases.phase_planes`); ``B`` that phase's slice, ``B_paths`` its file and
+    (:func:`util.phases.phase_planes`); ``B`` that phase's slice, ``B_paths`` its file and
     ``phase_pct`` the phase in % (float).
     """
 
@@ -413,7 +413,7 @@ def checked_phases(phases: Sequence[float] | None, a_to_b: bool) -> tuple[float,
 
 def find_phases(root: Path, split: str) -> tuple[float, ...]:
     """Sorted phases (%) of the folders of ``split`` under ``root`` (``<split>B`` = 0,
-    ``<split>B_p<p>``: see :func:`data.phases.folder_phase`)."""
+    ``<split>B_p<p>``: see :func:`util.phases.folder_phase`)."""
     if not root.is_dir():
         return ()
     found = (folder_phase(d.name, split) for d in root.iterdir() if d.is_dir())

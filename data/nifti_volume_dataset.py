@@ -40,10 +40,10 @@ from data.nifti_aligned_dataset import (
     dataset_phases,
     phase_input,
 )
-from data.phases import PHASE_CHANNELS
 from util.errors import ConfigError
 from util.geometry import stack_shape
 from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, hu_to_unit
+from util.phases import PHASE_CHANNELS
 
 logger = logging.getLogger(__name__)
 

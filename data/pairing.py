@@ -19,7 +19,7 @@ checks; a pair's ``avg_series``/``phase0_series`` then say which.
 
 With a :class:`PhaseRequest` (``prepare_dataset.py --phases``), a paired patient's other gated
 phases are found in its phases folder by the percentage their file name (or series description)
-names (:func:`data.phases.gated_percent`), each read in full and checked against the AVG like
+names (:func:`util.phases.gated_percent`), each read in full and checked against the AVG like
 phase 0 (:func:`check_phases`). Phase 0 still decides whether the patient pairs: a phase that is
 missing, named by two files, unreadable or off the AVG's grid is left out of the patient with its
 reason (:class:`PatientPhases`), the patient itself is kept.
@@ -50,12 +50,12 @@ from data.dicom_io import (
     read_series,
 )
 from data.nifti_io import VolumeInfo, is_nifti_file
-from data.phases import gated_percent, parse_phases, phase_label
 from data.reorient import has_world_geometry
 from data.voxel_grid import compare_grids, mismatch_text
 from util.errors import DataError
 from util.names import safe_name
 from util.paths import folder_problem, is_hidden_file
+from util.phases import gated_percent, parse_phases, phase_label
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class PhaseRequest:
 
     @classmethod
     def parse(cls, text: str) -> PhaseRequest:
-        """``"all"`` or a list such as ``"0,50"`` (:func:`data.phases.parse_phases`; ConfigError
+        """``"all"`` or a list such as ``"0,50"`` (:func:`util.phases.parse_phases`; ConfigError
         for anything else)."""
         return cls(parse_phases(text), text.strip().lower() == "all")
 

@@ -8,7 +8,7 @@ those bytes is left alone, NIfTI files no patient owns are removed, and temp fil
 an interrupted run left behind are cleaned. Every write is atomic (:mod:`util.atomic`).
 
 The other gated phases of a ``--phases`` run go to ``output/<split>B_p<p>/<safe id>.nii.gz``
-(:func:`data.phases.phase_folder`) by the same rules (:func:`sync_phase_folders`); every run
+(:func:`util.phases.phase_folder`) by the same rules (:func:`sync_phase_folders`); every run
 also removes what phase folders (and their ``_structures`` folders) hold that the run did not
 write, and a phase folder no longer prepared once it is empty, so a run without ``--phases``
 leaves none behind.
@@ -30,7 +30,6 @@ from tqdm import tqdm
 
 from data.nifti_io import is_nifti_file
 from data.pairing import SPLITS, PairedPatient
-from data.phases import folder_phase, phase_folder, phase_label
 from data.reorient import reoriented_bytes
 from data.structures import (
     STRUCTURES_SUFFIX,
@@ -40,6 +39,7 @@ from data.structures import (
 )
 from util.atomic import atomic_write_with, make_dirs
 from util.errors import DataError, OutputError
+from util.phases import folder_phase, phase_folder, phase_label
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def plain_folder(output: Path, name: str) -> Path:
 
 
 def phase_dir(output: Path, split: str, percent: float) -> Path:
-    """``output/<split>B_p<p>`` (:func:`data.phases.phase_folder`), created, checked like the
+    """``output/<split>B_p<p>`` (:func:`util.phases.phase_folder`), created, checked like the
     split folders."""
     return plain_folder(output, phase_folder(split, percent))
 

@@ -27,10 +27,10 @@ import numpy as np
 
 from data.ct_volumes import check_same_geometry
 from data.nifti_io import VolumeInfo, is_nifti_file, load_volume, nifti_stem, read_info
-from data.phases import folder_phase, gated_percent, phase_folder, phase_label
 from data.voxel_grid import compare_grids, mismatch_text
 from util.errors import DataError
 from util.names import safe_name
+from util.phases import folder_phase, gated_percent, phase_folder, phase_label
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def structures_dir(root: Path, split: str) -> Path:
 def phase_structures_dir(root: Path, split: str, percent: float) -> Path:
     """``<root>/<split>B_p<p>_structures``: the structure masks of phase ``percent`` of a split
     (``<split>B_structures`` for phase 0), named after the phase's folder
-    (:func:`data.phases.phase_folder`)."""
+    (:func:`util.phases.phase_folder`)."""
     return root / f"{phase_folder(split, percent)}{STRUCTURES_SUFFIX}"
 
 
@@ -83,7 +83,7 @@ def find_structures(root: Path, patient: str, pattern: str, avg: VolumeInfo,
 def find_phase_structures(root: Path, patient: str, percent: float, avg: VolumeInfo,
                           atol_mm: float) -> tuple[list[StructureSource], list[str]]:
     """The masks of phase ``percent`` under ``root/<patient>/<structure>/`` (the file whose
-    name names the phase, :func:`data.phases.gated_percent`) that lie on the AVG's world grid,
+    name names the phase, :func:`util.phases.gated_percent`) that lie on the AVG's world grid,
     and every problem naming the file or folder. A structure without a mask of that phase is no
     problem (not every structure is contoured on every phase); two masks of it are."""
     def naming(sub: Path) -> list[Path]:

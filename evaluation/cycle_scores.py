@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from data.phases import STANDARD_PHASES, phase_label
 from evaluation.consistency import consistency_error
 from evaluation.metrics import RegionSettings, body_mask, evaluate_volumes
 from evaluation.trajectory import centre_of_mass_mm, cycle_summary, diaphragm_heights_mm
 from util.geometry import axial_axis
+from util.phases import STANDARD_PHASES, phase_label
 
 #: World axis of superior-inferior in RAS (z).
 _SI = 2

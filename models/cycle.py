@@ -16,11 +16,11 @@ import numpy as np
 
 from data.displacement_field import stack_field_to_world, write_displacement_field
 from data.nifti_io import VolumeInfo, save_volume
-from data.phases import STANDARD_PHASES
 from models.inference import StackPrediction
 from models.trained_run import TrainedGenerator
 from util.geometry import from_slice_stack
 from util.names import cycle_file_name, displacement_file_name, phase_prediction_file_name
+from util.phases import STANDARD_PHASES
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ def _padded_forward(net_g: nn.Module, x: torch.Tensor, rule: SliceSizeRule | Non
                     pad_value: float, device: torch.device,
                     phase_pct: float | None = None) -> torch.Tensor:
     """``net_g`` on ``x`` (B, C, h, w) padded with ``pad_value`` around the centre to
-    ``rule.fit(h, w)``, with the target phase's two planes (:func:`data.phases.phase_planes`)
+    ``rule.fit(h, w)``, with the target phase's two planes (:func:`util.phases.phase_planes`)
     appended after the image channels when ``phase_pct`` is given; returns (B, 1, h, w) float32
     on the CPU, the margins cropped off."""
     height, width = x.shape[-2:]

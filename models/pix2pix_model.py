@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-from data.phases import PHASE_CHANNELS, STANDARD_PHASES
 from models.base_model import BaseModel
 from models.image_pool import ImagePool
 from models.networks import (
@@ -30,6 +29,7 @@ from models.networks import (
 from models.volume_inference import with_phase_planes
 from util.distributed import no_grad_sync
 from util.errors import ConfigError
+from util.phases import PHASE_CHANNELS, STANDARD_PHASES
 from util.speed import make_adam
 
 

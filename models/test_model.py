@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
-from data.phases import PHASE_CHANNELS
 from models.base_model import BaseModel
 from models.networks import define_G
 from util.errors import ConfigError
+from util.phases import PHASE_CHANNELS
 
 
 class TestModel(BaseModel):

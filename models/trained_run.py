@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from data.phases import PHASE_CHANNELS, phase_label
 from models.base_model import load_weights, weights_mismatch
 from models.inference import StackPrediction, predict_hu
 from models.networks import (
@@ -35,6 +34,7 @@ from models.run_folder import read_run_options
 from models.volume_inference import DEFAULT_OVERLAP, VolumeWindows
 from util.errors import ConfigError
 from util.file_set import committed_path
+from util.phases import PHASE_CHANNELS, phase_label
 
 logger = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from data.ct_volumes import slices_to_unit
-from data.phases import phase_planes
 from models.networks import SliceSizeRule, folding_fraction, is_motion_generator
 from util.hu_window import hu_to_unit
+from util.phases import phase_planes
 from util.speed import autocast
 
 #: HU of the margins added around a volume to fit a window: air.
@@ -62,7 +62,7 @@ def check_overlap(overlap: float) -> None:
 
 def with_phase_planes(x: torch.Tensor, phase_pct: float | None) -> torch.Tensor:
     """``x`` (N, C, *spatial) with the phase's two constant planes (sin, cos; see
-    :mod:`data.phases`) appended after its C channels; ``x`` itself when ``phase_pct`` is None."""
+    :mod:`util.phases`) appended after its C channels; ``x`` itself when ``phase_pct`` is None."""
     if phase_pct is None:
         return x
     planes = torch.from_numpy(phase_planes(phase_pct, x.shape[2:])).to(x.device, x.dtype)

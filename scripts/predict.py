@@ -46,7 +46,6 @@ from data.dicom_io import DEFAULT_AVG_SERIES
 from data.dicom_write import write_derived_series
 from data.displacement_field import stack_field_to_world, write_displacement_field
 from data.nifti_io import NIFTI_EXTENSIONS, is_nifti_file, save_volume
-from data.phases import STANDARD_PHASES, parse_phases, phase_label
 from evaluation.consistency import consistency_error
 from evaluation.metrics import body_mask
 from models.cycle import CyclePrediction, predict_cycle
@@ -60,6 +59,7 @@ from util.cli import run_cli
 from util.errors import ConfigError, DataError, OutputError
 from util.geometry import from_slice_stack
 from util.names import CYCLE_KINDS, DISPLACEMENT_SUFFIX, STD_SUFFIX, phase_suffix
+from util.phases import STANDARD_PHASES, parse_phases, phase_label
 from util.speed import AMP_DTYPES, resolve_speed
 
 logger = logging.getLogger("predict")

@@ -17,7 +17,6 @@ import pytest
 import prepare_dataset as pdm
 from data.nifti_io import load_volume, read_info
 from data.pairing import PhaseRequest
-from data.phases import STANDARD_PHASES, phase_folder, phase_label
 from data.split_folders import SIDES
 from data.structures import load_structures, phase_structures_dir, structures_dir
 from synthetic import (
@@ -28,6 +27,7 @@ from synthetic import (
     write_synthetic_4dct,
 )
 from util.errors import ConfigError
+from util.phases import STANDARD_PHASES, phase_folder, phase_label
 
 GRID = SyntheticGrid(size=32, n_slices=8)
 N_PATIENTS = 3

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import quality
+from benchmarks import cohorts, quality
 
 
 @pytest.mark.parametrize("amplitude", [(5.0, 25.0), (5.0, 20.0), (10.0, 10.0)])
 def test_shifted_cohort_lies_outside_every_training_range(amplitude: tuple[float, float]) -> None:
-    train, shifted = quality.cohort_ranges(amplitude)
+    train, shifted = cohorts.cohort_ranges(amplitude)
     assert train.amplitude_mm == amplitude
     for name in ("amplitude_mm", "lung_scale", "tumour_radius_mm", "noise_hu"):
         low_shifted, high_train = getattr(shifted, name)[0], getattr(train, name)[1]

@@ -93,7 +93,7 @@ def define_G(input_nc: int, output_nc: int, ngf: int, netG: str, norm: str = "ba
     ``residual``) over a linear-output 3-D U-Net of n levels, starting as the identity, with the
     intensity correction unless ``intensity_correction`` is False (other names ignore it).
     The last ``conditioning_nc`` input channels condition the network without being image
-    channels (the target phase's planes of :mod:`data.phases`): the residual is added to the
+    channels (the target phase's planes of :mod:`util.phases`): the residual is added to the
     middle image channel, and a motion generator warps channel 0 and reads them all.
     Raises ConfigError (listing the valid names) for an unknown netG, norm or init_type.
     """

@@ -14,7 +14,6 @@ import torch
 from data import create_dataloader
 from data.nifti_aligned_dataset import NiftiAlignedDataset, dataset_phases, find_phases
 from data.nifti_volume_dataset import NiftiVolumeDataset, crop_padded
-from data.phases import STANDARD_PHASES, phase_folder
 from data.sampling import PatientBlockSampler
 from data.volume_cache import LazyStacks
 from options.train_options import TrainOptions
@@ -22,6 +21,7 @@ from tests.conftest import LPS_AFFINE, ct_like, write_nifti
 from util.errors import ConfigError, DataError
 from util.geometry import from_slice_stack
 from util.hu_window import unit_to_hu
+from util.phases import STANDARD_PHASES, phase_folder
 
 PATIENTS = ("p1", "p2", "p3")
 PHASES = (0.0, 30.0, 60.0)

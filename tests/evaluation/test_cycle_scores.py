@@ -2,9 +2,9 @@
 
 import pytest
 
-from data.phases import STANDARD_PHASES
 from evaluation.cycle_scores import score_cycle
 from synthetic import ParamRanges, SyntheticGrid, patient_params, synthetic_patient, tumour_masks
+from util.phases import STANDARD_PHASES
 
 
 @pytest.fixture(scope="module")

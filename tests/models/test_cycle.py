@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from data.phases import STANDARD_PHASES
 from models.cycle import CyclePrediction, predict_cycle
 from models.inference import StackPrediction
 from models.trained_run import GeneratorSettings, TrainedGenerator, build_generator
 from util.errors import ConfigError
+from util.phases import STANDARD_PHASES
 
 
 def test_mip_and_mean_over_the_phases():

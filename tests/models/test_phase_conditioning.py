@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from data.phases import phase_encoding
 from models.inference import predict_hu
 from models.networks import ResidualGenerator, SliceSizeRule, define_G
 from models.trained_run import GeneratorSettings, TrainedGenerator, build_generator
 from models.volume_inference import VolumeWindows
 from util.errors import ConfigError
+from util.phases import phase_encoding
 
 HU = {"hu_min": -1024.0, "hu_max": 1024.0}
 

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import logging
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -17,8 +18,11 @@ SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
 def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    """``scripts/<name>.py`` as a module (registered in sys.modules, where its dataclasses
+    look their module up)."""
+    spec = importlib.util.spec_from_file_location(f"ct_script_{name}", SCRIPTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from data.phases import (
+from util.errors import ConfigError
+from util.phases import (
     STANDARD_PHASES,
     folder_phase,
     gated_percent,
@@ -14,7 +15,6 @@ from data.phases import (
     phase_folder,
     phase_planes,
 )
-from util.errors import ConfigError
 
 
 @pytest.mark.parametrize(("percent", "folder"), [(0.0, "trainB"), (50.0, "trainB_p50"),

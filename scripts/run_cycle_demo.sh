@@ -5,7 +5,8 @@
 # per-phase metrics, the mean-of-phases check, trajectories).
 #   bash scripts/run_cycle_demo.sh
 # Environment: WORK (default ./synthetic_4dct_cycle), DATASET (./datasets/ct_cycle_dataset),
-# NAME (synthetic_cycle), PATIENTS (12), EPOCHS (2 passes over every phase's pairs).
+# NAME (synthetic_cycle), CHECKPOINTS (./checkpoints), RESULTS (./results), PATIENTS (12), SLICES (32),
+# EPOCHS (2 passes over every phase's pairs).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON="${PYTHON:-python3}"
@@ -13,20 +14,23 @@ WORK="${WORK:-./synthetic_4dct_cycle}"
 DATASET="${DATASET:-./datasets/ct_cycle_dataset}"
 NAME="${NAME:-synthetic_cycle}"
 PATIENTS="${PATIENTS:-12}"
+SLICES="${SLICES:-32}"
 EPOCHS="${EPOCHS:-2}"
+CHECKPOINTS="${CHECKPOINTS:-./checkpoints}"
+RESULTS="${RESULTS:-./results}"
 
 bash scripts/install.sh
-"$PYTHON" scripts/make_synthetic_4dct.py --out "$WORK" --n_patients "$PATIENTS" --size 64 --n_slices 32 \
+"$PYTHON" scripts/make_synthetic_4dct.py --out "$WORK" --n_patients "$PATIENTS" --size 64 --n_slices "$SLICES" \
   --seed 0
 "$PYTHON" prepare_dataset.py --avg_root "$WORK/res_avg" --phases_root "$WORK/res_phases" \
   --structures_root "$WORK/res_structures" --output "$DATASET" --phases all
-COMMON=(--dataroot "$DATASET" --name "$NAME" --model pix2pix --dataset_mode nifti_aligned
-        --preprocess none --axial_slice)
+COMMON=(--dataroot "$DATASET" --name "$NAME" --checkpoints_dir "$CHECKPOINTS" --model pix2pix
+        --dataset_mode nifti_aligned --preprocess none --axial_slice)
 RECIPE=(--input_nc 7 --output_nc 1 --context_slices 2 --residual --hu_min -1024 --hu_max 1024
         --motion_weight 4 --no_dropout --netG unet_64 --ngf 32 --norm instance --batch_size 8
         --phases all)
 "$PYTHON" train.py "${COMMON[@]}" "${RECIPE[@]}" \
   --n_epochs $((EPOCHS - EPOCHS / 2)) --n_epochs_decay $((EPOCHS / 2)) --save_epoch_freq "$EPOCHS" \
   --display_freq 2000 --print_freq 2000 --overwrite
-"$PYTHON" test.py "${COMMON[@]}" --epoch best --phases all
-echo "ten phases per test patient: ./results/$NAME/test_best/volumes/ (<id>_fake_B_p<p>.nii.gz)"
+"$PYTHON" test.py "${COMMON[@]}" --results_dir "$RESULTS" --epoch best --phases all
+echo "ten phases per test patient: $RESULTS/$NAME/test_best/volumes/ (<id>_fake_B_p<p>.nii.gz)"

@@ -2,6 +2,7 @@
 generator, and write and score every phase of the test patients."""
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -124,3 +125,24 @@ def test_predict_refuses_phases_of_a_phase_0_model_before_writing(work, tmp_path
                f"--gpu_ids -1 --phases 0,50", work, expect=1)
     assert "trained on phase 0 alone" in proc.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_the_cycle_demo_writes_ten_phases_per_test_patient(tmp_path):
+    """scripts/run_cycle_demo.sh, shortened: prepare --phases all -> train --phases all ->
+    test --phases all."""
+    env = os.environ | {"PYTHON": sys.executable, "WORK": str(tmp_path / "work"),
+                        "DATASET": str(tmp_path / "dataset"), "PATIENTS": "5", "EPOCHS": "1",
+                        "SLICES": "12",
+                        "CHECKPOINTS": str(tmp_path / "checkpoints"),
+                        "RESULTS": str(tmp_path / "results"), "OMP_NUM_THREADS": "2"}
+    done = subprocess.run(["bash", "scripts/run_cycle_demo.sh"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    volumes = tmp_path / "results" / "synthetic_cycle" / "test_best" / "volumes"
+    tests = sorted(p.name.removesuffix(".nii.gz") for p in (tmp_path / "dataset" / "testA")
+                   .glob("*.nii.gz"))
+    assert tests
+    for pid in tests:
+        phases = sorted(volumes.glob(f"{pid}_fake_B*.nii.gz"))
+        assert len(phases) == 12  # ten phases, the MIP and the mean
+    assert "mean of the phases against the AVG" in done.stdout

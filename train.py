@@ -29,8 +29,9 @@ from tqdm import tqdm
 from data import create_dataloader, create_dataset
 from data.base_dataset import BaseDataset
 from data.ct_volumes import SliceStack
-from data.nifti_aligned_dataset import NiftiAlignedDataset, dataset_phases
+from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_volume_dataset import NiftiVolumeDataset
+from data.phase_volumes import dataset_phases
 from data.sampling import EpochSampler, PatientBlockSampler
 from display.visualizer import Visualizer
 from models import create_model

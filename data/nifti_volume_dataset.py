@@ -37,9 +37,9 @@ from data.nifti_aligned_dataset import (
     NiftiAlignedDataset,
     check_phase_direction,
     dataroot_folders,
-    dataset_phases,
     phase_input,
 )
+from data.phase_volumes import dataset_phases
 from util.errors import ConfigError
 from util.geometry import stack_shape
 from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, hu_to_unit

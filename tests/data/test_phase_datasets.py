@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from data import create_dataloader
-from data.nifti_aligned_dataset import NiftiAlignedDataset, dataset_phases, find_phases
+from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_volume_dataset import NiftiVolumeDataset, crop_padded
+from data.phase_volumes import dataset_phases, find_phases
 from data.sampling import PatientBlockSampler
 from data.volume_cache import LazyStacks
 from options.train_options import TrainOptions

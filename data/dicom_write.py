@@ -30,7 +30,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
 from data.dicom_io import TILT_TOLERANCE_DEG, DicomSource, PixelStorage, SeriesGeometry
-from util.atomic import current_umask, make_dirs
+from util.atomic import current_umask, make_dirs, sync_file
 from util.errors import DataError, OutputError
 
 logger = logging.getLogger(__name__)
@@ -139,15 +139,6 @@ def _slice_dataset(series_tags: Dataset, geometry: SeriesGeometry, k: int, sop_u
     return ds
 
 
-def _sync(path: Path) -> None:
-    """fsync a file or folder."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _commit(tmp: Path, out_folder: Path) -> None:
     """Move the complete temp folder onto ``out_folder`` (an old one is set aside first and
     removed after)."""
@@ -157,7 +148,7 @@ def _commit(tmp: Path, out_folder: Path) -> None:
                                     dir=out_folder.parent))
         os.replace(out_folder, old / out_folder.name)
     os.replace(tmp, out_folder)
-    _sync(out_folder.parent)
+    sync_file(out_folder.parent)
     if old is not None:
         shutil.rmtree(old)
 
@@ -205,7 +196,7 @@ def write_series(hu: np.ndarray, geometry: SeriesGeometry, storage: PixelStorage
                               generate_instance_uid=False)
             path = tmp / f"CT_{k + 1:04d}.dcm"
             ds.save_as(path, enforce_file_format=True)
-            _sync(path)
+            sync_file(path)
         _commit(tmp, out_folder)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import LPS_AFFINE, OBLIQUE_AFFINE, RAS_AFFINE, ct_like, write_nifti
+from tests.tiny_runs import run_command as run
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -33,14 +34,6 @@ SEED_TEST = ("python test.py --dataroot ./datasets/ct_phases_dataset --name ct_p
              "--output_nc 1 --axial_slice")
 SHORT = "--n_epochs 1 --n_epochs_decay 1 --num_threads 0 --max_dataset_size 24 --print_freq 8"
 
-
-def run(command: str, cwd: Path) -> subprocess.CompletedProcess:
-    """Run a ``python <repo script> ...`` command line in ``cwd``; fail with its output."""
-    args = shlex.split(command)
-    args[0:2] = [sys.executable, str(REPO / args[1])]
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{command}\n{proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ generator, and write and score every phase of the test patients."""
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+
+from tests.tiny_runs import run_command as run
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -20,14 +21,6 @@ FLAGS = ("--model pix2pix --dataset_mode nifti_aligned --preprocess none --axial
          "--num_threads 0 --n_epochs 1 --n_epochs_decay 0 --max_dataset_size 40 "
          "--print_freq 40 --display_freq 40 --hu_min -1024 --hu_max 1024")
 
-
-def run(command: str, cwd: Path, expect: int = 0) -> subprocess.CompletedProcess:
-    """Run ``python <repo script> ...`` in ``cwd``; fail unless it exits with ``expect``."""
-    args = shlex.split(command)
-    args[0:2] = [sys.executable, str(REPO / args[1])]
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == expect, f"{command}\n{proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 @pytest.fixture(scope="module")

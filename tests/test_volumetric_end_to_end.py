@@ -2,14 +2,13 @@
 volumes (windowed), and the motion generator's displacement field on disk."""
 
 import json
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+
+from tests.tiny_runs import run_command as run
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -19,14 +18,6 @@ FLAGS = ("--model pix2pix --preprocess none --input_nc 1 --output_nc 1 --norm in
          "--print_freq 1 --display_freq 1 --hu_min -1024 --hu_max 1024 --netD n_layers "
          "--n_layers_D 1")
 
-
-def run(command: str, cwd: Path) -> subprocess.CompletedProcess:
-    """Run ``python <repo script> ...`` in ``cwd``; fail with its output."""
-    args = shlex.split(command)
-    args[0:2] = [sys.executable, str(REPO / args[1])]
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{command}\n{proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +93,8 @@ def test_unet3d_residual_trains_and_resumes_on_whole_volume_patches(work):
     ("--dataset_mode nifti_volume --netG unet3d_3 --patch_size 12 16 16", "multiples of 8"),
 ])
 def test_what_a_3d_run_cannot_take_is_refused_in_one_line(work, flags, message):
-    args = shlex.split(f"python train.py --dataroot {DATAROOT} --name bad {FLAGS} {flags}")
-    args[0:2] = [sys.executable, str(REPO / args[1])]
-    proc = subprocess.run(args, cwd=work, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1
+    proc = run(f"python train.py --dataroot {DATAROOT} --name bad {FLAGS} {flags}", work,
+               expect=1)
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (work / "checkpoints" / "bad" / "opt.json").exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -43,3 +45,13 @@ def dropout_and_plain_runs(checkpoints: Path) -> Path:
     returns ``checkpoints``."""
     tiny_run(checkpoints)
     return tiny_run(checkpoints, "--no_dropout", name="plain")
+
+
+def run_command(command: str, cwd: Path, expect: int = 0) -> subprocess.CompletedProcess:
+    """Run a ``python <repo script> ...`` command line in ``cwd``; fail, with its output,
+    unless it exits with ``expect``."""
+    args = shlex.split(command)
+    args[0:2] = [sys.executable, str(REPO / args[1])]
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == expect, f"{command}\n{proc.stdout}\n{proc.stderr}"
+    return proc

@@ -355,7 +355,8 @@ def _convert_dicom(paired: list[PairedPatient], splits: dict[str, str], output: 
     nothing left to reorder) and the number of files written (the others were up to date)."""
     as_files, written = [], 0
     dicom = [p for p in paired if p.avg_series is not None or p.phase0_series is not None]
-    for pair in tqdm(dicom, desc="converting DICOM", unit="patient", disable=not progress):
+    for pair in tqdm(dicom, desc="converting DICOM", unit="patient",
+                     disable=not progress or not dicom):
         changes: dict = {}
         for side, series, key in (("A", pair.avg_series, "avg_path"),
                                   ("B", pair.phase0_series, "phase0_path")):

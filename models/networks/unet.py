@@ -49,41 +49,12 @@ class UnetGenerator(nn.Module):
         self.encoders = nn.ModuleList()
         self.decoders = nn.ModuleList()  # innermost first, in the order they run
         for level in range(num_downs):
-            c_in = input_nc if level == 0 else level_width(ngf, level - 1)
-            normed = 0 < level < innermost
-            # Not in place: the level's input is also the skip of the level above.
-            layers: list[nn.Module] = [] if level == 0 else [nn.LeakyReLU(0.2)]
-            layers.append(nn.Conv2d(c_in, level_width(ngf, level), kernel_size=4, stride=2,
-                                    padding=1, bias=bias or not normed))
-            if normed:
-                layers.append(norm_layer(level_width(ngf, level)))
-            self.encoders.append(nn.Sequential(*layers))
+            self.encoders.append(encoder_block(level, innermost, input_nc, ngf, norm_layer,
+                                               bias, nn.Conv2d))
         for level in reversed(range(num_downs)):
-            self.decoders.append(self._decoder(level, innermost, output_nc, ngf, norm_layer, bias,
-                                               use_dropout))
-
-    @staticmethod
-    def _decoder(level: int, innermost: int, output_nc: int, ngf: int, norm_layer: NormFactory,
-                 bias: bool, use_dropout: bool) -> nn.Sequential:
-        """ReLU -> 4x4 stride-2 transposed conv -> norm [-> dropout], or -> Tanh at level 0.
-
-        The input is the bottleneck (innermost level) or the concatenation of the skip and the
-        deeper decoder's output (2x the level's width); the output has the width of the level
-        above, or output_nc at level 0.
-        """
-        width = level_width(ngf, level)
-        c_in = width if level == innermost else 2 * width
-        c_out = output_nc if level == 0 else level_width(ngf, level - 1)
-        layers: list[nn.Module] = [nn.ReLU(inplace=True),
-                                   nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2,
-                                                      padding=1, bias=bias or level == 0)]
-        if level == 0:
-            layers.append(nn.Tanh())
-            return nn.Sequential(*layers)
-        layers.append(norm_layer(c_out))
-        if use_dropout and _FIRST_FLAT_LEVEL <= level < innermost:
-            layers.append(nn.Dropout(0.5))
-        return nn.Sequential(*layers)
+            dropout = use_dropout and _FIRST_FLAT_LEVEL <= level < innermost
+            self.decoders.append(decoder_block(level, innermost, output_nc, ngf, norm_layer,
+                                               bias, dropout, True, nn.ConvTranspose2d))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, input_nc, H, W) float32 in [-1, 1] -> (N, output_nc, H, W) float32 in [-1, 1]."""
@@ -91,14 +62,61 @@ class UnetGenerator(nn.Module):
         if x.shape[-2] % multiple or x.shape[-1] % multiple:
             raise ConfigError(f"U-Net with {self.num_downs} levels needs slices whose sides are "
                               f"multiples of {multiple}, got {x.shape[-2]}x{x.shape[-1]}")
-        skips: list[torch.Tensor] = []
-        h = x
-        for encoder in self.encoders:
-            h = encoder(h)
-            skips.append(h)
-        skips.pop()  # the bottleneck goes straight into the innermost decoder
-        for decoder in self.decoders:
-            h = decoder(h)
-            if skips:
-                h = torch.cat((skips.pop(), h), dim=1)
-        return h
+        return run_unet(self.encoders, self.decoders, x)
+
+
+def encoder_block(level: int, innermost: int, input_nc: int, ngf: int, norm_layer: NormFactory,
+                  bias: bool, conv: type[nn.Conv2d] | type[nn.Conv3d]) -> nn.Sequential:
+    """[LeakyReLU ->] 4x4(x4) stride-2 ``conv`` [-> norm] of one level of a 2-D or 3-D U-Net:
+    input_nc (level 0) or the width of the level below -> :func:`level_width`. Neither the
+    outermost nor the innermost level is normalised (so a 1x1 bottleneck never meets a norm)."""
+    c_in = input_nc if level == 0 else level_width(ngf, level - 1)
+    normed = 0 < level < innermost
+    # Not in place: the level's input is also the skip of the level above.
+    layers: list[nn.Module] = [] if level == 0 else [nn.LeakyReLU(0.2)]
+    layers.append(conv(c_in, level_width(ngf, level), kernel_size=4, stride=2, padding=1,
+                       bias=bias or not normed))
+    if normed:
+        layers.append(norm_layer(level_width(ngf, level)))
+    return nn.Sequential(*layers)
+
+
+def decoder_block(level: int, innermost: int, output_nc: int, ngf: int, norm_layer: NormFactory,
+                  bias: bool, dropout: bool, tanh: bool,
+                  conv_t: type[nn.ConvTranspose2d] | type[nn.ConvTranspose3d]) -> nn.Sequential:
+    """ReLU -> 4x4(x4) stride-2 transposed ``conv_t`` -> norm [-> dropout 0.5], or at level 0
+    [-> Tanh when ``tanh``].
+
+    The input is the bottleneck (innermost level) or the concatenation of the skip and the deeper
+    decoder's output (2x the level's width); the output has the width of the level above, or
+    output_nc at level 0.
+    """
+    width = level_width(ngf, level)
+    c_in = width if level == innermost else 2 * width
+    c_out = output_nc if level == 0 else level_width(ngf, level - 1)
+    layers: list[nn.Module] = [nn.ReLU(inplace=True),
+                               conv_t(c_in, c_out, kernel_size=4, stride=2, padding=1,
+                                      bias=bias or level == 0)]
+    if level == 0:
+        layers += [nn.Tanh()] if tanh else []
+        return nn.Sequential(*layers)
+    layers.append(norm_layer(c_out))
+    if dropout:
+        layers.append(nn.Dropout(0.5))
+    return nn.Sequential(*layers)
+
+
+def run_unet(encoders: nn.ModuleList, decoders: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    """A U-Net pass: the encoders in turn, then the decoders (innermost first), each decoder's
+    output joined with the skip of its level (channel concatenation)."""
+    skips: list[torch.Tensor] = []
+    h = x
+    for encoder in encoders:
+        h = encoder(h)
+        skips.append(h)
+    skips.pop()  # the bottleneck goes straight into the innermost decoder
+    for decoder in decoders:
+        h = decoder(h)
+        if skips:
+            h = torch.cat((skips.pop(), h), dim=1)
+    return h

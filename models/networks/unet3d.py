@@ -20,7 +20,7 @@ from torch import nn
 
 from models.networks._lookup import check_positive
 from models.networks.norms import NormFactory, conv_bias, get_norm_layer
-from models.networks.unet import level_width
+from models.networks.unet import decoder_block, encoder_block, run_unet
 from util.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -66,19 +66,13 @@ class UnetGenerator3d(nn.Module):
         self.encoders = nn.ModuleList()
         self.decoders = nn.ModuleList()  # innermost first, in the order they run
         for level in range(num_downs):
-            c_in = input_nc if level == 0 else level_width(ngf, level - 1)
-            normed = 0 < level < innermost
-            # Not in place: the level's input is also the skip of the level above.
-            layers: list[nn.Module] = [] if level == 0 else [nn.LeakyReLU(0.2)]
-            layers.append(nn.Conv3d(c_in, level_width(ngf, level), kernel_size=4, stride=2,
-                                    padding=1, bias=bias or not normed))
-            if normed:
-                layers.append(norm_layer(level_width(ngf, level)))
-            self.encoders.append(nn.Sequential(*layers))
+            self.encoders.append(encoder_block(level, innermost, input_nc, ngf, norm_layer,
+                                               bias, nn.Conv3d))
         dropped = dropout_levels(num_downs) if use_dropout else range(0)
         for level in reversed(range(num_downs)):
-            self.decoders.append(_decoder(level, innermost, output_nc, ngf, norm_layer, bias,
-                                          level in dropped, final))
+            self.decoders.append(decoder_block(level, innermost, output_nc, ngf, norm_layer,
+                                               bias, level in dropped, final == "tanh",
+                                               nn.ConvTranspose3d))
 
     @property
     def output_layer(self) -> nn.ConvTranspose3d:
@@ -101,38 +95,4 @@ class UnetGenerator3d(nn.Module):
             size = "x".join(str(side) for side in x.shape[2:])
             raise ConfigError(f"3-D U-Net with {self.num_downs} levels needs volumes whose sides "
                               f"are multiples of {multiple}, got {size} (DxHxW)")
-        skips: list[torch.Tensor] = []
-        h = x
-        for encoder in self.encoders:
-            h = encoder(h)
-            skips.append(h)
-        skips.pop()  # the bottleneck goes straight into the innermost decoder
-        for decoder in self.decoders:
-            h = decoder(h)
-            if skips:
-                h = torch.cat((skips.pop(), h), dim=1)
-        return h
-
-
-def _decoder(level: int, innermost: int, output_nc: int, ngf: int, norm_layer: NormFactory,
-             bias: bool, dropout: bool, final: str) -> nn.Sequential:
-    """ReLU -> 4x4x4 stride-2 transposed conv -> norm [-> dropout], or [-> Tanh] at level 0.
-
-    The input is the bottleneck (innermost level) or the concatenation of the skip and the deeper
-    decoder's output (2x the level's width); the output has the width of the level above, or
-    output_nc at level 0.
-    """
-    width = level_width(ngf, level)
-    c_in = width if level == innermost else 2 * width
-    c_out = output_nc if level == 0 else level_width(ngf, level - 1)
-    layers: list[nn.Module] = [nn.ReLU(inplace=True),
-                               nn.ConvTranspose3d(c_in, c_out, kernel_size=4, stride=2,
-                                                  padding=1, bias=bias or level == 0)]
-    if level == 0:
-        if final == "tanh":
-            layers.append(nn.Tanh())
-        return nn.Sequential(*layers)
-    layers.append(norm_layer(c_out))
-    if dropout:
-        layers.append(nn.Dropout(0.5))
-    return nn.Sequential(*layers)
+        return run_unet(self.encoders, self.decoders, x)

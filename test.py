@@ -72,7 +72,7 @@ from data.displacement_field import stack_field_to_world, write_displacement_fie
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_io import load_volume, save_volume
 from data.structures import load_structures, phase_structures_dir, structures_dir
-from display.ct_views import choose_planes, save_patient_views
+from display.ct_views import choose_planes, middle_coronal, save_patient_views
 from display.cycle_views import save_cycle_strip, save_trajectory_plot
 from display.geometry_views import lung_base_planes, save_lung_base_views
 from display.patient_page import PATIENT_DIR, PatientPictures, Picture, PictureRow
@@ -305,9 +305,9 @@ def write_cycle_pictures(image_dir: Path, p: PatientInputs, scores: dict,
     plot = save_trajectory_plot(image_dir / f"{stem}_views_trajectory.png", panels,
                                 f"{p.patient_id}: over the breathing cycle")
     affine = p.avg.info.affine
-    rows = {"synthetic": [_coronal(to_slice_stack(preds[ph], affine)) for ph in preds]}
+    rows = {"synthetic": [middle_coronal(to_slice_stack(preds[ph], affine)) for ph in preds]}
     if set(preds) <= set(truths):
-        rows["truth"] = [_coronal(truths[ph].hu) for ph in preds]
+        rows["truth"] = [middle_coronal(truths[ph].hu) for ph in preds]
     spacing = stack_spacing_mm(affine)
     strip = save_cycle_strip(image_dir / f"{stem}_views_cycle.png", rows, list(preds),
                              f"{p.patient_id}: coronal, every phase", spacing_mm=spacing[:2])
@@ -318,11 +318,6 @@ def write_cycle_pictures(image_dir: Path, p: PatientInputs, scores: dict,
 def _by_percent(values: dict[str, float]) -> dict[float, float]:
     """{label: v} -> {phase %: v}."""
     return {float(k): v for k, v in values.items()}
-
-
-def _coronal(stack_hu: np.ndarray) -> np.ndarray:
-    """The middle coronal plane of a (S, H, W) stack, superior up: (S, W) HU."""
-    return np.asarray(stack_hu[::-1, stack_hu.shape[1] // 2, :], dtype=np.float32)
 
 
 def run_patient(generator: TrainedGenerator, p: PatientInputs, opt: argparse.Namespace,

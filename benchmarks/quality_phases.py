@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.cohorts import COMMON, RECIPE, ROOT, Cohort, make_cohorts, run
 from benchmarks.machine import cpu_name
 from data.nifti_io import load_volume
+from display.ct_views import middle_coronal
 from display.cycle_views import save_cycle_strip
 from evaluation.consistency import consistency_error
 from evaluation.metrics import RegionSettings, body_mask, evaluate_volumes
@@ -127,7 +128,7 @@ def write_picture(path: Path, cohort: Cohort, volumes: Path, pid: str) -> Path:
         pred = load_volume(volumes / phase_prediction_file_name(pid, p)).hu
         for name, hu in (("synthetic", pred), ("truth", truth)):
             stack = to_slice_stack(hu, affine)  # (S, H, W): S inferior -> superior
-            rows[name].append(stack[::-1, stack.shape[1] // 2, :])  # coronal, superior up
+            rows[name].append(middle_coronal(stack))
     spacing = load_volume(cohort.dataroot / "testA" / f"{pid}.nii.gz").spacing_mm
     return save_cycle_strip(path, rows, STANDARD_PHASES, f"{pid}: coronal, the breathing cycle "
                             f"synthesised from the AVG (top) and the true 4DCT (bottom)",

@@ -104,6 +104,11 @@ def coronal_view(stack: np.ndarray, planes: ViewPlanes) -> np.ndarray:
     return stack[::-1, planes.coronal_row, :]
 
 
+def middle_coronal(stack: np.ndarray) -> np.ndarray:
+    """:func:`coronal_view` through the middle row of ``stack`` (S, R, C): (S, C), superior up."""
+    return coronal_view(stack, choose_planes(stack.shape))
+
+
 def check_spacing(spacing_mm: tuple[float, float, float]) -> tuple[float, float, float]:
     """``spacing_mm`` (thickness, row, column) as floats; ValueError unless 3 finite sizes > 0."""
     values = tuple(float(s) for s in spacing_mm)

@@ -21,6 +21,7 @@ from typing import cast
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from util.errors import ConfigError
 
@@ -141,3 +142,25 @@ def make_adam(params: Iterable[nn.Parameter], *, lr: float, betas: tuple[float, 
     times; on the CPU, for a 54 M-parameter U-Net, it is about an order of magnitude slower.
     """
     return torch.optim.Adam(params, lr=lr, betas=betas, fused=device.type in ("cpu", "cuda"))
+
+
+def step_in_backward(optimizer: torch.optim.Optimizer,
+                     active: Callable[[], bool]) -> list[RemovableHandle]:
+    """While ``active()``, update each of ``optimizer``'s parameters as soon as backward has
+    accumulated its gradient, then drop that gradient.
+
+    The update is ``optimizer.step()`` itself (it skips every parameter without a gradient, and
+    at that moment only this one has one), so its state, hyper-parameters, schedulers and
+    ``state_dict`` are those of the usual step after backward, and for an element-wise
+    optimiser such as Adam the weights are bit-identical to it. What changes is memory: the
+    gradients of all parameters (4 bytes each) never exist at the same time. Not for
+    DistributedDataParallel (gradients are averaged after they accumulate) nor with a gradient
+    scaler (it checks every gradient before any update). Returns the hooks' handles.
+    """
+    def hook(param: torch.Tensor) -> None:
+        if active():
+            optimizer.step()
+            param.grad = None
+
+    return [p.register_post_accumulate_grad_hook(hook)
+            for group in optimizer.param_groups for p in group["params"]]

@@ -57,7 +57,7 @@ LR, BETAS = 2e-4, (0.5, 0.999)
 def random_batch(channels: int, size: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(A, B): two (batch, channels, size, size) float32 tensors in [-1, 1], seed 0."""
     gen = torch.Generator().manual_seed(0)
-    return tuple(torch.rand(2, batch, channels, size, size, generator=gen) * 2 - 1)  # type: ignore[return-value]
+    return tuple(torch.rand(2, batch, channels, size, size, generator=gen) * 2 - 1)
 
 
 def call_supported(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -278,16 +278,19 @@ def train(opt: argparse.Namespace, record_options: Callable[[], None] = lambda: 
     total_iters = start.total_iters
     best = previous_best(run_dir) if opt.continue_train else math.inf
     last_epoch = opt.n_epochs + opt.n_epochs_decay
+    train_seconds = 0.0  # in run_epoch, this process (the time axis of val_log.jsonl)
     for epoch in range(start.epoch, last_epoch + 1):
         done = start.batches_done if epoch == start.epoch else 0
         sampler.set_epoch(epoch, skip=done * opt.batch_size)
+        t_epoch = time.perf_counter()
         total_iters = run_epoch(model, loader, visualizer, opt, Progress(epoch, done, total_iters),
                                 save, ctx)
+        train_seconds += time.perf_counter() - t_epoch
         at = Progress(epoch + 1, 0, total_iters)
         if validator is not None and (epoch % opt.val_freq == 0 or epoch == last_epoch):
-            metrics = validator(unwrap(model.networks()["G"]))
+            metrics = validator(unwrap(model.saved_networks()["G"]))  # the G tests will use
             if visualizer is not None:  # both exist on rank 0 alone
-                visualizer.log_validation(epoch, metrics)
+                visualizer.log_validation(epoch, metrics, train_seconds=train_seconds)
             validation = {"epoch": epoch, "patients": [p.patient_id for p in validator.patients],
                           "mae_hu": metrics}
             if selection_score(metrics) < best:

@@ -249,12 +249,15 @@ class Visualizer:
                           opts={"title": f"{self.name}: {title}", "legend": list(values),
                                 "xlabel": xlabel, "ylabel": ylabel})
 
-    def log_validation(self, epoch: int, metrics: Mapping[str, float]) -> str:
+    def log_validation(self, epoch: int, metrics: Mapping[str, float],
+                       train_seconds: float | None = None) -> str:
         """Log one line of validation metrics at the end of ``epoch``; return it.
 
-        ``metrics``: name -> value, HU (the names say so, e.g. ``val_motion_mae_hu``). The line
-        ``(epoch: E, validation) name: value ...`` (1 decimal) goes to the log and
-        ``loss_log.txt``, ``{"epoch", "metrics"}`` to ``val_log.jsonl``, the values to visdom
+        ``metrics``: name -> value, HU (the names say so, e.g. ``val_motion_mae_hu``);
+        ``train_seconds``: seconds spent training so far by this process (validation and
+        checkpoints left out). The line ``(epoch: E, validation) name: value ...`` (1 decimal)
+        goes to the log and ``loss_log.txt``, ``{"epoch", "metrics"[, "train_seconds"]}`` to
+        ``val_log.jsonl``, the values to visdom
         (window ``{display_id}_val``) / wandb, and the run page is rebuilt with its curves.
         """
         values = {key: float(value) for key, value in metrics.items()}
@@ -262,7 +265,10 @@ class Visualizer:
                         + [f"{k}: {v:.1f}" for k, v in values.items()])
         logger.info("%s", line)
         self._append_log(line)
-        append_jsonl(self.val_records_path, {"epoch": epoch, "metrics": values})
+        record: dict[str, object] = {"epoch": epoch, "metrics": values}
+        if train_seconds is not None:
+            record["train_seconds"] = round(train_seconds, 3)
+        append_jsonl(self.val_records_path, record)
         self._visdom_line("val", values, epoch, self._val_points == 0, "epoch", "HU")
         self._val_points += 1
         if self._wandb_run is not None:

@@ -83,6 +83,13 @@ class BaseModel(ABC):
         """{name: network} for every entry of ``model_names``."""
         return {name: getattr(self, f"net{name}") for name in self.model_names}
 
+    def saved_networks(self) -> dict[str, nn.Module]:
+        """{name: network} as checkpoints hold them (``<tag>_net_<name>.pth``): the networks of
+        :meth:`networks` unless a model saves another under a name (pix2pix with
+        ``--ema_decay`` saves its averaged generator as ``G``, the trained one as ``G_train``).
+        """
+        return self.networks()
+
     def setup(self) -> None:
         """Create schedulers (training) and load checkpoints (testing or resuming)."""
         if self.is_train:
@@ -156,7 +163,7 @@ class BaseModel(ABC):
         checkpoint set ``stage`` (committed with the rest of the set); returns {name: SHA-256
         of the file's bytes}."""
         digests = {}
-        for name, net in self.networks().items():
+        for name, net in self.saved_networks().items():
             state = {k: v.detach().cpu() for k, v in unwrap(net).state_dict().items()}
             data = serialize(state)
             stage.stage_bytes(self.checkpoint_path(epoch, name).name, data)
@@ -168,7 +175,7 @@ class BaseModel(ABC):
         crash at any moment the folder holds either all the new files or all the old ones."""
         with file_set(self.save_dir, str(epoch)) as stage:
             self.stage_networks(stage, epoch)
-        return [self.checkpoint_path(epoch, name) for name in self.model_names]
+        return [self.checkpoint_path(epoch, name) for name in self.saved_networks()]
 
     def load_networks(self, epoch: str | int) -> None:
         """Load ``<epoch>_net_<name>.pth`` for every network, refusing anything but weights.
@@ -176,7 +183,7 @@ class BaseModel(ABC):
         disk is finished first (:func:`util.file_set.recover`)."""
         if self.save_dir.is_dir():
             recover(self.save_dir)
-        for name, net in self.networks().items():
+        for name, net in self.saved_networks().items():
             path = self.checkpoint_path(epoch, name)
             state = load_weights(path, self.device)
             try:

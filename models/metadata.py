@@ -120,7 +120,7 @@ def build_metadata(model: BaseModel, opt: argparse.Namespace, epoch: str | int,
         "checkpoint": {"epoch": str(epoch), "epoch_number": epoch_number,
                        "total_iters": total_iters,
                        "files": {n: model.checkpoint_path(epoch, n).name
-                                 for n in model.model_names}},
+                                 for n in model.saved_networks()}},
         "model": {"type": opt.model, "class": type(model).__name__, "name": opt.name},
         "architecture": {k: getattr(opt, k) for k in
                          (*ARCHITECTURE_NAMES, "init_type", "netD", "ndf", "n_layers_D")},

@@ -10,6 +10,7 @@ mean absolute error, or with ``--motion_weight W`` a weighted mean whose pixels 
 from __future__ import annotations
 
 import argparse
+import copy
 from typing import Any
 
 import torch
@@ -56,6 +57,11 @@ class Pix2PixModel(BaseModel):
                                      "between the mean of the ten phases the generator makes "
                                      "from a batch and its input AVG (the AVG is the mean of "
                                      "the phases); costs ten more generator passes per step")
+            parser.add_argument("--ema_decay", type=float, default=0.0,
+                                help="keep an exponential moving average of G's weights with "
+                                     "this decay per step (e.g. 0.99; 0: off) and validate, "
+                                     "select and save it as G (the trained weights are saved "
+                                     "as G_train, for resuming)")
             parser.add_argument("--lambda_smooth", type=float, default=1.0,
                                 help="motion generators (--netG motion3d_*): weight of the "
                                      "smoothness penalty on the displacement field (mean "
@@ -107,9 +113,41 @@ class Pix2PixModel(BaseModel):
             self.optimizer_D = make_adam(self.netD.parameters(), lr=opt.lr, betas=betas,
                                          device=self.device)
             self.optimizers = [self.optimizer_G, self.optimizer_D]
+            if not 0.0 <= opt.ema_decay < 1.0:
+                raise ConfigError(f"--ema_decay {opt.ema_decay}: give a decay in [0, 1) "
+                                  f"(0 switches the average off)")
+            self.ema_decay: float = opt.ema_decay
+            #: The moving average of G's weights (--ema_decay), never trained itself.
+            self.netG_ema: torch.nn.Module | None = None
+            if self.ema_decay > 0:
+                self.netG_ema = copy.deepcopy(self.netG).requires_grad_(False)
             #: True during G's backward when G's Adam runs inside it (see :meth:`setup`).
             self.g_updates_in_backward = False
             self.g_step_in_backward = False
+
+    def saved_networks(self) -> dict[str, torch.nn.Module]:
+        """With ``--ema_decay`` (training): the average as ``G`` (validated, selected, tested),
+        the trained weights as ``G_train`` and D; else :meth:`networks`."""
+        nets = self.networks()
+        if getattr(self, "netG_ema", None) is None:
+            return nets
+        return {"G": self.netG_ema, "D": nets["D"], "G_train": nets["G"]}
+
+    def update_ema(self) -> None:
+        """Move the average towards G's weights after a G step: ema = d ema + (1 - d) w with
+        d = min(ema_decay, (1 + n) / (10 + n)) at G's n-th step (n from G's Adam, so a resumed
+        run continues the same sequence); buffers (batch-norm statistics) are copied."""
+        if self.netG_ema is None:
+            return
+        trained = unwrap(self.netG)
+        first = next(iter(self.optimizer_G.state.values()), {})
+        n = float(first["step"]) if "step" in first else 1.0
+        decay = min(self.ema_decay, (1.0 + n) / (10.0 + n))
+        with torch.no_grad():
+            for avg, w in zip(self.netG_ema.parameters(), trained.parameters(), strict=True):
+                avg.lerp_(w, 1.0 - decay)
+            for avg_b, b in zip(self.netG_ema.buffers(), trained.buffers(), strict=True):
+                avg_b.copy_(b)
 
     def setup(self) -> None:
         """As :meth:`BaseModel.setup`; then, training on one process without a gradient scaler,
@@ -223,6 +261,7 @@ class Pix2PixModel(BaseModel):
         self.grad_scaler.step(self.optimizer_G)  # a no-op when G was updated in backward
         self.optimizer_G.zero_grad(set_to_none=True)
         self.grad_scaler.update()
+        self.update_ema()
 
 
 def weighted_l1(pred: torch.Tensor, target: torch.Tensor,

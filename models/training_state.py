@@ -95,7 +95,7 @@ def file_sha256(path: Path) -> str:
 
 
 def _weight_files(model: BaseModel, tag: str | int) -> dict[str, Path]:
-    return {name: model.checkpoint_path(tag, name) for name in model.model_names}
+    return {name: model.checkpoint_path(tag, name) for name in model.saved_networks()}
 
 
 def stage_training_state(stage: FileSet, model: BaseModel, tag: str | int, progress: Progress,

@@ -22,7 +22,7 @@ from util.atomic import atomic_write_json, atomic_write_text
 from util.distributed import is_main_process
 from util.errors import ConfigError
 from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, check_window
-from util.speed import AMP_DTYPES
+from util.speed import AMP_MODES
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +110,10 @@ class BaseOptions:
         g.add_argument("--lung_threshold_hu", type=float, default=-400.0,
                        help="lung = below this inside the body (lung volume in mL)")
         g = parser.add_argument_group("speed (see util/speed.py; each is off where unsupported)")
-        g.add_argument("--amp", default="off", choices=sorted(AMP_DTYPES),
-                       help="mixed precision: bf16 (CUDA or CPU) or fp16 (CUDA, grad scaler)")
+        g.add_argument("--amp", default="off", choices=sorted(AMP_MODES),
+                       help="mixed precision: bf16 (CUDA or CPU), fp16 (CUDA, grad scaler) or "
+                            "auto (bf16 on CPUs with bfloat16 matrix units, else off; "
+                            "training's default; testing's is off, float32 outputs)")
         g.add_argument("--channels_last", action="store_true",
                        help="networks and batches in channels_last memory order")
         g.add_argument("--compile", action="store_true", help="torch.compile the networks")

@@ -60,7 +60,7 @@ from util.errors import ConfigError, DataError, OutputError
 from util.geometry import from_slice_stack
 from util.names import CYCLE_KINDS, DISPLACEMENT_SUFFIX, STD_SUFFIX, phase_suffix
 from util.phases import STANDARD_PHASES, parse_phases, phase_label
-from util.speed import AMP_DTYPES, resolve_speed
+from util.speed import AMP_MODES, resolve_speed
 
 logger = logging.getLogger("predict")
 
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epoch", default="latest", help="checkpoint: latest, best or N")
     parser.add_argument("--gpu_ids", default="auto", help="-1 for CPU; auto = GPU if any")
     parser.add_argument("--batch_size", type=int, default=8, help="slices per forward pass")
-    parser.add_argument("--amp", default="off", choices=sorted(AMP_DTYPES),
+    parser.add_argument("--amp", default="off", choices=sorted(AMP_MODES),
                         help="mixed precision (bf16 on CPU or CUDA, fp16 on CUDA)")
     parser.add_argument("--eval", action="store_true",
                         help="accepted for old command lines; no effect: the prediction always "

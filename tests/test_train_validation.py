@@ -45,6 +45,8 @@ def test_best_checkpoint_follows_the_validation_mae(dataroot, tmp_path, monkeypa
     assert latest["validation"]["epoch"] == 3
     records = [json.loads(line) for line in (run / "val_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3]
+    seconds = [r["train_seconds"] for r in records]  # the time axis of time_to_quality.py
+    assert 0 < seconds[0] < seconds[1] < seconds[2]
     assert "validation" in (run / "loss_log.txt").read_text()
     assert train.previous_best(run) == 20.0
 

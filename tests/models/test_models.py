@@ -97,3 +97,58 @@ def test_missing_checkpoint_lists_available(tmp_path):
     with pytest.raises(ConfigError, match=r"latest_net_G\.pth: checkpoint not found; "
                                           r"available: 3_net_D\.pth, 3_net_G\.pth"):
         tester.setup()
+
+
+def steps(model, n=3):
+    g = torch.Generator().manual_seed(1)
+    for _ in range(n):
+        a = torch.rand(2, 1, 64, 64, generator=g) * 2 - 1
+        model.set_input({"A": a, "B": torch.roll(a, 3, 2)})
+        model.optimize_parameters()
+
+
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_g_updated_inside_its_backward_has_the_usual_weights(tmp_path, amp):
+    def trained(inside: bool) -> tuple[list[torch.Tensor], object]:
+        torch.manual_seed(0)
+        model = create_model(small_opt(tmp_path, "--amp", amp, "--name", f"r{inside}"))
+        model.setup()
+        assert model.g_step_in_backward  # one process, no gradient scaler
+        model.g_step_in_backward = inside
+        steps(model)
+        assert all(p.grad is None for p in model.netG.parameters())  # dropped once used
+        return [p.detach().clone() for p in model.netG.parameters()], model
+
+    (usual, _), (inside, model) = trained(False), trained(True)
+    assert all(torch.equal(a, b) for a, b in zip(usual, inside, strict=True))
+    assert model.optimizer_G.state_dict()["state"][0]["step"] == 3
+
+
+def test_ema_generator_is_what_checkpoints_hold_as_g_and_resumes_exactly(tmp_path):
+    torch.manual_seed(0)
+    model = create_model(small_opt(tmp_path, "--ema_decay", "0.9"))
+    model.setup()
+    start = [p.detach().clone() for p in model.netG.parameters()]
+    steps(model)
+    ema, trained = list(model.netG_ema.parameters()), list(model.netG.parameters())
+    moved = [(e - s).abs().sum() for e, s in zip(ema, start, strict=True)]
+    behind = [(e - w).abs().sum() for e, w in zip(ema, trained, strict=True)]
+    assert sum(moved) > 0
+    assert sum(behind) > 0
+    assert not any(p.requires_grad for p in ema)
+    paths = model.save_networks("latest")
+    assert [p.name for p in paths] == ["latest_net_G.pth", "latest_net_D.pth",
+                                       "latest_net_G_train.pth"]
+    resumed = create_model(small_opt(tmp_path, "--ema_decay", "0.9", "--continue_train"))
+    resumed.setup()
+    assert all(torch.equal(a, b) for a, b in zip(resumed.netG_ema.parameters(), ema, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(resumed.netG.parameters(), trained, strict=True))
+    tester = create_model(small_opt(tmp_path, "--epoch", "latest", train=False))
+    tester.setup()  # test.py's G is the average
+    assert all(torch.equal(a, b.cpu()) for a, b in zip(tester.netG.parameters(), ema, strict=True))
+
+
+@pytest.mark.parametrize("decay", ["1", "-0.1"])
+def test_ema_decay_outside_0_1_is_refused(tmp_path, decay):
+    with pytest.raises(ConfigError, match="--ema_decay"):
+        create_model(small_opt(tmp_path, "--ema_decay", decay))

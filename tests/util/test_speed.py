@@ -21,11 +21,13 @@ from util.speed import (
     autocast,
     compile_supported,
     configure_backends,
+    cpu_has_bf16_matrix_units,
     make_adam,
     make_grad_scaler,
     resolve_amp,
     resolve_speed,
     speed_up_network,
+    step_in_backward,
     to_memory_format,
 )
 
@@ -46,6 +48,69 @@ def test_amp_modes_on_the_cpu(caplog):
     assert resolve_amp("off", CPU) is None
     with pytest.raises(ConfigError, match="valid: off, bf16, fp16"):
         resolve_amp("fp8", CPU)
+
+
+def test_bf16_matrix_units_are_read_from_the_cpu_flags(tmp_path):
+    amx = tmp_path / "amx"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    plain = tmp_path / "plain"  # bf16 vector instructions without the matrix units
+    plain.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert cpu_has_bf16_matrix_units(amx) == torch.backends.mkldnn.is_available()
+    assert not cpu_has_bf16_matrix_units(plain)
+    assert not cpu_has_bf16_matrix_units(tmp_path / "no_such_file")
+
+
+@pytest.mark.parametrize("units", [True, False])
+def test_auto_amp_is_bf16_exactly_on_cpus_with_bf16_matrix_units(monkeypatch, caplog, units):
+    monkeypatch.setattr("util.speed.cpu_has_bf16_matrix_units", lambda: units)
+    with caplog.at_level(logging.INFO):
+        assert resolve_amp("auto", CPU) is (torch.bfloat16 if units else None)
+        assert resolve_amp("auto", torch.device("cuda", 0)) is None  # GPUs: ask for it
+    assert ("--amp auto: bf16" in caplog.text) == units
+
+
+def test_training_defaults_to_auto_and_testing_to_float32(tmp_path):
+    from options.test_options import TestOptions
+
+    argv = ["--dataroot", str(tmp_path), "--checkpoints_dir", str(tmp_path), "--gpu_ids", "-1"]
+    options = TrainOptions()
+    opt = options.parse(argv)
+    assert opt.amp == "auto"
+    options.record(opt)  # a run to test
+    assert TestOptions().parse(argv).amp == "off"
+
+
+def test_step_in_backward_gives_the_usual_weights_and_never_holds_all_gradients():
+    def net_and_adam() -> tuple[torch.nn.Module, torch.optim.Adam]:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(),
+                                  torch.nn.Conv2d(4, 1, 3))
+        return net, make_adam(net.parameters(), lr=1e-2, betas=(0.5, 0.999), device=CPU)
+
+    usual, usual_adam = net_and_adam()
+    inside, inside_adam = net_and_adam()
+    active = [True]
+    step_in_backward(inside_adam, lambda: active[0])
+    seen: list[int] = []  # gradients alive when each hook ran
+    for p in inside.parameters():
+        p.register_post_accumulate_grad_hook(
+            lambda _: seen.append(sum(q.grad is not None for q in inside.parameters())))
+    for step in range(4):
+        x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(step))
+        usual_adam.zero_grad()
+        usual(x).square().mean().backward()
+        usual_adam.step()
+        inside(x).square().mean().backward()  # updated here, no step() call
+        assert all(p.grad is None for p in inside.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(usual.parameters(), inside.parameters(),
+                                                  strict=True))
+    assert seen
+    assert max(seen) <= 1
+    assert (usual_adam.state_dict()["state"][0]["step"]
+            == inside_adam.state_dict()["state"][0]["step"] == 4)
+    active[0] = False  # switched off: gradients accumulate as usual
+    inside(torch.rand(2, 1, 8, 8)).sum().backward()
+    assert all(p.grad is not None for p in inside.parameters())
 
 
 def test_grad_scaler_scales_for_fp16_only():
@@ -136,6 +201,6 @@ def test_training_step_with_a_speed_path_matches_float32(tmp_path, extra, loss_r
         assert model.get_current_visuals()["fake_B"].dtype == torch.float32
         return model.get_current_losses()
 
-    ref, fast = losses(), losses(*extra)
+    ref, fast = losses("--amp", "off"), losses(*extra)
     for name, value in ref.items():
         assert fast[name] == pytest.approx(value, rel=loss_rtol), name

@@ -129,9 +129,10 @@ class Pix2PixModel(BaseModel):
         """With ``--ema_decay`` (training): the average as ``G`` (validated, selected, tested),
         the trained weights as ``G_train`` and D; else :meth:`networks`."""
         nets = self.networks()
-        if getattr(self, "netG_ema", None) is None:
+        ema: torch.nn.Module | None = getattr(self, "netG_ema", None)
+        if ema is None:
             return nets
-        return {"G": self.netG_ema, "D": nets["D"], "G_train": nets["G"]}
+        return {"G": ema, "D": nets["D"], "G_train": nets["G"]}
 
     def update_ema(self) -> None:
         """Move the average towards G's weights after a G step: ema = d ema + (1 - d) w with
@@ -140,7 +141,7 @@ class Pix2PixModel(BaseModel):
         if self.netG_ema is None:
             return
         trained = unwrap(self.netG)
-        first = next(iter(self.optimizer_G.state.values()), {})
+        first: dict[str, Any] = next(iter(self.optimizer_G.state.values()), {})
         n = float(first["step"]) if "step" in first else 1.0
         decay = min(self.ema_decay, (1.0 + n) / (10.0 + n))
         with torch.no_grad():

@@ -63,8 +63,9 @@ VOLUME = [*SHARED, "--dataset_mode", "nifti_volume", "--input_nc", "1", "--batch
           "--patch_size", "0", "64", "64", "--hu_min", "-1024", "--hu_max", "1024",
           "--motion_weight", "4", "--no_dropout", "--lambda_L1", "100", "--gan_mode", "vanilla"]
 #: The recommended recipe (README): BASE with the lung/soft-tissue HU window, the motion-weighted
-#: L1 and no dropout.
-RECIPE = [*BASE, "--hu_min", "-1024", "--hu_max", "1024", "--motion_weight", "4", "--no_dropout"]
+#: L1, no dropout, twice pix2pix's learning rate and a moving average of G's weights.
+RECIPE = [*BASE, "--hu_min", "-1024", "--hu_max", "1024", "--motion_weight", "4", "--no_dropout",
+          "--lr", "0.0004", "--ema_decay", "0.99"]
 
 
 @dataclass(frozen=True)

@@ -23,19 +23,19 @@ def write_val_log(run: Path, ratios: list[float], avg: float = 200.0) -> None:
 
 
 def test_curves_are_read_and_their_first_crossings_timed(tmp_path):
-    write_val_log(tmp_path / "fp32", [0.7, 0.52, 0.45, 0.41, 0.38, 0.42])
-    write_val_log(tmp_path / "default", [0.6, 0.48, 0.39])
-    curves = {label: ttq.read_curve(tmp_path / label) for label in ("fp32", "default")}
-    assert [p["epoch"] for p in curves["fp32"]] == [1, 2, 3, 4, 5, 6]
-    assert curves["default"][1]["ratio"] == pytest.approx(0.48)
-    assert ttq.first_crossing(curves["fp32"], 0.4)["epoch"] == 5  # not the later 0.42
-    assert ttq.first_crossing(curves["default"], 0.3) is None
+    write_val_log(tmp_path / "before", [0.7, 0.52, 0.45, 0.41, 0.38, 0.42])
+    write_val_log(tmp_path / "recipe", [0.6, 0.48, 0.39])
+    curves = {label: ttq.read_curve(tmp_path / label) for label in ("before", "recipe")}
+    assert [p["epoch"] for p in curves["before"]] == [1, 2, 3, 4, 5, 6]
+    assert curves["recipe"][1]["ratio"] == pytest.approx(0.48)
+    assert ttq.first_crossing(curves["before"], 0.4)["epoch"] == 5  # not the later 0.42
+    assert ttq.first_crossing(curves["recipe"], 0.3) is None
     rows = {r["variant"]: r for r in ttq.summary(curves)}
-    assert rows["fp32"]["epoch_0.5"] == 3
-    assert rows["fp32"]["minutes_0.4"] == pytest.approx(150.0 / 60)
-    assert rows["default"]["minutes_0.5"] == pytest.approx(1.0)
-    assert rows["fp32"]["best_ratio"] == pytest.approx(0.38)
-    assert rows["default"]["s_per_epoch"] == pytest.approx(30.0)
+    assert rows["before"]["epoch_0.5"] == 3
+    assert rows["before"]["minutes_0.4"] == pytest.approx(150.0 / 60)
+    assert rows["recipe"]["minutes_0.5"] == pytest.approx(1.0)
+    assert rows["before"]["best_ratio"] == pytest.approx(0.38)
+    assert rows["recipe"]["s_per_epoch"] == pytest.approx(30.0)
     assert ttq.read_curve(tmp_path / "not_started") == []
     ttq.plot(curves, tmp_path / "curve.png", "test")
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"

@@ -18,8 +18,9 @@ own:
   model (so a lazy cache loads and evicts every patient; ``data`` is the process's resident
   growth from before the dataset to after that epoch), then the model is built and one warm-up
   and ``--steps`` timed training steps run, batches from the loader included; seconds are per
-  step. Bounded memory: the lazy rows' peak is flat in N, the cached rows' grows by a patient's
-  int16 volumes (A and B) each;
+  step. Bounded memory: the lazy rows' data and peak are flat in N from N = 2 on (with one
+  patient nothing is decoded once the model is built, so its peak is lower), the cached rows'
+  grow by a patient's int16 volumes (A and B) each;
 - ``infer``: an initialised generator of the model's architecture predicts the first patient's
   volume whole with :func:`models.inference.predict_volume` (slice nets ``--infer_batch`` slices
   per pass; volumetric ones in ``--patch_size`` windows overlapping by ``--overlap``); seconds

@@ -64,6 +64,7 @@ VARIANTS: dict[str, list[str]] = {
     "base_l1_only": [*BASE, "--lambda_GAN", "0"],
     "base_lsgan": [*BASE, "--gan_mode", "lsgan"],
     "recipe": RECIPE,
+    "recipe_fp32": [*RECIPE, "--amp", "off"],  # the recipe in float32 on any CPU
     "unet3d": [*VOLUME, "--netG", "unet3d_4", "--ngf", "16", "--residual"],
     "motion3d": [*VOLUME, "--netG", "motion3d_4", "--ngf", "16"],
 }

@@ -92,6 +92,22 @@ def run(cmd: list[str], log: Path, threads: int) -> float:
     return time.perf_counter() - start
 
 
+def add_cohort_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that draw the cohorts (what :func:`make_cohorts` reads), quality.py's
+    defaults: 40 patients at 64 x 64 x 32, 4 shifted, breathing 5-25 mm, seed 0."""
+    parser.add_argument("--n_patients", type=int, default=40,
+                        help="synthetic patients split train/val/test (60/15/25 %%)")
+    parser.add_argument("--n_shifted", type=int, default=4,
+                        help="held-out patients drawn outside the training ranges")
+    parser.add_argument("--amplitude_range_mm", type=float, nargs=2, default=(5.0, 25.0),
+                        metavar=("LOW", "HIGH"),
+                        help="breathing amplitudes of the training and test patients; the "
+                             "shifted group breathes HIGH..HIGH+5 mm")
+    parser.add_argument("--size", type=int, default=64, help="in-plane voxels")
+    parser.add_argument("--n_slices", type=int, default=32, help="axial slices per volume")
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def make_cohorts(work: Path, grid: SyntheticGrid, args: argparse.Namespace,
                  phases: bool = False) -> tuple[Path, list[Cohort]]:
     """Write the two synthetic groups on ``grid``; return the training dataroot and the scored

@@ -35,6 +35,7 @@ from benchmarks.cohorts import (
     ROOT,
     VOLUME,
     Cohort,
+    add_cohort_arguments,
     make_cohorts,
     run,
 )
@@ -199,17 +200,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ablation", action="store_true", help="run every variant")
     parser.add_argument("--epochs", type=int, default=60,
                         help="epochs per variant: half at the initial lr, half decaying")
-    parser.add_argument("--n_patients", type=int, default=40,
-                        help="synthetic patients split train/val/test (60/15/25 %%)")
-    parser.add_argument("--n_shifted", type=int, default=4,
-                        help="held-out patients drawn outside the training ranges")
-    parser.add_argument("--amplitude_range_mm", type=float, nargs=2, default=(5.0, 25.0),
-                        metavar=("LOW", "HIGH"),
-                        help="breathing amplitudes of the training and test patients; the "
-                             "shifted group breathes HIGH..HIGH+5 mm")
-    parser.add_argument("--size", type=int, default=64, help="in-plane voxels")
-    parser.add_argument("--n_slices", type=int, default=32, help="axial slices per volume")
-    parser.add_argument("--seed", type=int, default=0)
+    add_cohort_arguments(parser)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="CPU threads per training/test process")
     parser.add_argument("--jobs", type=int, default=1,

@@ -28,7 +28,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.cohorts import COMMON, RECIPE, ROOT, Cohort, make_cohorts, run
+from benchmarks.cohorts import (
+    COMMON,
+    RECIPE,
+    ROOT,
+    Cohort,
+    add_cohort_arguments,
+    make_cohorts,
+    run,
+)
 from benchmarks.machine import cpu_name
 from data.nifti_io import load_volume
 from display.ct_views import middle_coronal
@@ -141,12 +149,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "quality_work")
     parser.add_argument("--epochs", type=int, default=6,
                         help="epochs over every phase's pairs: half at the initial lr")
-    parser.add_argument("--n_patients", type=int, default=40)
-    parser.add_argument("--n_shifted", type=int, default=4)
-    parser.add_argument("--amplitude_range_mm", type=float, nargs=2, default=(5.0, 25.0))
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--n_slices", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
+    add_cohort_arguments(parser)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--phase0_run", default="",
                         help="an existing phase-0 run in <work>/checkpoints to compare at phase 0")

@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.cohorts import COMMON, RECIPE, ROOT, make_cohorts
+from benchmarks.cohorts import COMMON, RECIPE, ROOT, add_cohort_arguments, make_cohorts
 from benchmarks.machine import cpu_name
 from synthetic import SyntheticGrid
 
@@ -155,12 +155,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=60, help="the schedule's length")
     parser.add_argument("--stop_at", type=float, default=min(THRESHOLDS),
                         help="stop a run once its ratio reaches this (0: train to the end)")
-    parser.add_argument("--n_patients", type=int, default=40)
-    parser.add_argument("--n_shifted", type=int, default=4)
-    parser.add_argument("--amplitude_range_mm", type=float, nargs=2, default=(5.0, 25.0))
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--n_slices", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
+    add_cohort_arguments(parser)
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads per run (0: the cores shared out)")
     parser.add_argument("--plot", type=Path, help="PNG of the curves")

@@ -10,8 +10,8 @@ the recipe's flags and schedule (``--epochs``: half at the initial learning rate
 and validates after every epoch; ``val_log.jsonl`` gives the validation motion MAE and the
 seconds spent training (validation and checkpoints left out) at each epoch. The variants run **at
 the same time**, with the cores shared out between them (``--threads`` each), so load on the
-machine hits all of them alike; a run stops once its MAE has reached ``--stop_at`` x the AVG's
-(0 = train to the end, for the final quality). Prints one Markdown table and writes
+machine hits all of them alike; they stop once every one has reached ``--stop_at`` x the AVG's
+MAE (0 = train to the end, for the final quality). Prints one Markdown table and writes
 ``--plot`` (MAE against minutes, the thresholds drawn) and ``--json``.
 """
 
@@ -42,6 +42,8 @@ VARIANTS: dict[str, list[str]] = {
     "recipe_fp32": ["--amp", "off"],
     "no_ema": ["--ema_decay", "0"],
     "lr2": ["--lr", "0.0002"],
+    "lr8": ["--lr", "0.0008"],
+    "batch4": ["--batch_size", "4"],
 }
 #: Fractions of the AVG's validation motion MAE whose first crossing is timed.
 THRESHOLDS = (0.5, 0.4)
@@ -87,20 +89,20 @@ def run_variants(dataroot: Path, work: Path, args: argparse.Namespace
         procs[label] = subprocess.Popen(train_command(dataroot, work, label, args.epochs),
                                         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     curves: dict[str, list[dict[str, float]]] = {}
-    while procs:
+    while procs:  # all run until every one has reached --stop_at: the load stays the same
         time.sleep(2.0)
         for label, proc in list(procs.items()):
             curves[label] = read_curve(work / "checkpoints" / label)
-            reached = args.stop_at > 0 and first_crossing(curves[label], args.stop_at)
-            if reached or proc.poll() is not None:
-                if proc.poll() is None:
-                    proc.terminate()
-                    proc.wait()
-                elif proc.returncode != 0:
+            if proc.poll() is not None:
+                if proc.returncode != 0:
                     raise SystemExit(f"{label}: train.py failed, see {work / label}.train.log")
-                curves[label] = read_curve(work / "checkpoints" / label)
                 del procs[label]
-    return curves
+        if args.stop_at > 0 and all(first_crossing(c, args.stop_at) for c in curves.values()):
+            for proc in procs.values():
+                proc.terminate()
+                proc.wait()
+            break
+    return {label: read_curve(work / "checkpoints" / label) for label in args.variants}
 
 
 def summary(curves: dict[str, list[dict[str, float]]]) -> list[dict[str, Any]]:
@@ -132,10 +134,11 @@ def plot(curves: dict[str, list[dict[str, float]]], path: Path, title: str) -> N
     avg = next(iter(curves.values()))[0]["avg_hu"]
     for label, curve in curves.items():
         ax.plot([p["seconds"] / 60 for p in curve], [p["mae_hu"] for p in curve], marker=".",
-                label=f"{label} ({' '.join(VARIANTS[label]) or 'train.py defaults'})")
+                label=f"{label} ({' '.join(VARIANTS[label]) or 'the recipe as it is'})")
     for t in THRESHOLDS:
         ax.axhline(t * avg, color="grey", linestyle="--", linewidth=0.8)
-        ax.text(0, t * avg, f" {t} x AVG", va="bottom", fontsize=8, color="grey")
+        ax.text(0.99, t * avg, f"{t} x AVG ", va="bottom", ha="right", fontsize=8, color="grey",
+                transform=ax.get_yaxis_transform())
     ax.set_xlabel("minutes of training (validation left out)")
     ax.set_ylabel("validation motion-region MAE (HU)")
     ax.set_ylim(0, 0.7 * avg)

@@ -151,9 +151,10 @@ class Pix2PixModel(BaseModel):
                 avg_b.copy_(b)
 
     def setup(self) -> None:
-        """As :meth:`BaseModel.setup`; then, training on one process without a gradient scaler,
-        G's Adam update runs inside G's backward (:func:`util.speed.step_in_backward`): the
-        same weights, without holding all of G's gradients at once."""
+        """As :meth:`BaseModel.setup`; then, when G is trained as a plain module (one process,
+        not compiled) without a gradient scaler, G's Adam update runs inside G's backward
+        (:func:`util.speed.step_in_backward`): the same weights, without holding all of G's
+        gradients at once."""
         super().setup()
         if (self.is_train and unwrap(self.netG) is self.netG
                 and not self.grad_scaler.is_enabled()):

@@ -107,8 +107,20 @@ def steps(model, n=3):
         model.optimize_parameters()
 
 
+def test_only_a_large_g_is_updated_inside_its_backward(tmp_path, monkeypatch):
+    model = create_model(small_opt(tmp_path))  # unet_64 with 8 filters: 0.2 M parameters
+    model.setup()
+    assert not model.g_step_in_backward
+    monkeypatch.setattr("models.pix2pix_model.STEP_IN_BACKWARD_MIN_PARAMS", 1000)
+    model = create_model(small_opt(tmp_path, "--name", "large_enough"))
+    model.setup()
+    assert model.g_step_in_backward
+
+
 @pytest.mark.parametrize("amp", ["off", "bf16"])
-def test_g_updated_inside_its_backward_has_the_usual_weights(tmp_path, amp):
+def test_g_updated_inside_its_backward_has_the_usual_weights(tmp_path, amp, monkeypatch):
+    monkeypatch.setattr("models.pix2pix_model.STEP_IN_BACKWARD_MIN_PARAMS", 0)
+
     def trained(inside: bool) -> tuple[list[torch.Tensor], object]:
         torch.manual_seed(0)
         model = create_model(small_opt(tmp_path, "--amp", amp, "--name", f"r{inside}"))

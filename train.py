@@ -32,21 +32,18 @@ from data.ct_volumes import SliceStack
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_volume_dataset import NiftiVolumeDataset
 from data.phase_volumes import dataset_phases
-from data.sampling import EpochSampler, PatientBlockSampler
+from data.sampling import EpochSampler
 from display.visualizer import Visualizer
 from models import create_model
 from models.base_model import BaseModel
 from models.metadata import Geometry, save_model_with_metadata
 from models.networks import (
-    DISCRIMINATORS,
-    check_slice_size,
-    check_volume_size,
     is_volumetric,
-    patch_min_side,
     volume_size_rule,
 )
 from models.run_folder import check_new_training, clear_run, tidy_run_folder
 from models.trained_run import SETTING_NAMES, GeneratorSettings
+from models.training_setup import check_sizes, training_sampler
 from models.training_state import (
     Plan,
     Progress,
@@ -74,49 +71,6 @@ from util.file_set import FileSet
 from util.phases import phase_label
 
 logger = logging.getLogger("train")
-
-
-def network_slice_sizes(dataset: BaseDataset, opt: argparse.Namespace) -> set[tuple[int, int]]:
-    """(H, W) sizes, in pixels, of the slices the generator will see."""
-    if opt.resize_to > 0:
-        return {(opt.resize_to, opt.resize_to)}
-    if isinstance(dataset, NiftiAlignedDataset):
-        return dataset.slice_shapes()
-    return {(opt.crop_size, opt.crop_size)} if opt.preprocess != "none" else set()
-
-
-def check_sizes(dataset: BaseDataset, opt: argparse.Namespace) -> None:
-    """Refuse, before any training, slice (2-D) or patch (3-D) sizes the chosen generator cannot
-    take, and a generator of the wrong kind for the dataset."""
-    volumes = isinstance(dataset, NiftiVolumeDataset)
-    if is_volumetric(opt.netG) != volumes:
-        raise ConfigError(f"--netG {opt.netG} is a {'3-D' if is_volumetric(opt.netG) else '2-D'}"
-                          f" generator, but --dataset_mode {opt.dataset_mode} serves "
-                          f"{'3-D patches' if volumes else '2-D images'}: pair unet3d_*/"
-                          f"motion3d_* with --dataset_mode nifti_volume, the others with "
-                          f"nifti_aligned")
-    if isinstance(dataset, NiftiVolumeDataset):
-        for depth, height, width in sorted(dataset.patch_shapes()):
-            check_volume_size(opt.netG, depth, height, width)
-            check_discriminator_size(opt, (depth, height, width))
-        return
-    for height, width in sorted(network_slice_sizes(dataset, opt)):
-        check_slice_size(opt.netG, height, width)
-
-
-def check_discriminator_size(opt: argparse.Namespace, sides: tuple[int, ...]) -> None:
-    """ConfigError unless the PatchGAN ``--netD`` takes inputs of ``sides`` (voxels)."""
-    spec = DISCRIMINATORS[opt.netD]
-    if spec.family == "pixel":
-        return
-    n_layers = opt.n_layers_D if spec.n_layers is None else spec.n_layers
-    least = patch_min_side(n_layers)
-    if min(sides) < least:
-        fits = max(1, (min(sides) // 3).bit_length() - 1)
-        raise ConfigError(f"patches of {'x'.join(map(str, sides))} voxels are too small for the "
-                          f"{n_layers}-layer PatchGAN (--netD {opt.netD}), which needs {least} "
-                          f"on every side: use --netD n_layers --n_layers_D {fits}, --netD "
-                          f"pixel, or a larger --patch_size")
 
 
 def training_geometry(dataset: BaseDataset) -> dict[str, Geometry]:
@@ -201,18 +155,6 @@ def check_distributed(opt: argparse.Namespace, ctx: DistContext) -> None:
                           "with several processes, or train wgangp in one process")
 
 
-def training_sampler(dataset: BaseDataset, opt: argparse.Namespace,
-                     ctx: DistContext) -> EpochSampler:
-    """This rank's share of the slices, in an order fixed by (``--seed``, epoch): patient blocks
-    for lazily decoded volumes (each decoded once per epoch), else a shuffle of all slices (in
-    order with ``--serial_batches``)."""
-    if isinstance(dataset, NiftiAlignedDataset) and dataset.lazy and not opt.serial_batches:
-        return PatientBlockSampler(dataset.sample_patients(), block=opt.volume_cache,
-                                   seed=opt.seed, rank=ctx.rank, world_size=ctx.world_size)
-    return EpochSampler(len(dataset), shuffle=not opt.serial_batches, seed=opt.seed,
-                        rank=ctx.rank, world_size=ctx.world_size)
-
-
 def make_visualizer(opt: argparse.Namespace, run_dir: Path) -> Visualizer:
     """The loss log, HTML page and optional visdom/wandb of the run."""
     return Visualizer(run_dir, opt.name, hu_min=opt.hu_min, hu_max=opt.hu_max,
@@ -239,7 +181,7 @@ def train(opt: argparse.Namespace, record_options: Callable[[], None] = lambda: 
     if isinstance(dataset, NiftiVolumeDataset) and is_volumetric(opt.netG):
         dataset.pad_whole_axes_to(volume_size_rule(opt.netG).multiple)  # as inference does
     check_sizes(dataset, opt)
-    sampler = training_sampler(dataset, opt, ctx)
+    sampler = training_sampler(dataset, opt, rank=ctx.rank, world_size=ctx.world_size)
     loader = create_dataloader(dataset, batch_size=opt.batch_size, num_workers=opt.num_threads,
                                sampler=sampler, pin_memory=bool(opt.gpu_ids))
     logger.info("training slices: %d, batches per epoch: %d%s", len(dataset), len(loader),

@@ -55,16 +55,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.cohorts import COMMON, RECIPE, ROOT, VOLUME
 from benchmarks.machine import cpu_name
 from data import create_dataloader, create_dataset
-from data.base_dataset import BaseDataset
 from data.ct_volumes import load_slice_stack
-from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_io import read_info
-from data.nifti_volume_dataset import NiftiVolumeDataset
-from data.sampling import EpochSampler, PatientBlockSampler
+from data.sampling import EpochSampler
 from models import create_model
 from models.inference import predict_volume
-from models.networks import check_slice_size, check_volume_size
 from models.trained_run import GeneratorSettings, build_generator
+from models.training_setup import check_sizes, training_sampler
 from options.train_options import TrainOptions
 from synthetic import avg_file_name, patient_id, phase_file_name
 from util.atomic import atomic_write_text
@@ -188,24 +185,6 @@ def parse_training(dataroot: str, flags: Sequence[str], work: Path) -> argparse.
                                  "--name", "bench", "--gpu_ids", "-1", *flags])
 
 
-def check_network_sizes(dataset: BaseDataset, net_g: str) -> None:
-    """ConfigError unless ``net_g`` takes the dataset's slices or patches (as train.py checks)."""
-    if isinstance(dataset, NiftiVolumeDataset):
-        for depth, height, width in sorted(dataset.patch_shapes()):
-            check_volume_size(net_g, depth, height, width)
-    elif isinstance(dataset, NiftiAlignedDataset):
-        for height, width in sorted(dataset.slice_shapes()):
-            check_slice_size(net_g, height, width)
-
-
-def training_order(dataset: BaseDataset, opt: argparse.Namespace) -> EpochSampler:
-    """The order train.py serves in: patient blocks for lazy volumes, else a shuffle."""
-    if isinstance(dataset, NiftiAlignedDataset) and dataset.lazy:
-        return PatientBlockSampler(dataset.sample_patients(), block=opt.volume_cache,
-                                   seed=opt.seed)
-    return EpochSampler(len(dataset), shuffle=True, seed=opt.seed)
-
-
 def endless(loader: Any, sampler: EpochSampler, first_epoch: int) -> Iterator[dict[str, Any]]:
     """Batches of ``loader``, epoch after epoch from ``first_epoch``."""
     epoch = first_epoch
@@ -222,8 +201,8 @@ def train_child(spec: dict[str, Any]) -> dict[str, Any]:
         opt = parse_training(spec["dataroot"], spec["flags"], Path(work))
         rss0 = proc_status_mib("VmRSS")
         dataset = create_dataset(opt)
-        check_network_sizes(dataset, opt.netG)
-        sampler = training_order(dataset, opt)
+        check_sizes(dataset, opt)
+        sampler = training_sampler(dataset, opt)
         loader = create_dataloader(dataset, batch_size=opt.batch_size, num_workers=0,
                                    sampler=sampler)
         start = time.perf_counter()

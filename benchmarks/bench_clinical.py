@@ -53,7 +53,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.cohorts import COMMON, RECIPE, ROOT, VOLUME
-from benchmarks.machine import cpu_name
+from benchmarks.machine import cpu_name, proc_status_mib
 from data import create_dataloader, create_dataset
 from data.ct_volumes import load_slice_stack
 from data.nifti_io import read_info
@@ -167,14 +167,6 @@ def run_child(cmd: Sequence[str], log: Path, threads: int) -> Child:
         why = f"exit {done.returncode}" if done.returncode else "no figures printed"
         raise SystemExit(f"{' '.join(cmd[:4])} failed ({why}, {log}):\n{tail}")
     return Child(seconds, result.pop("peak_mib"), result)
-
-
-def proc_status_mib(key: str) -> float:
-    """``VmRSS`` or ``VmHWM`` (peak) of this process from /proc/self/status, MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{key}:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"/proc/self/status has no {key}")
 
 
 # --- child processes ------------------------------------------------------------------------

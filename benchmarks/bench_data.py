@@ -28,19 +28,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import proc_status_mib
 from data import create_dataloader
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.sampling import PatientBlockSampler
 from options.train_options import TrainOptions
 from synthetic import SyntheticGrid, avg_file_name, phase_file_name, write_synthetic_4dct
-
-
-def proc_status_mib(key: str) -> float:
-    """``VmRSS`` or ``VmHWM`` of this process from /proc/self/status, MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{key}:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"/proc/self/status has no {key}")
 
 
 def make_dataset_tree(synthetic: Path, out: Path, n_patients: int) -> None:

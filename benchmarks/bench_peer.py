@@ -32,7 +32,6 @@ import argparse
 import inspect
 import json
 import logging
-import resource
 import statistics
 import subprocess
 import sys
@@ -48,7 +47,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import cpu_name
+from benchmarks.machine import cpu_name, matmul_gflops, proc_status_mib
 
 LAMBDA_L1 = 100.0
 LR, BETAS = 2e-4, (0.5, 0.999)
@@ -148,19 +147,8 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
                 step()
             gflop = counter.get_total_flops() / 1e9
     return {"s_per_iter": statistics.median(times),
-            "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_mib": proc_status_mib("VmHWM"),
             "gflop": gflop}
-
-
-def matmul_gflops(dtype: torch.dtype, n: int = 4096, reps: int = 5) -> float:
-    """Best-of-``reps`` GFLOP/s of an n x n matrix product in ``dtype`` on the CPU."""
-    x, y = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    best = 0.0
-    for _ in range(reps + 1):
-        start = time.perf_counter()
-        x @ y
-        best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
-    return best
 
 
 def parse_args() -> argparse.Namespace:
@@ -210,7 +198,9 @@ def main() -> None:
                 (v.partition("=") for v in args.variants)]
     sides = [("peer", "peer", [])] + [(f"project {label}", "project", flags)
                                       for label, flags in variants]
-    rates = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    cpu = torch.device("cpu")
+    rates = {name: matmul_gflops(cpu, dtype, reps=5)
+             for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in range(args.rounds):
         for config in args.configs:

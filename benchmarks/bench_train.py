@@ -38,31 +38,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import cpu_name
+from benchmarks.machine import cpu_name, matmul_gflops, sync
 from data import create_dataloader, create_dataset
 from models import create_model
 from options.train_options import TrainOptions
 
 MODES = ("model", "nifti", "png")
-
-
-def matmul_gflops(device: torch.device, n: int = 4096, reps: int = 4) -> float:
-    """Best-of-``reps`` float32 GFLOP/s of an n x n matrix product on ``device``."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    best = 0.0
-    for _ in range(reps + 1):
-        sync(device)
-        start = time.perf_counter()
-        a @ b
-        sync(device)
-        best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
-    return best
-
-
-def sync(device: torch.device) -> None:
-    """Wait for the device's queued work (GPU); nothing on the CPU."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def write_data(root: Path, size: int, n_slices: int, n_patients: int = 2) -> None:

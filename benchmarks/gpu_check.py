@@ -46,7 +46,6 @@ import math
 import os
 import platform
 import re
-import resource
 import signal
 import subprocess
 import sys
@@ -69,7 +68,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.machine import cpu_name
+from benchmarks.machine import cpu_name, proc_status_mib, sync
 from data.ct_volumes import SliceStack, load_slice_stack
 from models import create_model
 from models.base_model import BaseModel
@@ -398,12 +397,6 @@ def make_report(meta: dict[str, object], results: Sequence[StageResult]) -> dict
 
 # ---------------------------------------------------------------- child: measuring helpers
 
-def sync(device: torch.device) -> None:
-    """Wait for the device's queued work (GPU); nothing on the CPU."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def reset_peak(device: torch.device) -> None:
     """Free cached blocks and start a new peak-memory count (GPU); nothing on the CPU."""
     gc.collect()
@@ -415,10 +408,10 @@ def reset_peak(device: torch.device) -> None:
 
 def peak_gib(device: torch.device) -> float:
     """GiB: the most allocated on the GPU since :func:`reset_peak`; on the CPU, the process's
-    max resident set (Linux reports KiB)."""
+    peak resident set."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return proc_status_mib("VmHWM") / 1024
 
 
 def exception_line(exc: BaseException) -> str:

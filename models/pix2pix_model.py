@@ -91,6 +91,8 @@ class Pix2PixModel(BaseModel):
         #: (N, 3, D, H, W) displacement in voxels of a motion generator's last forward pass.
         self.displacement: torch.Tensor | None = None
         self.is_motion = is_motion_generator(self.netG)
+        #: The moving average of G's weights (training with --ema_decay), never trained itself.
+        self.netG_ema: torch.nn.Module | None = None
         if self.is_motion and self.is_train:
             self.loss_names += ["G_smooth", "fold_pct"]
         if self.is_train:
@@ -123,8 +125,6 @@ class Pix2PixModel(BaseModel):
                 raise ConfigError(f"--ema_decay {opt.ema_decay}: give a decay in [0, 1) "
                                   f"(0 switches the average off)")
             self.ema_decay: float = opt.ema_decay
-            #: The moving average of G's weights (--ema_decay), never trained itself.
-            self.netG_ema: torch.nn.Module | None = None
             if self.ema_decay > 0:
                 self.netG_ema = copy.deepcopy(self.netG).requires_grad_(False)
             #: True during G's backward when G's Adam runs inside it (see :meth:`setup`).
@@ -135,10 +135,9 @@ class Pix2PixModel(BaseModel):
         """With ``--ema_decay`` (training): the average as ``G`` (validated, selected, tested),
         the trained weights as ``G_train`` and D; else :meth:`networks`."""
         nets = self.networks()
-        ema: torch.nn.Module | None = getattr(self, "netG_ema", None)
-        if ema is None:
+        if self.netG_ema is None:
             return nets
-        return {"G": ema, "D": nets["D"], "G_train": nets["G"]}
+        return {"G": self.netG_ema, "D": nets["D"], "G_train": nets["G"]}
 
     def update_ema(self) -> None:
         """Move the average towards G's weights after a G step: ema = d ema + (1 - d) w with

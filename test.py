@@ -57,7 +57,7 @@ import logging
 import re
 import shutil
 import sys
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +83,7 @@ from evaluation.geometry import lung_mask as geometry_lung_mask
 from evaluation.metrics import RegionSettings, body_mask, evaluate_volumes, region_masks
 from evaluation.report import summarize_over_patients, verdict, write_and_describe
 from models.base_model import checkpoint_tag
-from models.cycle import predict_cycle, write_cycle
+from models.cycle import CyclePrediction, cycle_volumes, predict_cycle, write_cycle
 from models.inference import StackPrediction, check_samples, float32_storage
 from models.trained_run import GeneratorSettings, TrainedGenerator, load_generator
 from models.volume_inference import field_summary
@@ -98,7 +98,10 @@ from util.names import (
     DISPLACEMENT_SUFFIX,
     PREDICTION_SUFFIX,
     STD_SUFFIX,
+    cycle_file_name,
+    cycle_suffix,
     displacement_file_name,
+    phase_prediction_file_name,
     prediction_file_name,
     safe_name,
     std_file_name,
@@ -114,7 +117,7 @@ VIEW_WINDOWS = ("lung", "soft_tissue")
 #: The per-patient pictures this script writes: ``<stem>_views_<window>.png``,
 #: ``<stem>_views_lung_base.png`` and ``<stem>_slice<NNN>_<visual>.png``.
 #: The volumes of a cycle (``--phases``) besides phase 0: phases, MIP, mean, fields of phases.
-_CYCLE_NAME = re.compile(r"^(?P<stem>.+)(_fake_B_(p[0-9.]+|mip|avg)|_displacement_p[0-9.]+)"
+_CYCLE_NAME = re.compile(r"^(?P<stem>.+)(_fake_B_(p[0-9.]+|mip|avg|mean)|_displacement_p[0-9.]+)"
                          r"\.nii\.gz$")
 _PICTURE_NAME = re.compile(r"^(?P<stem>.+)_(views_[a-z_]+|slice\d{3}_(real_A|fake_B|real_B))\.png$")
 #: Sub-folder of the results holding one DICOM series folder per patient (``--output_format
@@ -122,8 +125,6 @@ _PICTURE_NAME = re.compile(r"^(?P<stem>.+)_(views_[a-z_]+|slice\d{3}_(real_A|fak
 DICOM_DIR = "dicom"
 #: Slice files of a series this script wrote (:func:`data.dicom_write.write_series`).
 _SERIES_FILE = re.compile(r"^CT_\d{4,}\.dcm$")
-#: Folders an interrupted series write leaves beside it: ``.<name>.<8 chars>.tmp`` or ``.old``.
-_SERIES_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.(tmp|old)$")
 
 
 @dataclass(frozen=True)
@@ -246,8 +247,59 @@ def write_prediction_series(hu: np.ndarray, p: PatientInputs, opt: argparse.Name
     if source is None:  # check_dicom_output refuses NIfTI inputs before anything is written
         raise RuntimeError(f"{p.patient_id}: the input is not a DICOM series")
     what = "phase 0" if p.source is p.avg else "AVG"
-    return write_derived_series(hu, source, out_dir / DICOM_DIR / safe_name(p.patient_id),
+    return write_derived_series(hu, source, out_dir / DICOM_DIR / series_folder_name(p.patient_id),
                                 what, model_label(opt), overwrite=True)
+
+
+def write_cycle_series(cycle: CyclePrediction, p: PatientInputs, opt: argparse.Namespace,
+                       out_dir: Path) -> list[Path]:
+    """Write the volumes of ``cycle`` other than phase 0 (each phase, the MIP, the mean) as
+    derived series ``dicom/<safe id>_p50/``, ``_mip/``, ``_avg/`` (``_mean/``), each with its
+    own series number and description; returns the folders."""
+    source = p.source.dicom
+    if source is None:  # check_dicom_output refuses NIfTI inputs before anything is written
+        raise RuntimeError(f"{p.patient_id}: the input is not a DICOM series")
+    affine = p.source.info.affine
+    return [write_derived_series(from_slice_stack(cycle.volume_hu(v.kind), affine), source,
+                                 out_dir / DICOM_DIR / series_folder_name(p.patient_id, v.kind),
+                                 v.description, model_label(opt), overwrite=True,
+                                 series_offset=v.series_offset)
+            for v in cycle.volumes() if v.kind != 0]
+
+
+def cycle_file_names(patient_ids: Iterable[str], phases: tuple[float, ...]) -> set[str]:
+    """The NIfTI files of ``volumes/`` a run of ``phases`` writes besides phase 0 (each phase,
+    its displacement field when the generator makes one, the MIP and the mean)."""
+    names = set()
+    for pid in patient_ids:
+        for kind in (v.kind for v in cycle_volumes(phases) if v.kind != 0):
+            if isinstance(kind, str):
+                names.add(cycle_file_name(pid, kind))
+            else:
+                names |= {phase_prediction_file_name(pid, kind), displacement_file_name(pid, kind)}
+    return names
+
+
+def series_folder_name(patient_id: str, kind: float | str = 0.0) -> str:
+    """The folder of a patient's derived series in ``dicom/``: ``<safe id>`` for phase 0,
+    ``<safe id>_p50``, ``_mip``, ``_avg``/``_mean`` for the rest of a cycle."""
+    return f"{safe_name(patient_id)}{cycle_suffix(kind)}"
+
+
+def series_folder_names(patient_ids: Iterable[str], phases: tuple[float, ...]) -> set[str]:
+    """The series folders of ``dicom/`` a run writes for ``patient_ids`` (and, with ``phases``,
+    their cycles); DataError naming both patients when two would share a folder (``PT1``'s
+    phase 50 and a patient ``PT1_p50``)."""
+    kinds = [v.kind for v in cycle_volumes(phases)] if phases else [0.0]
+    owner: dict[str, str] = {}
+    for pid in patient_ids:
+        for kind in kinds:
+            name = series_folder_name(pid, kind)
+            first = owner.setdefault(name.casefold(), pid)
+            if first != pid:
+                raise DataError(f"patients {first!r} and {pid!r} would both write the DICOM "
+                                f"series folder {DICOM_DIR}/{name}; rename one of them")
+    return set(owner)
 
 
 def cycle_phases(opt: argparse.Namespace, generator: TrainedGenerator) -> tuple[float, ...]:
@@ -275,6 +327,8 @@ def run_cycle(generator: TrainedGenerator, p: PatientInputs, phase0: StackPredic
                           batch_size=opt.batch_size, samples=opt.samples, seed=opt.seed,
                           amp_dtype=amp_dtype, overlap=opt.window_overlap)
     paths = write_cycle(cycle, info, out_dir / "volumes", p.patient_id)
+    if opt.output_format == "dicom":
+        write_cycle_series(cycle, p, opt, out_dir)
     preds = {ph: load_volume(paths[ph]).hu for ph in cycle.phases}  # as a user reads them
     scores = score_cycle(preds, {ph: from_slice_stack(t.hu, affine) for ph, t in truths.items()},
                          from_slice_stack(p.avg.hu, affine), affine, settings, structures)
@@ -370,14 +424,16 @@ def run_patient(generator: TrainedGenerator, p: PatientInputs, opt: argparse.Nam
 
 
 def remove_stale_outputs(out_dir: Path, patient_ids: Iterable[str], keep_std: bool = False,
-                         keep_pictures: bool = True, keep_cycle: bool = False) -> list[Path]:
+                         keep_pictures: bool = True, keep_cycle: Collection[str] = ()
+                         ) -> list[Path]:
     """Delete the volumes, pictures and patient pages an earlier run wrote into ``out_dir`` for
     patients that are not in ``patient_ids``, so that the folder holds this run's patients only
     (a changed split or dataset would otherwise leave another model's predictions beside the
     new ones); standard deviations (``--samples``) of every patient too unless ``keep_std``
     (this run wrote them), and pictures and patient pages of every patient unless
     ``keep_pictures`` (this run wrote them), and the other phases, MIPs, means and their fields
-    (``--phases``) of every patient unless ``keep_cycle``. Other files are not touched. Returns
+    (``--phases``) but those named in ``keep_cycle`` (this run's, :func:`cycle_file_names`).
+    Other files are not touched. Returns
     the deleted paths; OutputError naming a file that cannot be deleted."""
     stems = {safe_name(pid) for pid in patient_ids}
     suffix = f"{PREDICTION_SUFFIX}.nii.gz"  # volumes are prediction_file_name(patient id)
@@ -391,7 +447,7 @@ def remove_stale_outputs(out_dir: Path, patient_ids: Iterable[str], keep_std: bo
               if not keep_std or path.name.removesuffix(std_suffix) not in stems]
     for path in sorted((out_dir / "volumes").glob("*.nii.gz")):
         match = _CYCLE_NAME.match(path.name)
-        if match is not None and (not keep_cycle or match["stem"] not in stems):
+        if match is not None and path.name not in keep_cycle:
             stale.append(path)
     for path in sorted((out_dir / "images").glob("*.png")):
         match = _PICTURE_NAME.match(path.name)
@@ -417,20 +473,18 @@ def _is_series_folder(folder: Path) -> bool:
     return bool(names) and all(_SERIES_FILE.match(n) for n in names)
 
 
-def remove_stale_series(out_dir: Path, patient_ids: Iterable[str], keep: bool = True
-                        ) -> list[Path]:
-    """Delete the DICOM series folders ``dicom/<safe id>/`` an earlier run wrote for patients
-    not in ``patient_ids`` (every one unless ``keep``: this run wrote none), and the temp
-    folders an interrupted write left in ``dicom/``; an emptied ``dicom/`` goes too. Folders
-    holding anything but ``CT_NNNN.dcm`` files are not touched. Returns the deleted folders;
-    OutputError naming one that cannot be deleted."""
+def remove_stale_series(out_dir: Path, keep: set[str]) -> list[Path]:
+    """Delete the DICOM series folders ``dicom/<name>/`` an earlier run wrote whose names are
+    not in ``keep`` (this run's, :func:`series_folder_names`, compared case-insensitively;
+    empty: this run wrote none), and the temp folders an interrupted write left in ``dicom/``;
+    an emptied ``dicom/`` goes too. Folders holding anything but ``CT_NNNN.dcm`` files are not
+    touched. Returns the deleted folders; OutputError naming one that cannot be deleted."""
     folder = out_dir / DICOM_DIR
     if not folder.is_dir():
         return []
-    stems = {safe_name(pid) for pid in patient_ids} if keep else set()
+    remove_stale_temp_files(folder)
     stale = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.is_symlink()
-             and ((_SERIES_TEMP.match(p.name) is not None)
-                  or (p.name not in stems and _is_series_folder(p)))]
+             and p.name.casefold() not in keep and _is_series_folder(p)]
     for path in stale:
         try:
             shutil.rmtree(path)
@@ -533,26 +587,28 @@ def test(opt: argparse.Namespace) -> Path:
     generator = load_generator(run_dir, checkpoint_tag(opt.epoch, opt.load_iter), device,
                                GeneratorSettings.from_options(vars(opt)))
     check_samples(generator.net, opt.samples, str(run_dir))
-    cycle_phases(opt, generator)  # refused here, before anything is written
+    phases = cycle_phases(opt, generator)  # refused here, before anything is written
+    series_names = (series_folder_names(dataset.patient_ids, phases)
+                    if opt.output_format == "dicom" else set())
     amp_dtype = resolve_speed(device, amp=opt.amp).amp_dtype
     out_dir = Path(opt.results_dir) / opt.name / f"{opt.phase}_{opt.epoch}"
     folders = ["volumes"] + ([] if opt.no_pictures else ["images", PATIENT_DIR]) \
         + ([DICOM_DIR] if opt.output_format == "dicom" else [])
     for folder in folders:
         ensure_writable_dir(out_dir / folder)
+    for folder in ["", "volumes", "images", PATIENT_DIR, DICOM_DIR]:
         remove_stale_temp_files(out_dir / folder)  # left by an interrupted earlier run
-    remove_stale_temp_files(out_dir)
     results = {}
     for index in tqdm(range(len(dataset.patient_ids)), desc="predicting", unit="patient"):
         p = patient_inputs(dataset, index)
-        truths, phase_structures = phase_truths(dataset, index, opt, cycle_phases(opt, generator))
+        truths, phase_structures = phase_truths(dataset, index, opt, phases)
         results[p.patient_id] = run_patient(generator, p, opt, out_dir, settings, amp_dtype,
                                             structures.get(p.patient_id), truths,
                                             phase_structures)
     remove_stale_outputs(out_dir, dataset.patient_ids, keep_std=opt.samples > 1,
                          keep_pictures=not opt.no_pictures,
-                         keep_cycle=bool(cycle_phases(opt, generator)))
-    remove_stale_series(out_dir, dataset.patient_ids, keep=opt.output_format == "dicom")
+                         keep_cycle=cycle_file_names(dataset.patient_ids, phases))
+    remove_stale_series(out_dir, series_names)
     scores = {pid: r.scores for pid, r in results.items() if r.scores is not None}
     report = write_and_describe(out_dir, scores) if scores else None
     pictures = {pid: r.pictures for pid, r in results.items() if r.pictures is not None}

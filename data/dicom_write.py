@@ -41,6 +41,8 @@ DERIVED_IMAGE_TYPE = ("DERIVED", "SECONDARY")
 _LO_MAX = 64
 #: Attempts at a UID that is none of the source's before giving up (one is all it takes).
 _UID_TRIES = 100
+#: What a derived series adds to its source's SeriesNumber when none is given (phase 0).
+DERIVED_SERIES_OFFSET = 1000
 #: Type 2 tags a CT image must carry, empty when the source has none.
 _TYPE2_DEFAULTS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
                    "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber",
@@ -228,9 +230,10 @@ def series_description(description: str, model_name: str) -> str:
 
 
 def derived_tags(source: DicomSource, series_uid: str, description: str,
-                 model_name: str) -> Dataset:
+                 model_name: str, series_offset: int = DERIVED_SERIES_OFFSET) -> Dataset:
     """Series tags of a derived series: the source's patient, study and frame of reference,
-    a new series UID and number, ImageType DERIVED\\SECONDARY, description and derivation."""
+    a new series UID, SeriesNumber the source's plus ``series_offset``, ImageType
+    DERIVED\\SECONDARY, description and derivation."""
     if not source.frame_of_reference_uid or not source.study_uid:
         raise DataError(f"{source.folder}: the source series has no FrameOfReferenceUID or "
                         f"StudyInstanceUID, so a derived series could not be placed beside it")
@@ -240,7 +243,7 @@ def derived_tags(source: DicomSource, series_uid: str, description: str,
             setattr(tags, keyword, None)
     tags.Modality = "CT"
     tags.SeriesInstanceUID = series_uid
-    tags.SeriesNumber = (source.series_number or 0) + 1000
+    tags.SeriesNumber = (source.series_number or 0) + series_offset
     tags.SeriesDescription = series_description(description, model_name)
     tags.ImageType = list(DERIVED_IMAGE_TYPE)
     tags.DerivationDescription = (f"Synthetic {description} predicted by the pix2pix model "
@@ -251,11 +254,13 @@ def derived_tags(source: DicomSource, series_uid: str, description: str,
 
 
 def write_derived_series(hu: np.ndarray, source: DicomSource, out_folder: str | os.PathLike[str],
-                         description: str, model_name: str, *, overwrite: bool = False) -> Path:
+                         description: str, model_name: str, *, overwrite: bool = False,
+                         series_offset: int = DERIVED_SERIES_OFFSET) -> Path:
     """Write ``hu`` ((I, J, K) float32 HU, on the grid :func:`data.dicom_io.load_series` gave
     for ``source``) as a derived CT series in ``out_folder``, registered with the source.
     ``description`` says what it is (``"phase 0"``), ``model_name`` which model made it: the
-    SeriesDescription becomes ``"SYNTHETIC phase 0 (pix2pix <model_name>)"``.
+    SeriesDescription becomes ``"SYNTHETIC phase 0 (pix2pix <model_name>)"``, the
+    SeriesNumber the source's plus ``series_offset`` (distinct for each series of a cycle).
 
     New Series and SOP Instance UIDs, never one of the source's; same geometry per slice, same
     stored type and rescale (HU rounded to the rescale grid; out-of-range values clipped and
@@ -264,7 +269,7 @@ def write_derived_series(hu: np.ndarray, source: DicomSource, out_folder: str | 
     taken = {source.series_uid, source.study_uid, source.frame_of_reference_uid,
              *source.sop_instance_uids}
     uids = new_uids(1 + len(source.sop_instance_uids), taken)
-    tags = derived_tags(source, uids[0], description, model_name)
+    tags = derived_tags(source, uids[0], description, model_name, series_offset)
     source_sops = [(source.sop_class_uid or CT_IMAGE_STORAGE, uid)
                    for uid in source.sop_instance_uids]
     written = write_series(hu, source.geometry, source.storage, tags, uids[1:], out_folder,

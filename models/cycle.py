@@ -3,24 +3,74 @@
 What a radiotherapy physicist derives from a 4DCT comes from its phases together: the
 maximum-intensity projection (MIP, the voxelwise maximum over the phases, used to outline the
 internal target volume), and the mean over the phases, which for a real 4DCT is the AVG itself
-(:mod:`evaluation.consistency` checks the synthetic one against the input).
+(:mod:`evaluation.consistency` checks the synthetic one against the input). Of fewer phases
+than the whole cycle, the MIP and the mean are those of the phases asked, and are named so
+(the mean is then ``mean``, not ``avg``: it is not comparable with the AVG).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from data.dicom_write import DERIVED_SERIES_OFFSET
 from data.displacement_field import stack_field_to_world, write_displacement_field
 from data.nifti_io import VolumeInfo, save_volume
 from models.inference import StackPrediction
 from models.trained_run import TrainedGenerator
 from util.geometry import from_slice_stack
 from util.names import cycle_file_name, displacement_file_name, phase_prediction_file_name
-from util.phases import STANDARD_PHASES
+from util.phases import STANDARD_PHASES, phase_label
+
+logger = logging.getLogger(__name__)
+
+#: DICOM SeriesNumber offsets (from the source's) of a cycle's MIP and mean; phase p is at
+#: ``DERIVED_SERIES_OFFSET + p`` (phase 0 at the offset of a phase-0 prediction).
+MIP_SERIES_OFFSET, MEAN_SERIES_OFFSET = DERIVED_SERIES_OFFSET + 100, DERIVED_SERIES_OFFSET + 101
+
+
+@dataclass(frozen=True)
+class CycleVolume:
+    """One volume a cycle writes: ``kind``, a phase (%) or one of
+    :data:`util.names.CYCLE_KINDS`; ``description``, what it is in words (the log, the DICOM
+    SeriesDescription: ``"phase 40 %"``, ``"MIP of phases 0, 50 %"``); ``series_offset``, its
+    DICOM SeriesNumber minus the source's, distinct within the cycle."""
+
+    kind: float | str
+    description: str
+    series_offset: int
+
+
+def is_whole_cycle(phases: Iterable[float]) -> bool:
+    """Whether ``phases`` (%) hold every phase of a standard ten-phase cycle."""
+    return set(STANDARD_PHASES) <= {float(p) for p in phases}
+
+
+def cycle_volumes(phases: Sequence[float]) -> tuple[CycleVolume, ...]:
+    """The volumes a prediction of ``phases`` (%, in the order asked) writes: each phase, then,
+    for more than one phase, their MIP and their mean: ``avg`` (the synthetic AVG) for the
+    whole cycle, ``mean`` ("mean of phases 0, 50 %") for fewer phases."""
+    volumes: list[CycleVolume] = []
+    used = {MIP_SERIES_OFFSET, MEAN_SERIES_OFFSET}
+    for percent in phases:
+        offset = DERIVED_SERIES_OFFSET + round(percent)
+        while offset in used:  # two phases within 1 % of each other, or one of 99.5 % or more
+            offset += 1
+        used.add(offset)
+        volumes.append(CycleVolume(float(percent), f"phase {phase_label(percent)} %", offset))
+    if len(phases) > 1:
+        whole = is_whole_cycle(phases)
+        listed = ", ".join(phase_label(p) for p in phases)
+        volumes += [CycleVolume("mip", "MIP of the cycle" if whole else f"MIP of phases {listed} %",
+                                MIP_SERIES_OFFSET),
+                    CycleVolume("avg", "mean of the cycle (synthetic AVG)", MEAN_SERIES_OFFSET)
+                    if whole else CycleVolume("mean", f"mean of phases {listed} %",
+                                              MEAN_SERIES_OFFSET)]
+    return tuple(volumes)
 
 
 @dataclass(frozen=True)
@@ -45,7 +95,19 @@ class CyclePrediction:
     def whole_cycle(self) -> bool:
         """Whether every phase of a standard ten-phase cycle is here (the mean is then
         comparable with the AVG)."""
-        return set(STANDARD_PHASES) <= set(self.phases)
+        return is_whole_cycle(self.phases)
+
+    def volumes(self) -> tuple[CycleVolume, ...]:
+        """The volumes this cycle writes (:func:`cycle_volumes` of its phases)."""
+        return cycle_volumes(list(self.phases))
+
+    def volume_hu(self, kind: float | str) -> np.ndarray:
+        """(S, H, W) float32 HU of one of :meth:`volumes`: a phase, the MIP, or the mean."""
+        if kind == "mip":
+            return self.mip_hu()
+        if kind in ("avg", "mean"):
+            return self.mean_hu()
+        return self.phases[float(kind)].hu
 
 
 def predict_cycle(generator: TrainedGenerator, stack_hu: np.ndarray, phases: Iterable[float],
@@ -62,21 +124,22 @@ def predict_cycle(generator: TrainedGenerator, stack_hu: np.ndarray, phases: Ite
 
 def write_cycle(cycle: CyclePrediction, info: VolumeInfo, folder: Path, patient_id: str
                 ) -> dict[float | str, Path]:
-    """Write every phase of ``cycle`` (phase 0 too) with the AVG's geometry and storage
-    (``info``), and the MIP and mean ("mip", "avg") of a cycle of more than one phase, into
-    ``folder``; a motion generator's fields of the phases other than 0 as well. Returns
-    {phase % or "mip"/"avg": path}."""
+    """Write every volume of ``cycle`` (:meth:`CyclePrediction.volumes`: each phase, phase 0
+    too, and the MIP and mean of more than one phase) with the AVG's geometry and storage
+    (``info``) into ``folder``; a motion generator's fields of the phases other than 0 as well.
+    Returns {phase % or "mip"/"avg"/"mean": path}."""
     affine = info.affine
     paths: dict[float | str, Path] = {}
-    for percent, prediction in cycle.phases.items():
-        paths[percent] = save_volume(from_slice_stack(prediction.hu, affine), info,
-                                     folder / phase_prediction_file_name(patient_id, percent))
-        if percent != 0 and prediction.displacement_vox is not None:
-            write_displacement_field(folder / displacement_file_name(patient_id, percent),
-                                     stack_field_to_world(prediction.displacement_vox, affine),
-                                     info)
-    if len(cycle.phases) > 1:
-        for kind, stack in (("mip", cycle.mip_hu()), ("avg", cycle.mean_hu())):
-            paths[kind] = save_volume(from_slice_stack(stack, affine), info,
-                                      folder / cycle_file_name(patient_id, kind))
+    for volume in cycle.volumes():
+        kind = volume.kind
+        name = (cycle_file_name(patient_id, kind) if isinstance(kind, str)
+                else phase_prediction_file_name(patient_id, kind))
+        paths[kind] = save_volume(from_slice_stack(cycle.volume_hu(kind), affine), info,
+                                  folder / name)
+        field = None if isinstance(kind, str) else cycle.phases[kind].displacement_vox
+        if kind != 0 and field is not None:
+            write_displacement_field(folder / displacement_file_name(patient_id, float(kind)),
+                                     stack_field_to_world(field, affine), info)
+        if kind != 0:
+            logger.info("wrote %s: %s", paths[kind], volume.description)
     return paths

@@ -48,7 +48,7 @@ from data.displacement_field import stack_field_to_world, write_displacement_fie
 from data.nifti_io import NIFTI_EXTENSIONS, is_nifti_file, save_volume
 from evaluation.consistency import consistency_error
 from evaluation.metrics import body_mask
-from models.cycle import CyclePrediction, predict_cycle
+from models.cycle import CyclePrediction, cycle_volumes, predict_cycle
 from models.inference import check_samples, float32_storage
 from models.networks import is_motion_generator
 from models.trained_run import load_generator
@@ -57,9 +57,10 @@ from options.base_options import resolve_gpu_ids
 from util.atomic import ensure_writable_dir
 from util.cli import run_cli
 from util.errors import ConfigError, DataError, OutputError
+from util.file_set import remove_interrupted_writes
 from util.geometry import from_slice_stack
-from util.names import CYCLE_KINDS, DISPLACEMENT_SUFFIX, STD_SUFFIX, phase_suffix
-from util.phases import STANDARD_PHASES, parse_phases, phase_label
+from util.names import DISPLACEMENT_SUFFIX, STD_SUFFIX, cycle_suffix
+from util.phases import STANDARD_PHASES, parse_phases
 from util.speed import AMP_MODES, resolve_speed
 
 logger = logging.getLogger("predict")
@@ -113,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--phases", default="",
                         help="a phase-conditioned run (trained with --phases): also write these "
                              "phases (all = the ten, or a list such as 0,50) beside --output "
-                             "(<stem>_p50...), with the cycle's MIP (<stem>_mip) and mean "
-                             "(<stem>_avg); --output stays phase 0")
+                             "(<stem>_p50...), with the MIP of the phases (<stem>_mip) and "
+                             "their mean (<stem>_avg for the whole cycle, <stem>_mean for "
+                             "fewer phases); --output stays phase 0")
     parser.add_argument("--window_overlap", type=float, default=0.5,
                         help="volumetric generators: share of a window's side overlapped by "
                              "its neighbour")
@@ -210,16 +212,15 @@ def check_outputs(source: Path, outputs: Outputs, overwrite: bool = False) -> No
 
 def cycle_outputs(output: Path, dicom: bool, phases: tuple[float, ...]
                   ) -> tuple[tuple[float | str, Path], ...]:
-    """Where ``--phases`` puts the phases other than 0 and the MIP and mean of the cycle, beside
-    ``--output``: ``p0_p50.nii.gz``, ``p0_mip.nii.gz``, ``p0_avg.nii.gz`` (series folders
-    ``p0_p50/`` ... with DICOM)."""
+    """Where ``--phases`` puts the phases other than 0 and the MIP and mean of the phases
+    (:func:`models.cycle.cycle_volumes`), beside ``--output``: ``p0_p50.nii.gz``,
+    ``p0_mip.nii.gz``, ``p0_avg.nii.gz`` for the whole cycle or ``p0_mean.nii.gz`` for fewer
+    phases (series folders ``p0_p50/`` ... with DICOM)."""
     def beside(suffix: str) -> Path:
         return output.with_name(output.name + suffix) if dicom else beside_output(output, suffix)
 
-    kinds: list[float | str] = [p for p in phases if p != 0]
-    kinds += list(CYCLE_KINDS) if len(phases) > 1 else []
-    return tuple((k, beside(phase_suffix(k) if isinstance(k, float) else f"_{k}"))
-                 for k in kinds)
+    return tuple((v.kind, beside(cycle_suffix(v.kind))) for v in cycle_volumes(phases)
+                 if v.kind != 0)
 
 
 def _check_series_folder(folder: Path, source: Path, overwrite: bool) -> None:
@@ -299,6 +300,7 @@ def predict(args: argparse.Namespace) -> Path:
                        args.displacement_output, run_dir)
     for _option, path in outputs.named():
         ensure_writable_dir(path.parent)
+    remove_interrupted_writes(path for _option, path in outputs.named())
     pred = generator.predict(stack.hu, batch_size=args.batch_size, samples=args.samples,
                              seed=args.seed, amp_dtype=resolve_speed(device, amp=args.amp
                                                                      ).amp_dtype,
@@ -317,17 +319,17 @@ def predict(args: argparse.Namespace) -> Path:
 def write_cycle_outputs(cycle: CyclePrediction, stack: SliceStack, outputs: Outputs,
                         args: argparse.Namespace) -> None:
     """Write the phases other than 0, the MIP and the mean of ``cycle`` where ``outputs.cycle``
-    says (NIfTI files, or derived series), and log the mean-of-phases consistency error."""
+    says (NIfTI files, or derived series with distinct series numbers), and log the
+    mean-of-phases consistency error."""
     affine = stack.info.affine
-    volumes: dict[float | str, np.ndarray] = {p: pred.hu for p, pred in cycle.phases.items()}
-    volumes |= {"mip": cycle.mip_hu(), "avg": cycle.mean_hu()}
+    volumes = {v.kind: v for v in cycle.volumes()}
     for kind, path in outputs.cycle:
-        hu = from_slice_stack(volumes[kind], affine)
-        what = f"phase {phase_label(kind)} %" if isinstance(kind, float) else \
-            {"mip": "MIP of the cycle", "avg": "mean of the cycle"}[kind]
+        hu = from_slice_stack(cycle.volume_hu(kind), affine)
+        what = volumes[kind].description
         if outputs.dicom and stack.dicom is not None:
             write_derived_series(hu, stack.dicom, path, what, f"{args.name} {args.epoch}",
-                                 overwrite=args.overwrite)
+                                 overwrite=args.overwrite,
+                                 series_offset=volumes[kind].series_offset)
         else:
             save_volume(hu, stack.info, path)
         logger.info("wrote %s: %s", path, what)

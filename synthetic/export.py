@@ -27,6 +27,7 @@ from synthetic.grid import DEFAULT_GRID, SyntheticGrid
 from synthetic.params import DEFAULT_RANGES, ParamRanges, patient_params
 from synthetic.phantom import N_PHASES, SyntheticPatient, synthetic_patient, tumour_masks
 from util.errors import ConfigError
+from util.file_set import remove_stale_temp_files
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +157,9 @@ def write_synthetic_4dct(out_root: str | os.PathLike[str], n_patients: int, *,
         params = patient_params(seed, index, ranges, chest_expansion_mm=chest_expansion_mm,
                                 fat_mm=fat_mm)
         patient = synthetic_patient(params, grid)
+        for folder in (out_root / "res_avg" / pid, out_root / "res_phases" / pid,
+                       out_root / "res_structures" / pid / TUMOUR_STRUCTURE):
+            remove_stale_temp_files(folder)  # what a write killed in an earlier run left
         if file_format == "dicom":
             write_patient_dicom(patient, pid, grid, storage, f"{seed}|{params!r}|{grid!r}|"
                                 f"{storage}", out_root)

@@ -314,3 +314,38 @@ def test_the_dicom_demo_runs_end_to_end(tmp_path):
     assert back.series_description == "SYNTHETIC phase 0 (pix2pix dicom_demo best)"
     metrics = json.loads((out_root / "metrics.json").read_text())
     assert list(metrics["patients"]) == [out.name]
+
+
+def test_every_volume_of_the_cycle_is_a_series_with_its_own_number(tmp_path, script):
+    """--phases with --output_format dicom: every phase, the MIP and the mean are derived series
+    (not NIfTI alone), each with its own SeriesNumber and a description saying what it is; the
+    mean of fewer phases than the cycle is named ``mean``, not ``avg``."""
+    runs = tiny_run(tmp_path / "ck", "--no_dropout", "--phases", "all", "--input_nc", "3",
+                    name="cycle")
+    root = tmp_path / "data"
+    write_ct_series(root / "testA" / "PT1", ct_hu(SWAPPED), SWAPPED)  # SeriesNumber 3
+    args = ["--dataroot", str(root), "--checkpoints_dir", str(runs), "--name", "cycle",
+            "--dataset_mode", "nifti_aligned", "--axial_slice", "--gpu_ids", "-1",
+            "--results_dir", str(tmp_path / "res"), "--no_pictures", "--output_format", "dicom",
+            "--phases", "0,50"]
+    assert script.main(args) == 0
+    out = tmp_path / "res" / "cycle" / "test_latest"
+    numbers = {}
+    for name, description in (("PT1", "phase 0"), ("PT1_p50", "phase 50 %"),
+                              ("PT1_mip", "MIP of phases 0, 50 %"),
+                              ("PT1_mean", "mean of phases 0, 50 %")):
+        files = sorted((out / "dicom" / name).iterdir())
+        assert len(files) == SWAPPED.shape[2]
+        ds = pydicom.dcmread(files[0], stop_before_pixels=True)
+        assert ds.SeriesDescription == f"SYNTHETIC {description} (pix2pix cycle latest)"
+        numbers[name] = int(ds.SeriesNumber)
+        suffix = name.removeprefix("PT1")
+        volume = nib.load(out / "volumes" / f"PT1_fake_B{suffix}.nii.gz")
+        np.testing.assert_allclose(read_series(out / "dicom" / name).hu, volume.get_fdata(),
+                                   atol=SWAPPED.slope / 2)
+    assert numbers == {"PT1": 1003, "PT1_p50": 1053, "PT1_mip": 1103, "PT1_mean": 1104}
+    assert not (out / "volumes" / "PT1_fake_B_avg.nii.gz").exists()
+    args[args.index("0,50")] = "0"  # phase 0 alone: the cycle's series and files of the
+    assert script.main(args) == 0  # first run go (they would pass for this run's)
+    assert sorted(p.name for p in (out / "dicom").iterdir()) == ["PT1"]
+    assert sorted(p.name for p in (out / "volumes").iterdir()) == ["PT1_fake_B.nii.gz"]

@@ -22,7 +22,8 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
+import shutil
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,10 @@ logger = logging.getLogger(__name__)
 JOURNAL_SUFFIX = ".commit.json"
 #: Temp files made by :func:`util.atomic.new_temp_file`: ``.<dest name>.<8 chars>.tmp[.ext]``.
 _TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9.]+)?$")
+#: Folders made by :func:`data.dicom_write.write_series` beside a series folder: the series
+#: being written (``.<dest name>.<8 chars>.tmp``) and the replaced one while it is removed
+#: (``.<dest name>.<8 chars>.old``).
+_TEMP_FOLDER = re.compile(r"^\..+\.[a-z0-9_]{8}\.(tmp|old)$")
 
 
 def journal_path(folder: Path, label: str) -> Path:
@@ -183,8 +188,9 @@ def recover(folder: str | os.PathLike[str]) -> list[str]:
 
 
 def stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """Temp files of this tool's own naming (:func:`util.atomic.new_temp_file`) in ``folder``,
-    not listed by any journal: what an interrupted write left behind."""
+    """Temp files (:func:`util.atomic.new_temp_file`) and temp series folders
+    (:data:`_TEMP_FOLDER`) of this tool's own naming in ``folder``, not listed by any journal:
+    what an interrupted write left behind."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -194,17 +200,49 @@ def stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
             listed.update(json.loads(journal.read_text(encoding="utf-8")).values())
         except (OSError, ValueError):
             continue
-    return sorted(p for p in folder.iterdir()
-                  if _TEMP_NAME.match(p.name) and p.name not in listed and p.is_file())
+    return sorted(p for p in folder.iterdir() if p.name not in listed and not p.is_symlink()
+                  and ((p.is_file() and _TEMP_NAME.match(p.name) is not None)
+                       or (p.is_dir() and _TEMP_FOLDER.match(p.name) is not None)))
+
+
+def interrupted_writes(dest: str | os.PathLike[str]) -> list[Path]:
+    """What an interrupted write of ``dest`` (a file or a series folder) left beside it: the
+    temp files (``.<dest name>.<8 chars>.tmp[.ext]``) and temp series folders (``.tmp``,
+    ``.old``) of this tool's naming made for that very name, and nothing else of the folder."""
+    dest = Path(dest)
+    mine = re.compile(rf"^\.{re.escape(dest.name)}\.[a-z0-9_]{{8}}\.(tmp(\.[A-Za-z0-9.]+)?|old)$")
+    return [p for p in stale_temp_files(dest.parent) if mine.match(p.name) is not None]
+
+
+def _remove(paths: list[Path], where: str) -> list[Path]:
+    """Delete ``paths`` (files, or folders with what they hold) and log them; returns them.
+    OutputError naming the first that cannot be deleted."""
+    for path in paths:
+        try:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot remove this temporary file of an interrupted "
+                              f"write ({exc.strerror or exc})") from exc
+    if paths:
+        logger.warning("removed %d temporary files or folders left by an interrupted write %s: "
+                       "%s%s", len(paths), where, ", ".join(p.name for p in paths[:5]),
+                       " ..." if len(paths) > 5 else "")
+    return paths
 
 
 def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
     """Delete :func:`stale_temp_files` of ``folder`` and say so in the log; returns them."""
-    stale = stale_temp_files(folder)
-    for path in stale:
-        path.unlink(missing_ok=True)
-    if stale:
-        logger.warning("removed %d temporary files left by an interrupted write in %s: %s%s",
-                       len(stale), folder, ", ".join(p.name for p in stale[:5]),
-                       " ..." if len(stale) > 5 else "")
-    return stale
+    return _remove(stale_temp_files(folder), f"in {folder}")
+
+
+def remove_interrupted_writes(dests: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Delete :func:`interrupted_writes` of each of ``dests`` (the outputs a command is about
+    to write, e.g. in a user's folder, where nothing else is touched) and say so in the log;
+    returns them."""
+    removed: list[Path] = []
+    for dest in dests:
+        removed += _remove(interrupted_writes(dest), f"of {dest}")
+    return removed

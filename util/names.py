@@ -52,16 +52,25 @@ def phase_prediction_file_name(patient_id: str, percent: float) -> str:
     return f"{safe_name(patient_id)}{PREDICTION_SUFFIX}{phase_suffix(percent)}.nii.gz"
 
 
-#: Volumes derived from a synthetic cycle: the maximum-intensity projection and the mean.
-CYCLE_KINDS = ("mip", "avg")
+#: Volumes derived from a synthetic cycle: the maximum-intensity projection of the phases,
+#: the mean of the whole ten-phase cycle (the synthetic AVG), and the mean of fewer phases.
+CYCLE_KINDS = ("mip", "avg", "mean")
+
+
+def cycle_suffix(kind: float | str) -> str:
+    """What names a volume of a cycle after the patient's: ``"_p50"`` for phase 50 %, ``""``
+    for phase 0, ``"_mip"``, ``"_avg"`` or ``"_mean"`` for one of :data:`CYCLE_KINDS`."""
+    if isinstance(kind, str):
+        if kind not in CYCLE_KINDS:
+            raise ValueError(f"unknown cycle volume {kind!r}; one of {', '.join(CYCLE_KINDS)}")
+        return f"_{kind}"
+    return phase_suffix(kind)
 
 
 def cycle_file_name(patient_id: str, kind: str) -> str:
     """File name of a volume derived from a patient's synthetic cycle, ``kind`` in
     :data:`CYCLE_KINDS`: ``<safe id>_fake_B_mip.nii.gz``, ``<safe id>_fake_B_avg.nii.gz``."""
-    if kind not in CYCLE_KINDS:
-        raise ValueError(f"unknown cycle volume {kind!r}; one of {', '.join(CYCLE_KINDS)}")
-    return f"{safe_name(patient_id)}{PREDICTION_SUFFIX}_{kind}.nii.gz"
+    return f"{safe_name(patient_id)}{PREDICTION_SUFFIX}{cycle_suffix(kind)}.nii.gz"
 
 
 #: Suffix of a motion generator's displacement field: ``<id>_displacement.nii.gz``.

@@ -219,3 +219,76 @@ def test_a_motion_generator_writes_its_field_as_nifti_beside_the_series(tmp_path
     np.testing.assert_allclose(field.affine, read_series(src).affine, atol=1e-4)
     check_derived_series(out, src, expected_prediction(runs / "motion", read_series(src)),
                          SWAPPED.slope, "SYNTHETIC phase 0 (pix2pix motion latest)")
+
+
+@pytest.fixture(scope="module")
+def cycle_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """checkpoints/cycle: an untrained phase-conditioned unet_64 (--phases) without dropout."""
+    return tiny_run(tmp_path_factory.mktemp("ck"), "--no_dropout", "--phases", "all",
+                    "--input_nc", "3", name="cycle")
+
+
+def _series_tags(folder: Path) -> tuple[int, str]:
+    """(SeriesNumber, SeriesDescription) of the series in ``folder``, the same in every file."""
+    found = {(int(ds.SeriesNumber), str(ds.SeriesDescription))
+             for ds in (pydicom.dcmread(p, stop_before_pixels=True) for p in folder.iterdir())}
+    assert len(found) == 1, found
+    return found.pop()
+
+
+def test_every_series_of_a_cycle_has_its_own_number_and_says_what_it_is(tmp_path, predict,
+                                                                        cycle_runs, caplog):
+    src = tmp_path / "avg"
+    write_ct_series(src, ct_hu(OBLIQUE), OBLIQUE)  # SeriesNumber 3
+    out = tmp_path / "out" / "p0"
+    with caplog.at_level(logging.INFO):
+        assert predict.main(argv(cycle_runs, src, out, "--output_format", "dicom", "--phases",
+                                 "0,50", name="cycle")) == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["p0", "p0_mean", "p0_mip", "p0_p50"]
+    tags = {p.name: _series_tags(p) for p in out.parent.iterdir()}
+    model = "(pix2pix cycle latest)"
+    assert tags == {"p0": (1003, f"SYNTHETIC phase 0 {model}"),
+                    "p0_p50": (1053, f"SYNTHETIC phase 50 % {model}"),
+                    "p0_mip": (1103, f"SYNTHETIC MIP of phases 0, 50 % {model}"),
+                    "p0_mean": (1104, f"SYNTHETIC mean of phases 0, 50 % {model}")}
+    assert f"wrote {out.parent / 'p0_mean'}: mean of phases 0, 50 %" in caplog.text
+    assert "mean of the cycle" not in caplog.text  # two phases are not the cycle
+
+
+def test_the_mean_of_fewer_phases_is_named_for_what_it_is(tmp_path, predict, cycle_runs):
+    src = tmp_path / "avg"
+    write_ct_series(src, ct_hu(OBLIQUE), OBLIQUE)
+    assert predict.main(argv(cycle_runs, src, tmp_path / "out" / "p0.nii.gz", "--phases",
+                             "0,50", name="cycle")) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "p0.nii.gz", "p0_mean.nii.gz", "p0_mip.nii.gz", "p0_p50.nii.gz"]
+    phases = [nib.load(tmp_path / "out" / n).get_fdata() for n in ("p0.nii.gz", "p0_p50.nii.gz")]
+    np.testing.assert_allclose(nib.load(tmp_path / "out" / "p0_mean.nii.gz").get_fdata(),
+                               np.mean(phases, axis=0), atol=OBLIQUE.slope)
+
+
+def test_what_a_killed_write_left_is_removed_before_writing(tmp_path, predict, runs, caplog):
+    """A prediction killed mid-write leaves a hidden temp folder holding a partial series (and
+    temp files): the next run removes those of its own outputs, and nothing else."""
+    src = tmp_path / "avg"
+    write_ct_series(src, ct_hu(OBLIQUE), OBLIQUE)
+    out = tmp_path / "out" / "PT1_phase0"
+    partial = tmp_path / "out" / ".PT1_phase0.k3x9_a2b.tmp"
+    partial.mkdir(parents=True)
+    (partial / "CT_0001.dcm").write_bytes(b"a valid-looking slice")
+    old = tmp_path / "out" / ".PT1_phase0.zz00aa11.old"
+    (old / "PT1_phase0").mkdir(parents=True)
+    nifti_tmp = tmp_path / "out" / ".PT1_phase0_std.nii.gz.ab12cd34.tmp.nii.gz"
+    nifti_tmp.write_bytes(b"half")
+    others = [tmp_path / "out" / ".other.k3x9_a2b.tmp", tmp_path / "out" / ".PT1_phase0.notes"]
+    for path in others:
+        path.mkdir()
+    with caplog.at_level(logging.WARNING):
+        assert predict.main(argv(runs, src, out, "--output_format", "dicom", "--samples", "2",
+                                 name="run")) == 0
+    assert not partial.exists() and not old.exists() and not nifti_tmp.exists()
+    assert all(path.is_dir() for path in others)  # not of this tool's naming for these outputs
+    assert "removed 2 temporary files or folders left by an interrupted write of " \
+           f"{out}" in caplog.text
+    assert "removed 1 temporary files or folders" in caplog.text
+    assert len(list(out.iterdir())) == OBLIQUE.shape[2]

@@ -110,3 +110,21 @@ def test_cli_format_dicom_writes_a_readable_tree(tmp_path: Path) -> None:
     assert vol.hu.shape == (16, 16, 7)
     assert vol.header.get_data_dtype() == np.uint16
     assert not (tmp_path / "res_structures").exists()
+
+
+def test_a_killed_earlier_write_leaves_no_partial_series_behind(tmp_path: Path) -> None:
+    """A run killed mid-series leaves a hidden temp folder with a partial series (and a NIfTI
+    run a temp file): writing again removes them; other hidden entries stay."""
+    avg = tmp_path / "res_avg" / "PT001"
+    partial = avg / ".PT001_AVG.q1w2e3r4.tmp"
+    partial.mkdir(parents=True)
+    (partial / "CT_0001.dcm").write_bytes(b"one of 38 slices")
+    stale_file = tmp_path / "res_phases" / "PT001" / ".PT001_4DCT_Gated 0.0A.nii.gz.a1b2c3d4.tmp"
+    stale_file.parent.mkdir(parents=True)
+    stale_file.write_bytes(b"half")
+    mine = avg / ".DS_Store"
+    mine.write_bytes(b"kept")
+    write_synthetic_4dct(tmp_path, 1, seed=1, progress=False, file_format="dicom", grid=GRID)
+    assert not partial.exists() and not stale_file.exists()
+    assert mine.read_bytes() == b"kept"
+    assert sorted(p.name for p in avg.iterdir()) == [".DS_Store", "PT001_AVG"]

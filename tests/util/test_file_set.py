@@ -11,8 +11,10 @@ from util.errors import OutputError
 from util.file_set import (
     committed_path,
     file_set,
+    interrupted_writes,
     journal_path,
     recover,
+    remove_interrupted_writes,
     remove_stale_temp_files,
     stale_temp_files,
 )
@@ -104,3 +106,30 @@ def test_committed_path_reads_a_journalled_member_without_writing(tmp_path):
     assert committed_path(tmp_path, "latest", "latest_meta.json") == tmp_path / "latest_meta.json"
     assert committed_path(tmp_path, "best", "latest_a.bin") == tmp_path / "latest_a.bin"
     assert contents(tmp_path) == before
+
+
+def test_temp_series_folders_are_stale_too(tmp_path):
+    series = tmp_path / ".PT1.k2j_9xq1.tmp"
+    series.mkdir()
+    (series / "CT_0001.dcm").write_bytes(b"slice")
+    replaced = tmp_path / ".PT1.abcdefgh.old"
+    (replaced / "PT1").mkdir(parents=True)
+    kept = [tmp_path / ".PT1.notes", tmp_path / "PT1.k2j_9xq1.tmp"]
+    for path in kept:
+        path.mkdir()
+    assert remove_stale_temp_files(tmp_path) == sorted([series, replaced])
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
+
+
+def test_interrupted_writes_are_those_of_the_named_output_alone(tmp_path, caplog):
+    dest = tmp_path / "p0.nii.gz"
+    own = [tmp_path / ".p0.nii.gz.abcdefgh.tmp.nii.gz", tmp_path / ".p0.nii.gz.k2j_9xq1.tmp"]
+    others = [tmp_path / ".p0_std.nii.gz.abcdefgh.tmp.nii.gz", tmp_path / ".p0.nii.gz.x.tmp",
+              tmp_path / ".other.abcdefgh.tmp"]
+    for path in own + others:
+        path.write_bytes(b"x")
+    assert interrupted_writes(dest) == sorted(own)
+    assert remove_interrupted_writes([dest, tmp_path / "absent" / "p1.nii.gz"]) == sorted(own)
+    assert sorted(tmp_path.iterdir()) == sorted(others)
+    assert f"removed 2 temporary files or folders left by an interrupted write of {dest}" \
+        in caplog.text

@@ -286,7 +286,9 @@ def test_what_a_killed_write_left_is_removed_before_writing(tmp_path, predict, r
     with caplog.at_level(logging.WARNING):
         assert predict.main(argv(runs, src, out, "--output_format", "dicom", "--samples", "2",
                                  name="run")) == 0
-    assert not partial.exists() and not old.exists() and not nifti_tmp.exists()
+    assert not partial.exists()
+    assert not old.exists()
+    assert not nifti_tmp.exists()
     assert all(path.is_dir() for path in others)  # not of this tool's naming for these outputs
     assert "removed 2 temporary files or folders left by an interrupted write of " \
            f"{out}" in caplog.text

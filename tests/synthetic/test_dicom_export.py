@@ -125,6 +125,7 @@ def test_a_killed_earlier_write_leaves_no_partial_series_behind(tmp_path: Path) 
     mine = avg / ".DS_Store"
     mine.write_bytes(b"kept")
     write_synthetic_4dct(tmp_path, 1, seed=1, progress=False, file_format="dicom", grid=GRID)
-    assert not partial.exists() and not stale_file.exists()
+    assert not partial.exists()
+    assert not stale_file.exists()
     assert mine.read_bytes() == b"kept"
     assert sorted(p.name for p in avg.iterdir()) == [".DS_Store", "PT001_AVG"]

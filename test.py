@@ -31,14 +31,20 @@ is refused in one line naming it, before anything is written. With ``--output_fo
 prediction is also written as ``dicom/<id>/``, a derived CT series registered with its input
 series (:func:`data.dicom_write.write_derived_series`: same patient, study and frame of reference,
 new UIDs, every slice at its input slice's position, the input's stored type and rescale); every
-input must then be a DICOM series (refused before anything is written otherwise). The NIfTI volume
-is written as well, and the metrics and pictures come from it. A motion generator's displacement
-field stays NIfTI.
+input must then be a DICOM series (refused before anything is written otherwise); with
+``--phases`` every volume of the cycle is a derived series too (``dicom/<id>_p50/``,
+``_mip/``, ``_avg/`` for the whole cycle or ``_mean/`` for fewer phases), each with its own
+SeriesNumber (the input's + 1000 + the phase, + 1100 the MIP, + 1101 the mean) and a
+description saying what it is. The NIfTI volumes are written as well, and the metrics and
+pictures come from them. A motion generator's displacement field stays NIfTI.
 
 Volumes, pictures, patient pages and DICOM series left there by an earlier run for patients not
 in this one are removed (all pictures and patient pages with ``--no_pictures``, all DICOM series
 without ``--output_format dicom``), and standard deviations from an earlier run when this one
-does not sample. This run's series replace those of an earlier run for the same patient.
+does not sample, and cycle volumes of phases this run does not write. This run's series
+replace those of an earlier run for the same patient. Before the first write, temp files and
+temp series folders an interrupted earlier run left in the results folders are removed (and
+logged).
 
 The generator is loaded from the run folder by :func:`models.trained_run.load_generator`, with the
 architecture and input settings of its ``opt.json`` (``--model`` is accepted, as in the seed's

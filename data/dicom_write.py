@@ -4,9 +4,11 @@
 its source: same patient, study and frame of reference, new Series and SOP Instance UIDs (checked
 against the source's), ImageType ``DERIVED\\SECONDARY``, a SeriesDescription that says it is
 synthetic and from which model, every slice at its source slice's position, and pixels in the
-source's stored type with its rescale per slice (HU outside the stored range are clipped and
-counted in the log). :func:`write_series` is the general writer, also used for the synthetic
-4DCT (:mod:`synthetic.dicom_export`).
+source's stored type with its rescale per slice. HU are never clipped: when the source's stored
+range cannot hold them (8-bit storage, unsigned storage with intercept 0 and negative HU), the
+series is written as 16-bit signed (BitsStored 16) with the same rescale, or with rescale 1/0
+when even that cannot hold them, and a warning says so. :func:`write_series` is the general
+writer, also used for the synthetic 4DCT (:mod:`synthetic.dicom_export`).
 
 Files are ``CT_0001.dcm`` ... in K order (ascending along the slice normal), Explicit VR Little
 Endian. The series is written into a temp folder beside ``out_folder`` and renamed onto it when
@@ -85,14 +87,46 @@ def geometry_from_affine(affine: np.ndarray, shape: tuple[int, int, int],
 
 
 def stored_slice(hu: np.ndarray, storage: PixelStorage, rescale: tuple[float, float]
-                 ) -> tuple[np.ndarray, int]:
-    """HU -> stored values: (stored ``hu`` rounded on the rescale grid, in ``storage.dtype``,
-    clipped to BitsStored's range; number of values clipped). Any shape."""
+                 ) -> np.ndarray:
+    """HU -> stored values: ``hu`` (any shape) rounded on the rescale grid, in
+    ``storage.dtype``. The caller has checked that they fit (:func:`fitting_storage`)."""
     slope, inter = rescale
-    raw = np.rint((hu.astype(np.float64) - inter) / slope)
+    return np.rint((hu.astype(np.float64) - inter) / slope).astype(storage.dtype)
+
+
+def _holds(hu: np.ndarray, storage: PixelStorage) -> bool:
+    """True when every slice of ``hu`` ((I, J, K) HU) rounded on its rescale lies within
+    ``storage``'s stored range."""
     lowest, highest = storage.stored_range
-    clipped = int(np.count_nonzero((raw < lowest) | (raw > highest)))
-    return np.clip(raw, lowest, highest).astype(storage.dtype), clipped
+    for k, (slope, inter) in enumerate(storage.rescale):
+        raw = np.rint((hu[:, :, k].astype(np.float64) - inter) / slope)
+        if float(raw.min()) < lowest or float(raw.max()) > highest:
+            return False
+    return True
+
+
+def fitting_storage(hu: np.ndarray, storage: PixelStorage, where: Path) -> PixelStorage:
+    """The storage to write ``hu`` ((I, J, K) finite HU) in: ``storage`` when its stored range
+    holds every voxel; else 16-bit signed (BitsStored 16) with the same rescale per slice; else
+    16-bit signed with rescale 1/0 (whole HU). A warning naming ``where`` says when it widens;
+    DataError when HU lie outside -32768..32767."""
+    if _holds(hu, storage):
+        return storage
+    same_rescale = PixelStorage(16, 16, 1, storage.rescale)
+    whole_hu = PixelStorage(16, 16, 1, ((1.0, 0.0),) * len(storage.rescale))
+    for wider, how in ((same_rescale, "the same rescale"), (whole_hu, "rescale slope 1, "
+                                                            "intercept 0")):
+        if _holds(hu, wider):
+            lowest, highest = storage.stored_range
+            logger.warning("%s: HU %.6g..%.6g do not fit the source's stored range %d..%d "
+                           "(BitsAllocated %d, BitsStored %d, %s) on its rescale; written as "
+                           "16-bit signed (BitsStored 16) with %s instead", where,
+                           float(hu.min()), float(hu.max()), lowest, highest,
+                           storage.bits_allocated, storage.bits_stored,
+                           "signed" if storage.pixel_representation == 1 else "unsigned", how)
+            return wider
+    raise DataError(f"{where}: HU {float(hu.min()):.6g}..{float(hu.max()):.6g} do not fit a "
+                    f"16-bit DICOM series on any rescale; nothing written")
 
 
 def new_uids(count: int, taken: set[str]) -> list[str]:
@@ -163,8 +197,10 @@ def write_series(hu: np.ndarray, geometry: SeriesGeometry, storage: PixelStorage
 
     ``series_tags``: patient, study, frame of reference and series tags common to every slice;
     ``sop_uids``: one SOPInstanceUID per slice (K order); ``source_sops``: (SOP class, SOP
-    instance) of the source slice at each position, recorded in SourceImageSequence. Returns
-    ``out_folder``; OutputError naming it when it cannot be written.
+    instance) of the source slice at each position, recorded in SourceImageSequence. Pixels
+    use ``storage``, or a 16-bit signed one when it cannot hold ``hu`` (see
+    :func:`fitting_storage`). Returns ``out_folder``; OutputError naming it when it cannot be
+    written.
     """
     out_folder = Path(out_folder)
     hu = np.asarray(hu)
@@ -177,6 +213,7 @@ def write_series(hu: np.ndarray, geometry: SeriesGeometry, storage: PixelStorage
         raise DataError(f"{out_folder}: {hu.shape[2]} slices, {len(sop_uids)} SOP UIDs and "
                         f"{len(storage.rescale)} rescales")
     _check_out_folder(out_folder, overwrite)
+    storage = fitting_storage(hu, storage, out_folder)
     make_dirs(out_folder.parent)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_folder.name}.", suffix=".tmp",
@@ -185,15 +222,13 @@ def write_series(hu: np.ndarray, geometry: SeriesGeometry, storage: PixelStorage
         raise OutputError(f"{out_folder}: cannot be written ({exc.strerror or exc})") from exc
     try:
         os.chmod(tmp, 0o777 & ~current_umask())
-        clipped = 0
         for k in range(hu.shape[2]):
             ds = _slice_dataset(series_tags, geometry, k, sop_uids[k], storage.rescale[k])
             if source_sops is not None:
                 item = Dataset()
                 item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = source_sops[k]
                 ds.SourceImageSequence = [item]
-            raw, n_clipped = stored_slice(hu[:, :, k], storage, storage.rescale[k])
-            clipped += n_clipped
+            raw = stored_slice(hu[:, :, k], storage, storage.rescale[k])
             ds.set_pixel_data(np.ascontiguousarray(raw.T), "MONOCHROME2", storage.bits_stored,
                               generate_instance_uid=False)
             path = tmp / f"CT_{k + 1:04d}.dcm"
@@ -207,10 +242,6 @@ def write_series(hu: np.ndarray, geometry: SeriesGeometry, storage: PixelStorage
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if clipped:
-        lowest, highest = storage.stored_range
-        logger.warning("%s: %d voxels outside the stored range %d..%d (BitsStored %d) were "
-                       "clipped", out_folder, clipped, lowest, highest, storage.bits_stored)
     return out_folder
 
 
@@ -263,8 +294,8 @@ def write_derived_series(hu: np.ndarray, source: DicomSource, out_folder: str | 
     SeriesNumber the source's plus ``series_offset`` (distinct for each series of a cycle).
 
     New Series and SOP Instance UIDs, never one of the source's; same geometry per slice, same
-    stored type and rescale (HU rounded to the rescale grid; out-of-range values clipped and
-    counted). Returns ``out_folder``.
+    stored type and rescale (HU rounded to the rescale grid), widened to 16-bit signed with a
+    warning when the source's stored range cannot hold the HU. Returns ``out_folder``.
     """
     taken = {source.series_uid, source.study_uid, source.frame_of_reference_uid,
              *source.sop_instance_uids}

@@ -33,7 +33,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from data.nifti_io import READ_ERRORS, VolumeInfo
+from data.nifti_io import READ_ERRORS, VolumeInfo, check_voxel_size
 from util.atomic import atomic_path
 from util.errors import DataError
 from util.geometry import from_slice_stack, stack_affine, to_slice_stack
@@ -117,13 +117,14 @@ def write_displacement_field(path: str | os.PathLike[str], field_ras_mm: np.ndar
 def read_displacement_field(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     """A displacement-field NIfTI -> ((I, J, K, 3) float32 RAS mm, (4, 4) affine voxel -> RAS
     mm). DataError naming the file when it is unreadable, not an (I, J, K, 1, 3) vector image
-    with intent 1006, or holds NaN/Inf."""
+    with intent 1006, holds NaN/Inf, or has a zero voxel size and no sform."""
     path = Path(path)
     try:
         img = nib.load(path)
         if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
             raise DataError(f"{path}: expected a NIfTI displacement field, got "
                             f"{type(img).__name__}")
+        check_voxel_size(path, img)
         shape = tuple(img.shape)
         if len(shape) != 5 or shape[3:] != (1, 3):
             raise DataError(f"{path}: expected a displacement field of shape (I, J, K, 1, 3), "

@@ -3,6 +3,13 @@
 Reading applies the header's ``scl_slope``/``scl_inter`` and returns float32 HU together with the
 affine and header; writing stores HU back in the source's on-disk type and scaling, so a volume
 written from a source opens over it in 3D Slicer or ITK-SNAP with the same HU, shape and affine.
+When the source's type cannot hold the HU written (an 8-bit source, a float16 one), the output is
+widened (int16, int32, float32) with a warning; HU are never clipped to the source's range.
+
+A file whose affine comes from ``pixdim`` (sform_code 0: from the qform, or from ``pixdim`` alone)
+is refused when a voxel size ``pixdim[1..3]`` is 0 or not finite, rather than taking the 1 mm that
+nibabel puts in its place on load; a valid sform (sform_code > 0) gives the geometry on its own,
+so such a file is read whatever its ``pixdim``.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import nibabel as nib
 import numpy as np
 from nibabel.arrayproxy import ArrayProxy
 from nibabel.filebasedimages import ImageFileError
+from nibabel.openers import ImageOpener
 from nibabel.spatialimages import HeaderDataError
 
 from util.atomic import atomic_path
@@ -33,6 +41,11 @@ MAX_VOXELS = 2**30
 #: types it cannot decode, sizes that overflow, data that ends early.
 READ_ERRORS = (ImageFileError, HeaderDataError, OSError, EOFError, zlib.error, struct.error,
                 ValueError, TypeError, IndexError, ArithmeticError, MemoryError)
+#: Integer types an output is widened to, narrowest first, when its source's type cannot hold it.
+WIDER_INT_DTYPES = (np.dtype(np.int16), np.dtype(np.int32))
+#: The float type an output is widened to when no integer type on the source's scaling holds it,
+#: or when the source is a float narrower than this (float16 keeps whole HU only up to 2048).
+WIDE_FLOAT_DTYPE = np.dtype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -135,9 +148,65 @@ def _volume_shape(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
     return (shape[0], shape[1], shape[2])
 
 
+def _stored_header(path: Path, img: nib.Nifti1Image) -> nib.Nifti1Header:
+    """The header of ``img`` (opened from the single file ``path``) as the file stores it,
+    without the fixes nibabel makes on load (a zero ``pixdim[1..3]`` set to 1, negative ones
+    made positive)."""
+    try:
+        with ImageOpener(str(path)) as fileobj:
+            return type(img.header).from_fileobj(fileobj, check=False)
+    except READ_ERRORS as exc:
+        raise DataError(f"{path}: not a readable NIfTI header ({exc})") from exc
+
+
+def _unusable_voxel_sizes(path: Path, img: nib.Nifti1Image) -> list[tuple[int, float]]:
+    """(axis 1..3, size in mm) of each ``pixdim[1..3]`` that the file stores as 0 or not finite;
+    nibabel's loaded header shows such a 0 as 1, so that is the only value read again."""
+    loaded = np.asarray(img.header["pixdim"][1:4], dtype=np.float64)
+    if np.isfinite(loaded).all() and not (loaded == 1).any():
+        return []
+    pixdim = np.asarray(_stored_header(path, img)["pixdim"], dtype=np.float64)
+    return [(axis, float(pixdim[axis])) for axis in (1, 2, 3)
+            if not np.isfinite(pixdim[axis]) or pixdim[axis] == 0]
+
+
+def check_voxel_size(path: Path, img: nib.Nifti1Image) -> None:
+    """DataError naming ``path`` when the affine nibabel gives ``img`` is built from ``pixdim``
+    (sform_code 0, with or without a qform) and the file's voxel size (``pixdim[1..3]``, mm)
+    along an axis is 0 or not finite. A file with an sform (sform_code > 0) passes: its affine
+    does not use ``pixdim``, and :func:`_checked_affine` checks it."""
+    if int(img.header["sform_code"]) != 0:  # nibabel's choice, after it zeroed invalid codes
+        return
+    for axis, size_mm in _unusable_voxel_sizes(path, img):
+        where = ("the qform (quaternion and pixdim)" if int(img.header["qform_code"]) != 0
+                 else "pixdim alone (qform_code and sform_code are 0)")
+        raise DataError(f"{path}: the voxel size along axis {'IJK'[axis - 1]} (pixdim[{axis}]) "
+                        f"is {size_mm:g}; the affine would come from {where}, with no sform to "
+                        f"give it instead, so the file has no usable geometry (no voxel size "
+                        f"is assumed)")
+
+
+def _source_header(path: Path, img: nib.Nifti1Image, affine: np.ndarray) -> nib.Nifti1Header:
+    """A copy of ``img``'s header with the scaling nibabel resolved (1 and 0 when unset). When
+    the sform gives ``affine`` but the file's pixdim holds a 0 (which nibabel made 1 mm), the
+    pixdim and qform are set from ``affine``, so files written with this header carry no
+    invented voxel size."""
+    proxy = file_proxy(path, img)
+    header = img.header.copy()
+    header.set_slope_inter(float(proxy.slope), float(proxy.inter))
+    if int(header["sform_code"]) != 0 and _unusable_voxel_sizes(path, img):
+        logger.warning("%s: pixdim holds a voxel size of 0; the geometry is taken from the "
+                       "sform (voxel sizes %s mm)", path,
+                       ", ".join(f"{v:.4g}" for v in voxel_spacing_mm(affine)))
+        header.set_qform(affine, code=int(header["qform_code"]))
+    return header
+
+
 def _checked_affine(path: Path, img: nib.Nifti1Image) -> np.ndarray:
     """The image's (4, 4) voxel -> world affine (mm), or DataError when it has no usable
-    3-D geometry (NaN/Inf entries, or a zero voxel size)."""
+    3-D geometry (NaN/Inf entries, a zero voxel size in the affine or in the ``pixdim`` it is
+    built from, see :func:`check_voxel_size`)."""
+    check_voxel_size(path, img)
     affine = np.asarray(img.affine, dtype=np.float64)
     if affine.shape != (4, 4) or not np.isfinite(affine).all():
         raise DataError(f"{path}: the voxel-to-world affine (qform/sform, pixdim) holds NaN or "
@@ -157,14 +226,14 @@ def read_geometry(path: str | os.PathLike[str]) -> tuple[tuple[int, int, int], n
 
 def read_info(path: str | os.PathLike[str]) -> VolumeInfo:
     """A NIfTI file's :class:`VolumeInfo` (shape, affine, header with its scaling) from the header
-    alone, without reading voxels; DataError naming the file when it is not a 3-D NIfTI."""
+    alone, without reading voxels; DataError naming the file when it is not a 3-D NIfTI or has
+    no usable affine (as :func:`load_volume`)."""
     path = Path(path)
     img = _open_image(path)
-    proxy = file_proxy(path, img)
-    header = img.header.copy()
-    header.set_slope_inter(float(proxy.slope), float(proxy.inter))
-    return VolumeInfo(path=path, shape=_volume_shape(path, img.shape),
-                      affine=np.asarray(img.affine, dtype=np.float64), header=header)
+    shape = _volume_shape(path, img.shape)
+    affine = _checked_affine(path, img)
+    return VolumeInfo(path=path, shape=shape, affine=affine,
+                      header=_source_header(path, img, affine))
 
 
 def load_volume(path: str | os.PathLike[str]) -> Volume:
@@ -184,31 +253,72 @@ def load_volume(path: str | os.PathLike[str]) -> Volume:
                         f"or corrupt ({exc})") from exc
     if not np.isfinite(hu).all():
         raise DataError(f"{path}: {int((~np.isfinite(hu)).sum())} voxels are NaN or Inf")
-    proxy = file_proxy(path, img)
-    header = img.header.copy()
-    header.set_slope_inter(float(proxy.slope), float(proxy.inter))
-    return Volume(hu=hu, affine=affine, header=header, path=path)
+    return Volume(hu=hu, affine=affine, header=_source_header(path, img, affine), path=path)
 
 
-def _to_storage(hu: np.ndarray, header: nib.Nifti1Header) -> np.ndarray:
-    """HU -> the raw values the header's type and scaling store them as (rounded and clipped)."""
-    dtype = np.dtype(header.get_data_dtype())
-    if dtype.kind == "f":
-        return hu.astype(dtype)
+def _header_scaling(header: nib.Nifti1Header) -> tuple[float, float]:
+    """The header's (scl_slope, scl_inter), with 1 and 0 for unset, zero or non-finite ones."""
     slope, inter = header.get_slope_inter()
     slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
     inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
-    raw = np.rint((hu.astype(np.float64) - inter) / slope)
+    return slope, inter
+
+
+def _raw_values(hu: np.ndarray, slope: float, inter: float) -> np.ndarray:
+    """HU -> raw values on the grid ``raw * slope + inter``, rounded; float64, any shape."""
+    return np.rint((hu.astype(np.float64) - inter) / slope)
+
+
+def _holds(raw: np.ndarray, dtype: np.dtype) -> bool:
+    """True when every value of ``raw`` (float64) lies in the integer type's range (False
+    for NaN)."""
     info = np.iinfo(dtype)
-    return np.clip(raw, info.min, info.max).astype(dtype)
+    return bool(raw.size) and float(raw.min()) >= info.min and float(raw.max()) <= info.max
+
+
+def storage_dtype(hu: np.ndarray, header: nib.Nifti1Header) -> np.dtype:
+    """The on-disk type that holds ``hu`` (any shape, HU) on ``header``'s scaling: the header's
+    own type when it can; else the narrowest of int16, int32 on the same ``scl_slope``/
+    ``scl_inter``; else float32 (HU as they are). float16 sources become float32."""
+    dtype = np.dtype(header.get_data_dtype())
+    if dtype.kind == "f":
+        return dtype if dtype.itemsize >= WIDE_FLOAT_DTYPE.itemsize else WIDE_FLOAT_DTYPE
+    if dtype.kind not in "iu":
+        return WIDE_FLOAT_DTYPE
+    raw = _raw_values(hu, *_header_scaling(header))
+    for candidate in (dtype, *WIDER_INT_DTYPES):
+        if _holds(raw, candidate):
+            return candidate
+    return WIDE_FLOAT_DTYPE
+
+
+def _to_storage(hu: np.ndarray, dtype: np.dtype, header: nib.Nifti1Header) -> np.ndarray:
+    """HU -> the raw values ``dtype`` stores them as: float HU for a float type, else rounded
+    on ``header``'s scaling (``dtype`` from :func:`storage_dtype`, so nothing is clipped)."""
+    if dtype.kind == "f":
+        return hu.astype(dtype)
+    return _raw_values(hu, *_header_scaling(header)).astype(dtype)
+
+
+def _warn_widened(path: str | os.PathLike[str], like: VolumeInfo, hu: np.ndarray,
+                  chosen: np.dtype) -> None:
+    """Say in the log that ``path`` is stored as ``chosen``, not as its source's type."""
+    source = np.dtype(like.header.get_data_dtype())
+    slope, inter = _header_scaling(like.header)
+    low, high = (float(hu.min()), float(hu.max())) if hu.size else (0.0, 0.0)
+    logger.warning("%s: HU %.6g..%.6g do not fit the source %s's storage %s (scl_slope %g, "
+                   "scl_inter %g); written as %s instead", path, low, high, like.path,
+                   source.name, slope, inter, chosen.name)
 
 
 def save_volume(hu: np.ndarray, like: Volume | VolumeInfo, path: str | os.PathLike[str]) -> Path:
     """Write ``hu`` ((I, J, K) HU, the shape of ``like``) with ``like``'s affine and header.
 
     Integer sources keep their on-disk type and ``scl_slope``/``scl_inter`` (HU are rounded to
-    that grid and clipped to its range); float sources are written as float HU. The write is
-    atomic: ``path`` holds either its old content or the complete new file.
+    that grid); float sources are written as float HU. When the source's type cannot hold the
+    HU (see :func:`storage_dtype`), a wider one is written and a warning names ``path``, the
+    source's type and the chosen one; nothing is clipped. The write is atomic: ``path`` holds
+    either its old content or the complete new file.
     """
     hu = np.asarray(hu)
     like = like.info if isinstance(like, Volume) else like
@@ -216,7 +326,11 @@ def save_volume(hu: np.ndarray, like: Volume | VolumeInfo, path: str | os.PathLi
         raise DataError(f"{path}: volume shape {hu.shape} does not match the source "
                         f"{like.path} shape {like.shape}")
     header = like.header.copy()
-    raw = _to_storage(hu, header)
+    dtype = storage_dtype(hu, header)
+    if dtype != np.dtype(header.get_data_dtype()):
+        _warn_widened(path, like, hu, dtype)
+        header.set_data_dtype(dtype)
+    raw = _to_storage(hu, dtype, like.header)
     img = nib.Nifti1Image(raw, like.affine, header) if isinstance(header, nib.Nifti1Header) \
         else nib.Nifti2Image(raw, like.affine, header)
     if raw.dtype.kind != "f":

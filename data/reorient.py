@@ -14,7 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from data.nifti_io import READ_ERRORS, file_proxy
+from data.nifti_io import READ_ERRORS, check_voxel_size, file_proxy
 from data.voxel_grid import reorder_transform
 from util.errors import DataError
 
@@ -34,7 +34,8 @@ def reoriented_image(path: Path, from_axcodes: str, to_axcodes: str) -> nib.Nift
     """The image at ``path`` (stored ``from_axcodes``) with its voxels in ``to_axcodes`` order.
 
     Raw values are reordered without scaling; ``pixdim``, ``dim_info``, qform and sform follow
-    the axes. DataError naming the file when it cannot be read or has no qform/sform.
+    the axes. DataError naming the file when it cannot be read, has no qform/sform, or a
+    voxel size of 0 that nibabel would turn into 1 mm (:func:`data.nifti_io.check_voxel_size`).
     """
     try:
         img = nib.load(path)
@@ -42,6 +43,7 @@ def reoriented_image(path: Path, from_axcodes: str, to_axcodes: str) -> nib.Nift
         raise DataError(f"{path}: cannot be read for reordering ({exc})") from exc
     if not isinstance(img, nib.Nifti1Image):  # NIfTI-2 images are a subclass
         raise DataError(f"{path}: expected a NIfTI image, got {type(img).__name__}")
+    check_voxel_size(path, img)
     proxy = file_proxy(path, img)
     try:
         raw = np.asanyarray(proxy.get_unscaled())

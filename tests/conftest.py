@@ -6,6 +6,7 @@ random; ``HYPOTHESIS_PROFILE=explore`` draws new ones (run it locally to hunt fo
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -36,6 +37,25 @@ def write_nifti(path: Path, hu: np.ndarray, affine: np.ndarray = RAS_AFFINE,
     if np.dtype(dtype).kind != "f":
         img.header.set_slope_inter(slope, inter)
     nib.save(img, path)
+    return path
+
+
+def write_raw_header_nifti(path: Path, hu: np.ndarray, affine: np.ndarray = RAS_AFFINE, *,
+                           qform_code: int = 1, sform_code: int = 0,
+                           pixdim: tuple[float, float, float] = (0.9, 0.9, 0.0)) -> Path:
+    """Store ``hu`` (HU) as int16 with the header bytes written as given, as nibabel would never
+    save them: qform/sform from ``affine`` with these codes, then ``pixdim[1..3]`` set to
+    ``pixdim`` (a 0 voxel size, say). ``.nii`` or ``.nii.gz`` by the name; returns ``path``."""
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.int16)
+    header.set_data_shape(hu.shape)
+    header.set_qform(affine, code=qform_code)
+    header.set_sform(affine, code=sform_code)
+    header.set_data_offset(352)
+    header.structarr["pixdim"][1:4] = pixdim
+    data = header.binaryblock + b"\0" * 4 + np.rint(hu).astype("<i2").tobytes(order="F")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
     return path
 
 

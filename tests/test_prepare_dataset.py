@@ -27,6 +27,7 @@ from data.pairing import (
     split_counts,
 )
 from data.split_folders import SIDES
+from tests.conftest import write_raw_header_nifti
 from util.errors import ConfigError
 
 SHAPE = (16, 16, 8)
@@ -643,3 +644,24 @@ def test_real_grid_mismatch_is_refused_saying_what_differs(tmp_path: Path, chang
     assert "affines differ" not in reasons[0]
     if codes != "LPS":
         assert f"compared in the first file's voxel order ({codes} -> LPS)" in reasons[0]
+
+
+@pytest.mark.parametrize("side", ["res_avg", "res_phases"])
+def test_a_zero_voxel_size_without_sform_leaves_the_patient_unpaired(tmp_path: Path,
+                                                                     side: str) -> None:
+    _good_tree(tmp_path / "src", 2)
+    _add_patient(tmp_path / "src", "P09", seed=90)
+    name = "P09_AVG.nii.gz" if side == "res_avg" else PHASE0.format(pid="P09")
+    flat = write_raw_header_nifti(tmp_path / "src" / side / "P09" / name,
+                                  np.random.default_rng(9).integers(-1000, 1500, SHAPE),
+                                  AFFINE, qform_code=1, sform_code=0,
+                                  pixdim=(0.97, 0.97, 0.0))
+    out = tmp_path / "ds"
+    assert pdm.main(_args(tmp_path / "src", out)) == 0
+    reasons = {u["patient"]: u["reason"] for u in json.loads((out / "unpaired.json").read_text())}
+    assert list(reasons) == ["P09"]
+    assert f"{flat}: the voxel size along axis K (pixdim[3]) is 0" in reasons["P09"]
+    assert "no usable geometry" in reasons["P09"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(e["patient"] for e in manifest["patients"]) == ["P00", "P01"]
+    assert not [p for p in out.rglob("P09*")]

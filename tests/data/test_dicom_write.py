@@ -78,19 +78,58 @@ def test_simpleitk_reads_the_written_series_on_the_source_geometry(tmp_path: Pat
     np.testing.assert_allclose(out_hu, src_hu + 10, atol=spec.slope / 2)
 
 
-def test_out_of_range_hu_are_clipped_and_counted(tmp_path: Path,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
-    spec = GEOMETRIES["swapped_uint12"]  # 12-bit unsigned, intercept -1024: -1024..3071 HU
-    hu = ct_hu(spec)
-    write_ct_series(tmp_path / "src", hu, spec)
+NARROW_SOURCES = {  # stored ranges that cannot hold CT HU on their rescale
+    "uint12_intercept_0": Spec(dtype="uint16", bits_stored=12),  # 0..4095 HU, no negative HU
+    "uint8_intercept_-1024": Spec(dtype="uint8", bits_stored=8, inter=-1024.0),  # -1024..-769
+    "uint12_intercept_-1024": GEOMETRIES["swapped_uint12"],  # -1024..3071 HU
+}
+
+
+@pytest.mark.parametrize("name", sorted(NARROW_SOURCES))
+def test_hu_the_source_storage_cannot_hold_are_widened_to_16_bit_not_clipped(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, name: str) -> None:
+    spec = NARROW_SOURCES[name]
+    write_ct_series(tmp_path / "src", ct_hu(spec), spec)
     source = load_series(tmp_path / "src").source
-    hu[0, 0, 0], hu[1, 0, 0], hu[2, 0, 0] = -3000, 5000, 3071
-    with caplog.at_level(logging.WARNING):
-        write_derived_series(hu, source, tmp_path / "out", "phase 0", "m")
-    back = read_series(tmp_path / "out")
-    assert (back.hu[0, 0, 0], back.hu[1, 0, 0], back.hu[2, 0, 0]) == (-1024, 3071, 3071)
-    assert re.search(r"out: 2 voxels outside the stored range 0\.\.4095 \(BitsStored 12\) were "
-                     r"clipped", caplog.text)
+    hu = np.random.default_rng(3).integers(-1000, 1500, size=spec.shape).astype(np.float32)
+    hu[0, 0, 0], hu[1, 0, 0] = -3000, 5000  # beyond even the 12-bit -1024..3071 storage
+    with caplog.at_level(logging.WARNING, logger="data.dicom_write"):
+        out = write_derived_series(hu, source, tmp_path / "out", "phase 0", "m")
+    back = load_series(out)
+    np.testing.assert_array_equal(back.volume.hu, hu)  # nothing clipped
+    assert back.source.storage == PixelStorage(16, 16, 1, source.storage.rescale)
+    assert back.source.geometry == source.geometry
+    first = _headers(out)[0]
+    assert (first.BitsAllocated, first.BitsStored, first.HighBit,
+            first.PixelRepresentation) == (16, 16, 15, 1)
+    sitk_hu, sitk_affine = sitk_reading(out)
+    np.testing.assert_allclose(sitk_hu, hu)
+    np.testing.assert_allclose(sitk_affine, read_series(tmp_path / "src").affine, atol=1e-6)
+    lowest, highest = source.storage.stored_range
+    assert re.search(rf"out: HU -3000\.\.5000 do not fit the source's stored range "
+                     rf"{lowest}\.\.{highest} \(BitsAllocated {np.dtype(spec.dtype).itemsize * 8}, "
+                     rf"BitsStored {spec.bits_stored}, unsigned\) on its rescale; written as "
+                     rf"16-bit signed \(BitsStored 16\) with the same rescale instead",
+                     caplog.text)
+
+
+def test_hu_beyond_16_bit_on_the_source_rescale_take_rescale_1_0(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spec = Spec(slope=0.05, inter=-1024.0, dtype="uint16", bits_stored=12)  # -1024..-819.25
+    write_ct_series(tmp_path / "src", ct_hu(spec), spec)
+    source = load_series(tmp_path / "src").source
+    hu = np.random.default_rng(4).integers(-1000, 3000, size=spec.shape).astype(np.float32)
+    with caplog.at_level(logging.WARNING, logger="data.dicom_write"):
+        out = write_derived_series(hu, source, tmp_path / "out", "phase 0", "m")
+    back = load_series(out)
+    np.testing.assert_array_equal(back.volume.hu, hu)
+    assert back.source.storage == PixelStorage(16, 16, 1, ((1.0, 0.0),) * spec.shape[2])
+    np.testing.assert_allclose(sitk_reading(out)[0], hu)
+    assert "with rescale slope 1, intercept 0 instead" in caplog.text
+    hu[0, 0, 0], hu[1, 0, 0] = 40000.0, -1000.0
+    with pytest.raises(DataError, match=r"out2: HU -1000\.\.40000 do not fit a 16-bit DICOM"):
+        write_derived_series(hu, source, tmp_path / "out2", "phase 0", "m")
+    assert not (tmp_path / "out2").exists()
 
 
 def test_existing_folder_is_refused_unless_overwrite(tmp_path: Path) -> None:

@@ -17,7 +17,13 @@ from data.displacement_field import (
     write_displacement_field,
 )
 from data.nifti_io import read_info
-from tests.conftest import LPS_AFFINE, OBLIQUE_AFFINE, RAS_AFFINE, write_nifti
+from tests.conftest import (
+    LPS_AFFINE,
+    OBLIQUE_AFFINE,
+    RAS_AFFINE,
+    write_nifti,
+    write_raw_header_nifti,
+)
 from util.errors import DataError
 from util.geometry import from_slice_stack, stack_affine, stack_spacing_mm, to_slice_stack
 
@@ -253,10 +259,13 @@ def test_bad_files_name_the_file(tmp_path):
     bad = np.zeros((*SHAPE, 3), np.float32)
     bad[0, 0, 0, 1] = np.nan
     write_displacement_field(tmp_path / "nan.nii.gz", bad, read_info(avg_path))
+    write_raw_header_nifti(tmp_path / "zero.nii.gz", np.zeros(SHAPE), LPS_AFFINE, qform_code=1,
+                           sform_code=0, pixdim=(0.9, 0.0, 3.0))
     expected = {"missing.nii.gz": "not a readable", "garbage.nii.gz": "not a readable",
                 "avg.nii.gz": r"shape \(I, J, K, 1, 3\), got \(7, 8, 9\)",
                 "two.nii.gz": r"got \(7, 8, 9, 1, 2\)", "vector.nii.gz": "intent code 1007",
-                "nan.nii.gz": "1 vector components are NaN"}
+                "nan.nii.gz": "1 vector components are NaN",
+                "zero.nii.gz": r"axis J \(pixdim\[2\]\) is 0.*no usable geometry"}
     for name, message in expected.items():
         with pytest.raises(DataError, match=message) as err:
             read_displacement_field(tmp_path / name)

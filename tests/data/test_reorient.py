@@ -12,7 +12,7 @@ import pytest
 from data.nifti_io import load_volume
 from data.reorient import reoriented_bytes, reoriented_image
 from data.voxel_grid import axcodes
-from tests.conftest import OBLIQUE_AFFINE, ct_like
+from tests.conftest import OBLIQUE_AFFINE, ct_like, write_raw_header_nifti
 from util.errors import DataError
 
 
@@ -72,6 +72,16 @@ def test_file_without_qform_or_sform_is_refused(tmp_path: Path) -> None:
     nib.save(img, path)
     with pytest.raises(DataError, match=r"bare\.nii: has neither a qform nor an sform"):
         reoriented_image(path, axcodes(nib.load(path).affine), "RAS")
+
+
+@pytest.mark.parametrize("qform_code", [1, 0])
+def test_zero_voxel_size_without_sform_is_refused_not_made_1mm(tmp_path: Path,
+                                                                qform_code: int) -> None:
+    path = write_raw_header_nifti(tmp_path / "z.nii.gz", ct_like((4, 3, 5)), OBLIQUE_AFFINE,
+                                  qform_code=qform_code, sform_code=0, pixdim=(0.8, 0.9, 0.0))
+    with pytest.raises(DataError, match=r"z\.nii\.gz: the voxel size along axis K "
+                                        r"\(pixdim\[3\]\) is 0.*no usable geometry"):
+        reoriented_image(path, "LPS", "RAS")
 
 
 def test_unreadable_file_is_a_data_error(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.conftest import LPS_AFFINE, OBLIQUE_AFFINE, ct_like, write_nifti
+from tests.conftest import LPS_AFFINE, OBLIQUE_AFFINE, ct_like, write_nifti, write_raw_header_nifti
 from tests.tiny_runs import dropout_and_plain_runs, load_script, tiny_run
 
 
@@ -189,3 +189,49 @@ def test_a_field_path_on_another_file_is_refused_before_writing(tmp_path, predic
     assert code == 1
     assert "--displacement_output" in caplog.text
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("dtype", "inter"), [(np.int8, 0.0), (np.uint8, -1024.0)])
+def test_an_8bit_avg_gives_a_phase_in_int16_with_the_float_avgs_hu(tmp_path, predict, runs,
+                                                                   caplog, dtype, inter):
+    shape = (64, 64, 4)
+    low = -128.0 if inter == 0 else -1024.0
+    hu = np.random.default_rng(2).integers(low, low + 256, size=shape).astype(np.float32)
+    narrow = write_nifti(tmp_path / "in" / "avg8.nii.gz", hu, LPS_AFFINE, dtype, 1.0, inter)
+    wide = write_nifti(tmp_path / "in" / "avg32.nii.gz", hu, LPS_AFFINE, np.float32)
+    assert predict.main(argv(runs, wide, tmp_path / "ref.nii.gz")) == 0
+    out = tmp_path / "p.nii.gz"
+    with caplog.at_level(logging.WARNING):
+        assert predict.main(argv(runs, narrow, out)) == 0
+    img = nib.load(out)
+    assert img.get_data_dtype() == np.int16
+    assert (img.dataobj.slope, img.dataobj.inter) == (1.0, inter)
+    np.testing.assert_allclose(img.affine, LPS_AFFINE, atol=1e-6)
+    expected = np.rint(nib.load(tmp_path / "ref.nii.gz").get_fdata())
+    np.testing.assert_array_equal(img.get_fdata(), expected)  # not clipped to 8 bits
+    assert expected.max() > low + 255 or expected.min() < low  # beyond the 8-bit range
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                and "do not fit" in r.getMessage()]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"{out}: HU ")
+    assert f"the source {narrow}'s storage {np.dtype(dtype).name}" in warnings[0]
+    assert warnings[0].endswith("written as int16 instead")
+
+
+@pytest.mark.parametrize("qform_code", [1, 0])
+def test_an_avg_with_a_zero_voxel_size_is_refused_in_one_line(tmp_path, predict, runs, caplog,
+                                                              qform_code):
+    src = write_raw_header_nifti(tmp_path / "in" / "flat.nii.gz", ct_like((64, 64, 4)),
+                                 LPS_AFFINE, qform_code=qform_code, sform_code=0,
+                                 pixdim=(0.9, 0.9, 0.0))
+    out = tmp_path / "out" / "p.nii.gz"
+    with caplog.at_level(logging.ERROR):
+        assert predict.main(argv(runs, src, out)) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"{src}: the voxel size along axis K (pixdim[3]) is 0")
+    assert "no usable geometry" in errors[0]
+    assert "\n" not in errors[0]
+    assert "Traceback" not in caplog.text
+    assert not out.exists()
+    assert not out.parent.exists() or not any(out.parent.iterdir())

@@ -14,6 +14,7 @@ torchrun, e.g. ``torchrun --nproc_per_node 4 train.py ...``; rank 0 alone writes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -42,6 +43,7 @@ from models.networks import (
     volume_size_rule,
 )
 from models.run_folder import check_new_training, clear_run, tidy_run_folder
+from models.run_lock import hold_run_lock
 from models.trained_run import SETTING_NAMES, GeneratorSettings
 from models.training_setup import check_sizes, training_sampler
 from models.training_state import (
@@ -167,13 +169,21 @@ def make_visualizer(opt: argparse.Namespace, run_dir: Path) -> Visualizer:
 def train(opt: argparse.Namespace, record_options: Callable[[], None] = lambda: None) -> Path:
     """Run the whole training; return the run's checkpoint folder.
 
-    Every check (run folder, data, slice sizes, networks, training state, validation data) runs
-    before anything is written to the run folder; then ``record_options()`` is called (it writes
-    ``opt.json``) and training starts.
+    Rank 0 first takes the run folder's lock (:mod:`models.run_lock`): a second training in
+    the same folder is refused while this one runs. Every check (run folder, data, slice sizes,
+    networks, training state, validation data) runs before anything is written to the run
+    folder; then ``record_options()`` is called (it writes ``opt.json``) and training starts.
     """
     ctx, opt.gpu_ids = init_distributed(opt.gpu_ids)
     check_distributed(opt, ctx)
     run_dir = Path(opt.checkpoints_dir) / opt.name
+    with hold_run_lock(run_dir) if ctx.is_main else contextlib.nullcontext():
+        return run_training(opt, ctx, run_dir, record_options)
+
+
+def run_training(opt: argparse.Namespace, ctx: DistContext, run_dir: Path,
+                 record_options: Callable[[], None]) -> Path:
+    """:func:`train` once the run folder is this process's (rank 0 holds its lock)."""
     check_new_training(run_dir, continue_train=opt.continue_train, overwrite=opt.overwrite,
                        current=vars(opt), architecture_keys=SETTING_NAMES)
     seed_everything(opt.seed)  # every rank builds the same initial weights

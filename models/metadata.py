@@ -1,7 +1,9 @@
 """Checkpoints with their CT metadata: ``<epoch>_metadata.json`` beside ``<epoch>_net_*.pth``.
 
 The metadata records what a checkpoint is and what it was trained on, so that a prediction can be
-checked against it later: model and architecture, input/output, slice size, voxel spacing and
+checked against it later: model and architecture, every setting of the generator
+(``generator_settings``: the fields of :class:`models.trained_run.GeneratorSettings`, checked
+against ``opt.json`` when the generator is loaded), input/output, slice size, voxel spacing and
 slice thickness read from the training volumes (with their range when patients differ), training
 parameters, preprocessing and HU window, the training patients, library versions and git commit.
 """
@@ -26,7 +28,7 @@ import torch
 from data.image_folder import make_dataset
 from data.nifti_io import nifti_stem, read_geometry
 from models.base_model import BaseModel, load_weights
-from models.trained_run import ARCHITECTURE_NAMES
+from models.trained_run import ARCHITECTURE_NAMES, GeneratorSettings, settings_json
 from util.errors import DataError
 from util.file_set import FileSet, file_set
 from util.geometry import stack_shape, stack_spacing_mm
@@ -124,6 +126,7 @@ def build_metadata(model: BaseModel, opt: argparse.Namespace, epoch: str | int,
         "model": {"type": opt.model, "class": type(model).__name__, "name": opt.name},
         "architecture": {k: getattr(opt, k) for k in
                          (*ARCHITECTURE_NAMES, "init_type", "netD", "ndf", "n_layers_D")},
+        "generator_settings": settings_json(GeneratorSettings.from_options(vars(opt))),
         "input": {"image": avg if a_to_b else phase0, "units": "HU", "slice": "axial",
                   "channels": opt.input_nc, "context_slices_each_side": opt.context_slices},
         "output": {"image": phase0 if a_to_b else avg, "units": "HU", "slice": "axial",

@@ -34,7 +34,7 @@ from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_volume_dataset import NiftiVolumeDataset
 from data.phase_volumes import dataset_phases
 from data.sampling import EpochSampler
-from display.visualizer import Visualizer
+from display.visualizer import Visualizer, rewind_logs
 from models import create_model
 from models.base_model import BaseModel
 from models.metadata import Geometry, save_model_with_metadata
@@ -45,6 +45,7 @@ from models.networks import (
 from models.run_folder import check_new_training, clear_run, tidy_run_folder
 from models.run_lock import hold_run_lock
 from models.trained_run import SETTING_NAMES, GeneratorSettings
+from models.training_data import training_digests
 from models.training_setup import check_sizes, training_sampler
 from models.training_state import (
     Plan,
@@ -191,6 +192,7 @@ def run_training(opt: argparse.Namespace, ctx: DistContext, run_dir: Path,
     if isinstance(dataset, NiftiVolumeDataset) and is_volumetric(opt.netG):
         dataset.pad_whole_axes_to(volume_size_rule(opt.netG).multiple)  # as inference does
     check_sizes(dataset, opt)
+    data = training_digests(dataset, Path(opt.dataroot))
     sampler = training_sampler(dataset, opt, rank=ctx.rank, world_size=ctx.world_size)
     loader = create_dataloader(dataset, batch_size=opt.batch_size, num_workers=opt.num_threads,
                                sampler=sampler, pin_memory=bool(opt.gpu_ids))
@@ -199,13 +201,19 @@ def run_training(opt: argparse.Namespace, ctx: DistContext, run_dir: Path,
     model = create_model(opt)
     model.setup()
     plan = training_plan(sampler, opt)
-    state = load_training_state(model, model.load_suffix, plan) if opt.continue_train else None
+    state = (load_training_state(model, model.load_suffix, plan, data,
+                                 allow_data_change=opt.allow_data_change)
+             if opt.continue_train else None)
+    history = state.data_history if state is not None else []
     validator = make_validator(opt, model.device) if ctx.is_main else None
     if ctx.is_main:  # every check passed: from here on the run folder is written
         if opt.overwrite:
             clear_run(run_dir)
         tidy_run_folder(run_dir)
         record_options()
+        if state is not None:  # the interrupted run's lines after the resumed point go
+            rewind_logs(run_dir, state.progress.epoch,
+                        state.progress.batches_done * opt.batch_size * ctx.world_size)
     barrier()
     visualizer = make_visualizer(opt, run_dir) if ctx.is_main else None
     geometry = training_geometry(dataset)
@@ -218,10 +226,11 @@ def run_training(opt: argparse.Namespace, ctx: DistContext, run_dir: Path,
             return
 
         def stage_state(stage: FileSet, digests: Mapping[str, str]) -> None:
-            stage_training_state(stage, model, tag, at, plan, digests)
+            stage_training_state(stage, model, tag, at, plan, digests, data, history)
 
         save_model_with_metadata(model, opt, tag, run_dir, geometry, epoch_number=epoch,
                                  total_iters=at.total_iters, validation=validation,
+                                 train_history=history,
                                  also=stage_state if tag == "latest" else None)
 
     if ctx.enabled:  # ranks differ from here on in dropout masks and flips

@@ -16,7 +16,7 @@ import json
 import logging
 import platform
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -108,10 +108,13 @@ def code_version() -> dict[str, Any]:
 def build_metadata(model: BaseModel, opt: argparse.Namespace, epoch: str | int,
                    geometry: Mapping[str, Geometry], *, epoch_number: int | None = None,
                    total_iters: int | None = None,
-                   validation: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                   validation: Mapping[str, Any] | None = None,
+                   train_history: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The metadata dict of a checkpoint (see the module docstring for its parts).
 
-    ``validation``: the latest validation result (epoch, patients, MAE in HU), when there is one.
+    ``validation``: the latest validation result (epoch, patients, MAE in HU), when there is one;
+    ``train_history``: the earlier training sets of a run resumed on changed data
+    (``--allow_data_change``), recorded as ``patients.train_history``.
     """
     summary = summarize_geometry(geometry)
     a_to_b = opt.direction == "AtoB"
@@ -146,7 +149,8 @@ def build_metadata(model: BaseModel, opt: argparse.Namespace, epoch: str | int,
                                         "maps_to": [-1.0, 1.0]},
                           "slice_frame": "axial slices inferior->superior; rows anterior->"
                                          "posterior; columns patient right->left"},
-        "patients": {"train": sorted(geometry)},
+        "patients": {"train": sorted(geometry)}
+        | ({"train_history": [dict(h) for h in train_history]} if train_history else {}),
         "software": {"python": platform.python_version(), "torch": torch.__version__,
                      "numpy": np.__version__, "nibabel": nib.__version__} | code_version(),
     } | ({"validation": dict(validation)} if validation is not None else {})
@@ -164,7 +168,8 @@ def save_model_with_metadata(model: BaseModel, opt: argparse.Namespace, epoch: s
     ``geometry`` ({patient: (shape, affine)}) defaults to the headers in
     ``<dataroot>/<phase>A``; ``also(stage, digests)`` stages more members of the set (the
     training state), given the weights' SHA-256 by network name; ``progress`` may give
-    ``epoch_number``, ``total_iters`` and ``validation`` (see :func:`build_metadata`).
+    ``epoch_number``, ``total_iters``, ``validation`` and ``train_history`` (see
+    :func:`build_metadata`).
     Returns the metadata path.
     """
     if geometry is None:

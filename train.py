@@ -14,6 +14,7 @@ torchrun, e.g. ``torchrun --nproc_per_node 4 train.py ...``; rank 0 alone writes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -33,7 +34,7 @@ from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_volume_dataset import NiftiVolumeDataset
 from data.phase_volumes import dataset_phases
 from data.sampling import EpochSampler
-from display.visualizer import Visualizer
+from display.visualizer import Visualizer, rewind_logs
 from models import create_model
 from models.base_model import BaseModel
 from models.metadata import Geometry, save_model_with_metadata
@@ -42,7 +43,9 @@ from models.networks import (
     volume_size_rule,
 )
 from models.run_folder import check_new_training, clear_run, tidy_run_folder
+from models.run_lock import hold_run_lock
 from models.trained_run import SETTING_NAMES, GeneratorSettings
+from models.training_data import training_digests
 from models.training_setup import check_sizes, training_sampler
 from models.training_state import (
     Plan,
@@ -167,13 +170,21 @@ def make_visualizer(opt: argparse.Namespace, run_dir: Path) -> Visualizer:
 def train(opt: argparse.Namespace, record_options: Callable[[], None] = lambda: None) -> Path:
     """Run the whole training; return the run's checkpoint folder.
 
-    Every check (run folder, data, slice sizes, networks, training state, validation data) runs
-    before anything is written to the run folder; then ``record_options()`` is called (it writes
-    ``opt.json``) and training starts.
+    Rank 0 first takes the run folder's lock (:mod:`models.run_lock`): a second training in
+    the same folder is refused while this one runs. Every check (run folder, data, slice sizes,
+    networks, training state, validation data) runs before anything is written to the run
+    folder; then ``record_options()`` is called (it writes ``opt.json``) and training starts.
     """
     ctx, opt.gpu_ids = init_distributed(opt.gpu_ids)
     check_distributed(opt, ctx)
     run_dir = Path(opt.checkpoints_dir) / opt.name
+    with hold_run_lock(run_dir) if ctx.is_main else contextlib.nullcontext():
+        return run_training(opt, ctx, run_dir, record_options)
+
+
+def run_training(opt: argparse.Namespace, ctx: DistContext, run_dir: Path,
+                 record_options: Callable[[], None]) -> Path:
+    """:func:`train` once the run folder is this process's (rank 0 holds its lock)."""
     check_new_training(run_dir, continue_train=opt.continue_train, overwrite=opt.overwrite,
                        current=vars(opt), architecture_keys=SETTING_NAMES)
     seed_everything(opt.seed)  # every rank builds the same initial weights
@@ -181,6 +192,7 @@ def train(opt: argparse.Namespace, record_options: Callable[[], None] = lambda: 
     if isinstance(dataset, NiftiVolumeDataset) and is_volumetric(opt.netG):
         dataset.pad_whole_axes_to(volume_size_rule(opt.netG).multiple)  # as inference does
     check_sizes(dataset, opt)
+    data = training_digests(dataset, Path(opt.dataroot))
     sampler = training_sampler(dataset, opt, rank=ctx.rank, world_size=ctx.world_size)
     loader = create_dataloader(dataset, batch_size=opt.batch_size, num_workers=opt.num_threads,
                                sampler=sampler, pin_memory=bool(opt.gpu_ids))
@@ -189,13 +201,19 @@ def train(opt: argparse.Namespace, record_options: Callable[[], None] = lambda: 
     model = create_model(opt)
     model.setup()
     plan = training_plan(sampler, opt)
-    state = load_training_state(model, model.load_suffix, plan) if opt.continue_train else None
+    state = (load_training_state(model, model.load_suffix, plan, data,
+                                 allow_data_change=opt.allow_data_change)
+             if opt.continue_train else None)
+    history = state.data_history if state is not None else []
     validator = make_validator(opt, model.device) if ctx.is_main else None
     if ctx.is_main:  # every check passed: from here on the run folder is written
         if opt.overwrite:
             clear_run(run_dir)
         tidy_run_folder(run_dir)
         record_options()
+        if state is not None:  # the interrupted run's lines after the resumed point go
+            rewind_logs(run_dir, state.progress.epoch,
+                        state.progress.batches_done * opt.batch_size * ctx.world_size)
     barrier()
     visualizer = make_visualizer(opt, run_dir) if ctx.is_main else None
     geometry = training_geometry(dataset)
@@ -208,10 +226,11 @@ def train(opt: argparse.Namespace, record_options: Callable[[], None] = lambda: 
             return
 
         def stage_state(stage: FileSet, digests: Mapping[str, str]) -> None:
-            stage_training_state(stage, model, tag, at, plan, digests)
+            stage_training_state(stage, model, tag, at, plan, digests, data, history)
 
         save_model_with_metadata(model, opt, tag, run_dir, geometry, epoch_number=epoch,
                                  total_iters=at.total_iters, validation=validation,
+                                 train_history=history,
                                  also=stage_state if tag == "latest" else None)
 
     if ctx.enabled:  # ranks differ from here on in dropout masks and flips

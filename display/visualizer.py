@@ -22,8 +22,10 @@ Pictures are 8-bit windowed previews, not data. visdom and wandb are reached thr
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 from collections import deque
 from collections.abc import Mapping
 from datetime import datetime
@@ -47,6 +49,7 @@ from display.windows import (
     unit_tensor_to_hu,
     window_to_uint8,
 )
+from util.atomic import atomic_write_text
 from util.errors import ConfigError
 from util.html import HTMLPage
 from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, check_window
@@ -99,6 +102,65 @@ def save_test_images(page: HTMLPage, visuals: Mapping[str, torch.Tensor], image_
     page.add_header(f"{stem}: {describe_window(window)}")
     page.add_images([f"images/{p.name}" for p in paths], list(visuals), width)
     return paths
+
+
+_LOSS_LINE = re.compile(r"^\(epoch: (\d+), iters: (\d+),")
+_VALIDATION_LINE = re.compile(r"^\(epoch: (\d+), validation\)")
+
+
+def _after(epoch: int, epoch_iter: int | None, resumed_epoch: int, resumed_iter: int) -> bool:
+    """Whether a log point lies after the resumed point: a loss line at (``epoch``,
+    ``epoch_iter`` slices into it), or a validation (``epoch_iter`` None, logged at the end of
+    ``epoch``); the resumed point is ``resumed_iter`` slices into ``resumed_epoch``."""
+    if epoch_iter is None:
+        return epoch >= resumed_epoch
+    return epoch > resumed_epoch or (epoch == resumed_epoch and epoch_iter > resumed_iter)
+
+
+def _keep_text_line(line: str, epoch: int, epoch_iter: int) -> bool:
+    """Whether a ``loss_log.txt`` line was logged up to the resumed point (headers stay)."""
+    if loss := _LOSS_LINE.match(line):
+        return not _after(int(loss[1]), int(loss[2]), epoch, epoch_iter)
+    if val := _VALIDATION_LINE.match(line):
+        return not _after(int(val[1]), None, epoch, epoch_iter)
+    return True
+
+
+def rewind_logs(run_dir: str | os.PathLike[str], epoch: int, epoch_iter: int) -> int:
+    """Drop the lines of ``loss_log.txt``, ``loss_log.jsonl`` and ``val_log.jsonl`` that an
+    interrupted training logged after the point a resume starts from (``epoch_iter`` slices into
+    ``epoch``): the resumed training logs them again. Each file is rewritten atomically, the text
+    log with a line saying where training resumed. Returns the number of lines dropped."""
+    run_dir = Path(run_dir)
+    dropped = 0
+    for name, key_iter in (("loss_log.jsonl", "epoch_iter"), ("val_log.jsonl", None)):
+        path = run_dir / name
+        try:
+            records = read_jsonl(path)
+        except ValueError as exc:
+            logger.warning("%s: not rewound to the resumed point (%s)", path, exc)
+            continue
+        kept = [r for r in records if not _after(int(r.get("epoch", 0)),
+                                                 None if key_iter is None
+                                                 else int(r.get(key_iter, 0)),
+                                                 epoch, epoch_iter)]
+        if len(kept) < len(records):
+            atomic_write_text(path, "".join(json.dumps(r, allow_nan=False) + "\n"
+                                            for r in kept))
+            dropped += len(records) - len(kept)
+    text = run_dir / "loss_log.txt"
+    if text.is_file():
+        lines = text.read_text(encoding="utf-8", errors="replace").splitlines()
+        kept_lines = [line for line in lines if _keep_text_line(line, epoch, epoch_iter)]
+        dropped += len(lines) - len(kept_lines)
+        kept_lines.append(f"(resumed at epoch {epoch} after {epoch_iter} slices; "
+                          f"{len(lines) - len(kept_lines)} lines logged after that point by "
+                          f"the interrupted training were dropped)")
+        atomic_write_text(text, "\n".join(kept_lines) + "\n")
+    if dropped:
+        logger.info("dropped %d log lines of the interrupted training after the resumed point",
+                    dropped)
+    return dropped
 
 
 class Visualizer:

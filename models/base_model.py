@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from models.image_pool import ImagePool
 from models.networks import describe_network, describe_weights, get_scheduler
 from util.distributed import unwrap, wrap_ddp
 from util.errors import ConfigError, DataError
@@ -89,6 +90,11 @@ class BaseModel(ABC):
         ``--ema_decay`` saves its averaged generator as ``G``, the trained one as ``G_train``).
         """
         return self.networks()
+
+    def image_pools(self) -> dict[str, ImagePool]:
+        """{name: image pool} of a training model that keeps past fakes (none by default); the
+        training state saves their contents."""
+        return {}
 
     def setup(self) -> None:
         """Create schedulers (training) and load checkpoints (testing or resuming)."""

@@ -1,7 +1,9 @@
 """Checkpoints with their CT metadata: ``<epoch>_metadata.json`` beside ``<epoch>_net_*.pth``.
 
 The metadata records what a checkpoint is and what it was trained on, so that a prediction can be
-checked against it later: model and architecture, input/output, slice size, voxel spacing and
+checked against it later: model and architecture, every setting of the generator
+(``generator_settings``: the fields of :class:`models.trained_run.GeneratorSettings`, checked
+against ``opt.json`` when the generator is loaded), input/output, slice size, voxel spacing and
 slice thickness read from the training volumes (with their range when patients differ), training
 parameters, preprocessing and HU window, the training patients, library versions and git commit.
 """
@@ -14,7 +16,7 @@ import json
 import logging
 import platform
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ import torch
 from data.image_folder import make_dataset
 from data.nifti_io import nifti_stem, read_geometry
 from models.base_model import BaseModel, load_weights
-from models.trained_run import ARCHITECTURE_NAMES
+from models.trained_run import ARCHITECTURE_NAMES, GeneratorSettings, settings_json
 from util.errors import DataError
 from util.file_set import FileSet, file_set
 from util.geometry import stack_shape, stack_spacing_mm
@@ -106,10 +108,13 @@ def code_version() -> dict[str, Any]:
 def build_metadata(model: BaseModel, opt: argparse.Namespace, epoch: str | int,
                    geometry: Mapping[str, Geometry], *, epoch_number: int | None = None,
                    total_iters: int | None = None,
-                   validation: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                   validation: Mapping[str, Any] | None = None,
+                   train_history: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """The metadata dict of a checkpoint (see the module docstring for its parts).
 
-    ``validation``: the latest validation result (epoch, patients, MAE in HU), when there is one.
+    ``validation``: the latest validation result (epoch, patients, MAE in HU), when there is one;
+    ``train_history``: the earlier training sets of a run resumed on changed data
+    (``--allow_data_change``), recorded as ``patients.train_history``.
     """
     summary = summarize_geometry(geometry)
     a_to_b = opt.direction == "AtoB"
@@ -124,6 +129,7 @@ def build_metadata(model: BaseModel, opt: argparse.Namespace, epoch: str | int,
         "model": {"type": opt.model, "class": type(model).__name__, "name": opt.name},
         "architecture": {k: getattr(opt, k) for k in
                          (*ARCHITECTURE_NAMES, "init_type", "netD", "ndf", "n_layers_D")},
+        "generator_settings": settings_json(GeneratorSettings.from_options(vars(opt))),
         "input": {"image": avg if a_to_b else phase0, "units": "HU", "slice": "axial",
                   "channels": opt.input_nc, "context_slices_each_side": opt.context_slices},
         "output": {"image": phase0 if a_to_b else avg, "units": "HU", "slice": "axial",
@@ -143,7 +149,8 @@ def build_metadata(model: BaseModel, opt: argparse.Namespace, epoch: str | int,
                                         "maps_to": [-1.0, 1.0]},
                           "slice_frame": "axial slices inferior->superior; rows anterior->"
                                          "posterior; columns patient right->left"},
-        "patients": {"train": sorted(geometry)},
+        "patients": {"train": sorted(geometry)}
+        | ({"train_history": [dict(h) for h in train_history]} if train_history else {}),
         "software": {"python": platform.python_version(), "torch": torch.__version__,
                      "numpy": np.__version__, "nibabel": nib.__version__} | code_version(),
     } | ({"validation": dict(validation)} if validation is not None else {})
@@ -161,7 +168,8 @@ def save_model_with_metadata(model: BaseModel, opt: argparse.Namespace, epoch: s
     ``geometry`` ({patient: (shape, affine)}) defaults to the headers in
     ``<dataroot>/<phase>A``; ``also(stage, digests)`` stages more members of the set (the
     training state), given the weights' SHA-256 by network name; ``progress`` may give
-    ``epoch_number``, ``total_iters`` and ``validation`` (see :func:`build_metadata`).
+    ``epoch_number``, ``total_iters``, ``validation`` and ``train_history`` (see
+    :func:`build_metadata`).
     Returns the metadata path.
     """
     if geometry is None:

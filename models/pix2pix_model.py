@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import random
 from typing import Any
 
 import torch
@@ -114,7 +115,7 @@ class Pix2PixModel(BaseModel):
             self.motion_weight = opt.motion_weight
             self.motion_threshold = opt.motion_threshold_hu * 2.0 / (opt.hu_max - opt.hu_min)
             self.centre_channel = (opt.input_nc - self.conditioning_nc) // 2  # the AVG slice
-            self.fake_AB_pool = ImagePool(opt.pool_size)
+            self.fake_AB_pool = ImagePool(opt.pool_size, random.Random(opt.seed))
             betas = (opt.beta1, 0.999)
             self.optimizer_G = make_adam(self.netG.parameters(), lr=opt.lr, betas=betas,
                                          device=self.device)
@@ -130,6 +131,10 @@ class Pix2PixModel(BaseModel):
             #: True during G's backward when G's Adam runs inside it (see :meth:`setup`).
             self.g_updates_in_backward = False
             self.g_step_in_backward = False
+
+    def image_pools(self) -> dict[str, ImagePool]:
+        """{"fake_AB": the pool of past (A, fake B) pairs shown to D} when training."""
+        return {"fake_AB": self.fake_AB_pool} if self.is_train else {}
 
     def saved_networks(self) -> dict[str, torch.nn.Module]:
         """With ``--ema_decay`` (training): the average as ``G`` (validated, selected, tested),

@@ -10,9 +10,10 @@ benchmarks): it reads ``opt.json`` and ``<epoch>_net_G.pth`` (``weights_only``) 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -146,18 +147,81 @@ def build_generator(settings: GeneratorSettings) -> nn.Module:
                     conditioning_nc=PHASE_CHANNELS if settings.phase_input else 0)
 
 
+def settings_json(settings: GeneratorSettings) -> dict[str, Any]:
+    """``settings`` as a JSON object (the tuple ``patch_size`` as a list), field by field."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
+
+
+def recorded_settings(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The generator settings a checkpoint's metadata records: every field of
+    :class:`GeneratorSettings` (``generator_settings``) in metadata written since they were
+    recorded there; in older metadata, the architecture, HU window, slice size, context slices
+    and channels it has."""
+    whole = meta.get("generator_settings")
+    if isinstance(whole, Mapping):
+        return {k: v for k, v in whole.items() if k in SETTING_NAMES}
+    arch, pre = meta.get("architecture") or {}, meta.get("preprocessing") or {}
+    window, inp = pre.get("hu_window") or {}, meta.get("input") or {}
+    found = {k: arch[k] for k in ARCHITECTURE_NAMES if k in arch}
+    found |= {k: window[k] for k in ("hu_min", "hu_max") if k in window}
+    for key, section, name in (("resize_to", pre, "resize_to"),
+                               ("context_slices", inp, "context_slices_each_side"),
+                               ("input_nc", inp, "channels"),
+                               ("output_nc", meta.get("output") or {}, "channels")):
+        if name in section:
+            found[key] = section[name]
+    return found
+
+
+def check_settings(settings: GeneratorSettings, run_dir: Path, epoch: str) -> None:
+    """ConfigError when ``settings`` (from ``<run_dir>/opt.json``) differ from those recorded
+    in ``<epoch>_metadata.json`` beside the weights, naming every value and both files; a
+    warning when there is no metadata to check them against."""
+    name = f"{epoch}_metadata.json"
+    path = committed_path(run_dir, epoch, name)
+    if not path.is_file():
+        logger.warning("%s: not found; the options in %s could not be checked against the "
+                       "settings the weights were trained with", run_dir / name,
+                       run_dir / "opt.json")
+        return
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{run_dir / name}: cannot read the checkpoint's metadata "
+                          f"({exc})") from exc
+    if not isinstance(meta, Mapping):
+        raise ConfigError(f"{run_dir / name}: not checkpoint metadata (a JSON object expected)")
+    current = settings_json(settings)
+    diffs = [f"--{k} {v} in {run_dir / name} but {current[k]} in {run_dir / 'opt.json'}"
+             for k, v in recorded_settings(meta).items() if _differ(v, current[k])]
+    if diffs:
+        raise ConfigError(f"{run_dir}: the run's options do not match the checkpoint "
+                          f"'{epoch}' ({'; '.join(diffs)}); the options were changed or come "
+                          f"from another training. Nothing was written")
+
+
+def _differ(recorded: Any, current: Any) -> bool:
+    """Whether a recorded setting and the current one differ (lists and tuples alike)."""
+    if isinstance(recorded, list | tuple) and isinstance(current, list | tuple):
+        return list(recorded) != list(current)
+    return bool(recorded != current)
+
+
 def load_generator(run_dir: str | Path, epoch: str = "latest",
                    device: torch.device | str = "cpu",
                    settings: GeneratorSettings | None = None) -> TrainedGenerator:
     """The trained generator ``<run_dir>/<epoch>_net_G.pth`` in eval mode on ``device``.
 
-    ``settings`` default to the run's ``opt.json``. Nothing is written: a save of ``epoch`` that
-    a crash interrupted after it was complete is read from its staged file
+    ``settings`` default to the run's ``opt.json``; they must match those recorded in
+    ``<epoch>_metadata.json`` beside the weights (:func:`check_settings`). Nothing is
+    written: a save of ``epoch`` that a crash interrupted after it was complete is read from
+    its staged file
     (:func:`util.file_set.committed_path`). Weights that do not fit the settings are a
     ConfigError describing both the network the settings build and the one the file holds.
     """
     run_dir, device = Path(run_dir), torch.device(device)
     settings = settings or read_settings(run_dir)
+    check_settings(settings, run_dir, str(epoch))
     name = f"{epoch}_net_G.pth"
     path = committed_path(run_dir, str(epoch), name)
     net = build_generator(settings)

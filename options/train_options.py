@@ -46,6 +46,11 @@ class TrainOptions(BaseOptions):
                        help="start anew in a run folder that holds checkpoints: once every "
                             "check has passed, its checkpoints, options, logs and page are "
                             "deleted (without this, such a run is refused)")
+        g.add_argument("--allow_data_change", action="store_true",
+                       help="with --continue_train: go on although the training patients or "
+                            "their files differ from those the training state was saved with "
+                            "(without this such a resume is refused); the metadata then "
+                            "records the earlier set in patients.train_history")
         g.add_argument("--epoch_count", type=int, default=1,
                        help="first epoch number (when resuming: the next epoch)")
         g.add_argument("--phase", default="train", help="train, val, test, ...")

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import train
+from display.curves import read_jsonl
 from models.base_model import load_weights
 from tests.conftest import CodeOnLoad, write_pair_tree
 
@@ -264,3 +265,33 @@ def test_full_disk_at_each_write_of_the_set_keeps_the_previous_set_and_resumes(
     caplog.clear()
     assert train.main([*argv, "--continue_train"]) == 0, caplog.text
     assert same_weights(tmp_path / "ck" / "whole", run_dir)
+
+
+def loss_points(run_dir):
+    """(epoch, iters) of every loss line of loss_log.txt, in order."""
+    return [line.split(", time")[0] for line in
+            (run_dir / "loss_log.txt").read_text().splitlines() if line.startswith("(epoch:")]
+
+
+@pytest.mark.slow
+def test_resume_with_an_image_pool_and_a_loss_log_matches_uninterrupted_run(dataroot, tmp_path):
+    """--pool_size 2: the pool's images and random state are in the training state, so the
+    resumed run ends with the uninterrupted run's weights; the lines the killed run logged after
+    its last save of latest (slices 16 and 17) are dropped at the resume, not repeated."""
+    ck = tmp_path / "ck"
+    extra = ("--pool_size", "2", "--print_freq", "1")
+    whole = run_train(tmp_path, 0, train_argv(dataroot, ck, "whole", *extra))
+    assert whole.returncode == 0, whole.stderr
+    killed = run_train(tmp_path, 18, train_argv(dataroot, ck, "killed", *extra))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert len(read_jsonl(ck / "killed" / "loss_log.jsonl")) == 17
+    resumed = run_train(tmp_path, 0, train_argv(dataroot, ck, "killed", *extra,
+                                                 "--continue_train"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert same_weights(ck / "whole", ck / "killed")
+    expected = read_jsonl(ck / "whole" / "loss_log.jsonl")
+    assert len(expected) == 24
+    assert read_jsonl(ck / "killed" / "loss_log.jsonl") == expected
+    assert loss_points(ck / "killed") == loss_points(ck / "whole")
+    assert "(resumed at epoch 2 after 3 slices; 2 lines logged after that point" in (
+        ck / "killed" / "loss_log.txt").read_text()

@@ -98,3 +98,52 @@ def test_load_generator_without_readable_options_names_the_file(tmp_path, broken
         (run / "opt.json").write_text("{")
     with pytest.raises(ConfigError, match=r"run/opt\.json: cannot read the run's options"):
         load_generator(Path(run))
+
+
+def test_options_that_no_longer_match_the_checkpoint_metadata_are_refused(tmp_path, caplog):
+    """Another training's opt.json (here: --hu_max 1024) beside weights trained with 3071:
+    test.py and predict.py refuse it naming both values and both files, with the metadata of
+    this version and with older metadata (no ``generator_settings``)."""
+    from tests.conftest import ct_like, write_nifti, write_pair_tree
+    from tests.scripts.test_evaluate_predict import load_script
+    from tests.test_test_outputs import _test_script
+    from tests.test_train_resume import train_argv
+    from train import main as train_main
+
+    root, ck = tmp_path / "data", tmp_path / "ck"
+    write_pair_tree(root, "train", {"t1": (64, 64, 2)})
+    write_pair_tree(root, "test", {"s1": (64, 64, 2)})
+    assert train_main(train_argv(root, ck, "run", "--n_epochs_decay", "0",
+                                 "--max_dataset_size", "1")) == 0
+    run = ck / "run"
+    meta_path = run / "latest_metadata.json"
+    assert json.loads(meta_path.read_text())["generator_settings"]["hu_max"] == 3071
+    options = json.loads((run / "opt.json").read_text())
+    (run / "opt.json").write_text(json.dumps(options | {"hu_max": 1024.0}))
+    src = write_nifti(tmp_path / "avg.nii.gz", ct_like((64, 64, 2)))
+    expected = f"--hu_max 3071.0 in {meta_path} but 1024.0 in {run / 'opt.json'}"
+    for old_metadata in (False, True):
+        if old_metadata:
+            meta = json.loads(meta_path.read_text())
+            del meta["generator_settings"]
+            meta_path.write_text(json.dumps(meta))
+        caplog.clear()
+        assert _test_script().main(["--dataroot", str(root), "--checkpoints_dir", str(ck),
+                                    "--name", "run", "--gpu_ids", "-1", "--results_dir",
+                                    str(tmp_path / "results"), "--no_pictures",
+                                    "--axial_slice"]) == 1
+        assert expected in caplog.text, caplog.text
+        caplog.clear()
+        assert load_script("predict").main(["--name", "run", "--checkpoints_dir", str(ck),
+                                            "--input", str(src), "--output",
+                                            str(tmp_path / "out.nii.gz"),
+                                            "--gpu_ids", "-1"]) == 1
+        assert expected in caplog.text, caplog.text
+    assert not (tmp_path / "out.nii.gz").exists()
+
+
+def test_load_generator_without_metadata_warns_that_nothing_was_checked(tmp_path, caplog):
+    run = tiny_run(tmp_path / "ck") / "run"
+    load_generator(run)
+    assert f"{run / 'latest_metadata.json'}: not found" in caplog.text
+    assert "could not be checked" in caplog.text

@@ -67,7 +67,7 @@ def cycle_volumes(phases: Sequence[float]) -> tuple[CycleVolume, ...]:
         listed = ", ".join(phase_label(p) for p in phases)
         volumes += [CycleVolume("mip", "MIP of the cycle" if whole else f"MIP of phases {listed} %",
                                 MIP_SERIES_OFFSET),
-                    CycleVolume("avg", "mean of the cycle (synthetic AVG)", MEAN_SERIES_OFFSET)
+                    CycleVolume("avg", "mean of the cycle", MEAN_SERIES_OFFSET)
                     if whole else CycleVolume("mean", f"mean of phases {listed} %",
                                               MEAN_SERIES_OFFSET)]
     return tuple(volumes)

@@ -39,3 +39,20 @@ def test_a_phase_0_generator_cannot_make_a_cycle(tmp_path):
                                  torch.device("cpu"))
     with pytest.raises(ConfigError, match="phase 0 only"):
         predict_cycle(generator, np.zeros((1, 64, 64), np.float32), (0.0, 50.0))
+
+
+def test_every_volume_of_a_cycle_has_its_own_series_number_and_a_whole_description():
+    from data.dicom_write import series_description
+    from models.cycle import cycle_volumes
+    from util.phases import STANDARD_PHASES
+
+    for phases in (STANDARD_PHASES, (0.0, 50.0), (0.0, 0.4, 99.6)):
+        volumes = cycle_volumes(phases)
+        assert len({v.series_offset for v in volumes}) == len(volumes)
+    for v in cycle_volumes(STANDARD_PHASES) + cycle_volumes((0.0, 50.0)):
+        assert series_description(v.description, "phase0_recipe best").endswith(
+            "(pix2pix phase0_recipe best)")  # the model's name survives the 64-character cut
+    kinds = [v.kind for v in cycle_volumes(STANDARD_PHASES)]
+    assert kinds[-2:] == ["mip", "avg"]
+    assert [v.kind for v in cycle_volumes((0.0, 50.0))][-2:] == ["mip", "mean"]
+    assert [v.kind for v in cycle_volumes((50.0,))] == [50.0]

@@ -257,7 +257,8 @@ def run_training(opt: argparse.Namespace, ctx: DistContext, run_dir: Path,
             if selection_score(metrics) < best:
                 best = selection_score(metrics)
                 save("best", epoch, at)
-                logger.info("new best checkpoint: epoch %d, validation MAE %.1f HU", epoch, best)
+                logger.info("new best checkpoint: epoch %d, selection score %.3f (model/AVG MAE, "
+                            "mean of the motion region and the whole volume)", epoch, best)
         model.update_learning_rate()
         if epoch % opt.save_epoch_freq == 0 or epoch == last_epoch:
             save("latest", epoch, at)

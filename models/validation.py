@@ -25,8 +25,12 @@ from models.volume_inference import VolumeWindows
 
 logger = logging.getLogger(__name__)
 
-#: Regions scored during validation, and the one that picks the ``best`` checkpoint first.
-VAL_REGIONS = ("motion", "body")
+#: Regions scored during validation.
+VAL_REGIONS = ("motion", "body", "whole")
+#: Regions whose model/AVG MAE ratios, averaged, pick the ``best`` checkpoint: the motion the
+#: model is for, and the whole volume, so an epoch that makes the air or static tissue worse
+#: (15 HU dark air was chosen when the motion region alone decided) is not chosen.
+SELECTION_REGIONS = ("motion", "whole")
 
 
 @dataclass(frozen=True)
@@ -105,11 +109,26 @@ class Validator:
                 | {f"baseline_{r}_mae_hu": v for r, v in self.baseline.items()})
 
 
+def _ratio(metrics: dict[str, float], region: str) -> float:
+    """Model MAE / AVG MAE in ``region`` (NaN when either is missing, not finite or the AVG's
+    is 0)."""
+    value = metrics.get(f"val_{region}_mae_hu", math.nan)
+    baseline = metrics.get(f"baseline_{region}_mae_hu", math.nan)
+    if not (math.isfinite(value) and math.isfinite(baseline)) or baseline <= 0:
+        return math.nan
+    return value / baseline
+
+
 def selection_score(metrics: dict[str, float]) -> float:
-    """The number the ``best`` checkpoint minimises: the motion-region MAE, or the body MAE
-    when no validation patient has a motion region."""
-    for region in VAL_REGIONS:
-        value = metrics.get(f"val_{region}_mae_hu", math.nan)
-        if math.isfinite(value):
-            return value
+    """The number the ``best`` checkpoint minimises (lower is better, 1 = as good as the AVG):
+    the mean over :data:`SELECTION_REGIONS` of the model's MAE divided by the AVG's; the motion
+    region's ratio alone for metrics that lack the whole volume (a run validated before it was
+    scored); the body's when no validation patient has a motion region; inf when none is
+    known."""
+    ratios = [_ratio(metrics, region) for region in SELECTION_REGIONS]
+    if all(math.isfinite(r) for r in ratios):
+        return float(np.mean(ratios))
+    for region in ("motion", "body"):
+        if math.isfinite(ratio := _ratio(metrics, region)):
+            return ratio
     return math.inf

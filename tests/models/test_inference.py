@@ -74,13 +74,30 @@ def test_validator_scores_model_and_baseline_and_restores_training_mode(tmp_path
                                                          abs=0.1)
     block, region = 6 * 6 * 4, (8 * 8 - 4) * 4
     assert metrics["baseline_motion_mae_hu"] == pytest.approx(300.0 * block / region, rel=1e-3)
-    assert selection_score(metrics) == metrics["val_motion_mae_hu"]
+    assert selection_score(metrics) == pytest.approx(1.0, abs=1e-3)  # the AVG's own errors
     shifted = validator(Shift(100.0 / 2047.5))  # +100 HU everywhere
     assert shifted["val_body_mae_hu"] > metrics["val_body_mae_hu"] + 50
+    assert shifted["val_whole_mae_hu"] > metrics["val_whole_mae_hu"] + 50
+    assert selection_score(shifted) > selection_score(metrics) + 1
 
 
-def test_selection_score_falls_back_to_the_body_then_inf():
-    assert selection_score({"val_motion_mae_hu": math.nan, "val_body_mae_hu": 12.0}) == 12.0
+def test_selection_score_weighs_the_motion_region_and_the_whole_volume_against_the_avg():
+    avg = {"baseline_motion_mae_hu": 200.0, "baseline_body_mae_hu": 20.0,
+           "baseline_whole_mae_hu": 10.0}
+    sharp_dark_air = avg | {"val_motion_mae_hu": 50.0, "val_whole_mae_hu": 14.0}
+    balanced = avg | {"val_motion_mae_hu": 54.0, "val_whole_mae_hu": 9.0}
+    assert selection_score(sharp_dark_air) == pytest.approx((0.25 + 1.4) / 2)
+    assert selection_score(balanced) == pytest.approx((0.27 + 0.9) / 2)
+    assert selection_score(balanced) < selection_score(sharp_dark_air)  # the motion region
+    # alone would have chosen the epoch whose air is 4 HU worse than the AVG's
+
+
+def test_selection_score_falls_back_to_the_motion_then_the_body_ratio_then_inf():
+    before = {"val_motion_mae_hu": 50.0, "baseline_motion_mae_hu": 200.0}  # no whole volume
+    assert selection_score(before) == pytest.approx(0.25)
+    assert selection_score({"val_motion_mae_hu": math.nan, "val_body_mae_hu": 12.0,
+                            "baseline_body_mae_hu": 24.0}) == pytest.approx(0.5)
+    assert selection_score({"val_motion_mae_hu": 5.0, "baseline_motion_mae_hu": 0.0}) == math.inf
     assert selection_score({}) == math.inf
 
 

@@ -3,6 +3,10 @@
     python scripts/make_synthetic_4dct.py --out ./synthetic_4dct --n_patients 6 --size 64 \\
         --n_slices 32 --seed 0
 
+``--family NAME`` writes a named family of scanner, patient and breathing ranges instead
+(:data:`synthetic.FAMILIES`; the grid, range and storage options are then the family's), e.g.
+``--family warped_wide`` for the deformation-based generator over wide scanner ranges.
+
 ``--format dicom`` writes each volume as a DICOM CT series (a folder of slices) instead of a NIfTI
 file, so the DICOM input path can be tried on the same phantom.
 """
@@ -17,14 +21,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from synthetic import (
     DEFAULT_RANGES,
+    FAMILIES,
     ORIENTATIONS,
     STORAGES,
     ParamRanges,
     SyntheticGrid,
+    write_family,
     write_synthetic_4dct,
 )
 from synthetic.export import FORMATS
 from util.cli import run_cli
+from util.errors import ConfigError
 
 #: (ParamRanges field, option unit suffix, description) of the per-patient ranges.
 RANGE_OPTIONS = (("amplitude", "_mm", "superior-inferior breathing amplitude, mm"),
@@ -46,12 +53,20 @@ def ranges_from_args(args: argparse.Namespace) -> ParamRanges:
     return ParamRanges(**given)
 
 
+def families_epilog() -> str:
+    """The ``--help`` text listing the synthetic families, one line each."""
+    width = max(len(name) for name in FAMILIES)
+    return "families (--family):\n" + "\n".join(
+        f"  {name:<{width}}  {family.description}" for name, family in FAMILIES.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options of the synthetic 4DCT writer."""
     parser = argparse.ArgumentParser(
         description="Write a synthetic 4DCT tree: OUT/res_avg/<pid>/<pid>_AVG.nii.gz and "
                     "OUT/res_phases/<pid>/<pid>_4DCT_Gated {0,...,90}.0A.nii.gz, and the tumour "
-                    "masks OUT/res_structures/<pid>/GTV/<pid>_GTV_Gated {0,...,90}.0A.nii.gz.")
+                    "masks OUT/res_structures/<pid>/GTV/<pid>_GTV_Gated {0,...,90}.0A.nii.gz.",
+        epilog=families_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("./synthetic_4dct"),
                         help="root folder to write res_avg/ and res_phases/ into")
     parser.add_argument("--n_patients", type=int, default=6)
@@ -86,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "OUT/res_phases/<pid>/<pid>_4DCT_Gated {0,...,90}.0A/ (series "
                              "descriptions 'AVG', 'Gated 0.0A' ...; LPS only; tumour masks stay "
                              "NIfTI)")
+    parser.add_argument("--family", choices=sorted(FAMILIES), default=None,
+                        help="write this family of scanner, patient and breathing ranges (listed "
+                             "below; NIfTI only) instead of the phantom on the grid and ranges "
+                             "given by the options above, which it ignores")
     parser.add_argument("--id_prefix", default="PT",
                         help="patient ids are <prefix>001, <prefix>002, ... (letters, digits)")
     parser.add_argument("--no_structures", action="store_true",
@@ -94,11 +113,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def write_named_family(args: argparse.Namespace) -> int:
+    """Write ``args.family`` and print a summary (with the small breathers, amplitude < 10 mm)."""
+    if args.file_format != "nifti":
+        raise ConfigError(f"--family writes NIfTI only, not --format {args.file_format}")
+    drawn = write_family(args.out, args.family, args.n_patients, seed=args.seed,
+                         id_prefix=args.id_prefix, structures=not args.no_structures,
+                         progress=not args.no_progress)
+    small = ", ".join(p.pid for p in drawn if p.amplitude_mm < 10.0) or "none"
+    summary = (f"wrote {len(drawn)} patients of family {args.family} ({drawn[0].pid}.."
+               f"{drawn[-1].pid}) under {args.out}; amplitude < 10 mm: {small}")
+    print(summary)  # noqa: T201
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, write the tree; 0 on success, 1 (message on stderr) on a project error."""
     args = build_parser().parse_args(argv)
 
     def go() -> int:
+        if args.family is not None:
+            return write_named_family(args)
         grid = SyntheticGrid(size=args.size, n_slices=args.n_slices, fov_mm=args.fov_mm,
                              slice_thickness_mm=args.slice_thickness_mm,
                              orientation=args.orientation)

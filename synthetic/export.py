@@ -95,7 +95,7 @@ def _write(hu: np.ndarray, affine: np.ndarray, storage: str, description: str,
     save_volume(hu, Volume(hu=hu, affine=affine, header=header, path=path), path)
 
 
-def _write_tumour_masks(masks: np.ndarray, affine: np.ndarray, pid: str, folder: Path) -> None:
+def write_tumour_masks(masks: np.ndarray, affine: np.ndarray, pid: str, folder: Path) -> None:
     """Write the (10, I, J, K) bool tumour masks of one patient into ``folder``."""
     for phase, mask in enumerate(masks):
         path = folder / structure_file_name(pid, TUMOUR_STRUCTURE, phase)
@@ -105,7 +105,7 @@ def _write_tumour_masks(masks: np.ndarray, affine: np.ndarray, pid: str, folder:
         save_volume(values, Volume(hu=values, affine=affine, header=header, path=path), path)
 
 
-def _write_nifti_patient(patient: SyntheticPatient, pid: str, storage: str,
+def write_nifti_patient(patient: SyntheticPatient, pid: str, storage: str,
                          out_root: Path) -> None:
     """Write a patient's AVG and ten phases as NIfTI files under ``out_root``."""
     _write(patient.avg_hu, patient.affine, storage, f"synthetic 4DCT {pid} AVG",
@@ -164,9 +164,9 @@ def write_synthetic_4dct(out_root: str | os.PathLike[str], n_patients: int, *,
             write_patient_dicom(patient, pid, grid, storage, f"{seed}|{params!r}|{grid!r}|"
                                 f"{storage}", out_root)
         else:
-            _write_nifti_patient(patient, pid, storage, out_root)
+            write_nifti_patient(patient, pid, storage, out_root)
         if structures:
-            _write_tumour_masks(tumour_masks(params, grid), patient.affine, pid,
+            write_tumour_masks(tumour_masks(params, grid), patient.affine, pid,
                                 out_root / "res_structures" / pid / TUMOUR_STRUCTURE)
         logger.debug("%s: amplitude %.1f mm, tumour r=%.1f mm in the %s lung", pid,
                      params.amplitude_mm, params.tumour_radius_mm, params.tumour_side)

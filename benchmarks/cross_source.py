@@ -52,6 +52,7 @@ from util.names import prediction_file_name
 #: Variants: flags, and whether they hold their own architecture and batch (not COMMON's).
 VARIANTS: dict[str, tuple[list[str], bool]] = {
     "recipe": (RECIPE, False),
+    "recipe_l1": ([*RECIPE, "--lambda_GAN", "0"], False),  # L1 alone: no GAN texture
     "motion3d": ([*VOLUME, "--netG", "motion3d_4", "--ngf", "16"], True),
     "unet3d": ([*VOLUME, "--netG", "unet3d_4", "--ngf", "16", "--residual"], True),
 }
@@ -93,14 +94,16 @@ def make_sources(work: Path, args: argparse.Namespace) -> tuple[Path, list[Sourc
          "--val_fraction", "0.15", "--test_fraction", "0.2", "--seed", str(args.seed),
          "--no_progress"], work / "prepare.log", args.threads)
     test_ids = sorted(p.name.removesuffix(".nii.gz") for p in (dataroot / "testA").iterdir())
+    amplitudes = {p.pid: p.amplitude_mm for p in train}
     sources = [Source(f"{args.train_family} (in-distribution)", dataroot,
-                      {pid: train.amplitudes_mm[pid] for pid in test_ids}, held_out=False)]
+                      {pid: amplitudes[pid] for pid in test_ids}, held_out=False)]
     for k, family in enumerate(args.test_families, start=1):
         out, root = work / "export" / family, work / "sources" / family
         written = write_family(out, family, args.n_test, seed=args.seed + 100 * k,
                                id_prefix=f"X{k}")
-        _as_test_split(out, root, list(written.amplitudes_mm))
-        sources.append(Source(family, root, dict(written.amplitudes_mm), held_out=True))
+        _as_test_split(out, root, [p.pid for p in written])
+        sources.append(Source(family, root, {p.pid: p.amplitude_mm for p in written},
+                              held_out=True))
     return dataroot, sources
 
 

@@ -330,7 +330,8 @@ def run_cycle(generator: TrainedGenerator, p: PatientInputs, phase0: StackPredic
     info = p.source.info
     affine = info.affine
     cycle = predict_cycle(generator, p.source.hu, cycle_phases(opt, generator), {0.0: phase0},
-                          batch_size=opt.batch_size, samples=opt.samples, seed=opt.seed,
+                          spacing_mm=p.source.stack_spacing_mm, batch_size=opt.batch_size,
+                          samples=opt.samples, seed=opt.seed,
                           amp_dtype=amp_dtype, overlap=opt.window_overlap)
     paths = write_cycle(cycle, info, out_dir / "volumes", p.patient_id)
     if opt.output_format == "dicom":
@@ -389,8 +390,9 @@ def run_patient(generator: TrainedGenerator, p: PatientInputs, opt: argparse.Nam
     """Predict one patient, write its volume (HU, the source's geometry), its standard
     deviation with ``--samples`` N > 1, and pictures unless ``--no_pictures``, and score the
     written file."""
-    pred = generator.predict(p.source.hu, batch_size=opt.batch_size, samples=opt.samples,
-                             seed=opt.seed, amp_dtype=amp_dtype, overlap=opt.window_overlap)
+    pred = generator.predict(p.source.hu, spacing_mm=p.source.stack_spacing_mm,
+                             batch_size=opt.batch_size, samples=opt.samples, seed=opt.seed,
+                             amp_dtype=amp_dtype, overlap=opt.window_overlap)
     info = p.source.info
     hu = from_slice_stack(pred.hu, info.affine)
     path = save_volume(hu, info, out_dir / "volumes" / prediction_file_name(p.patient_id))

@@ -40,6 +40,7 @@ from models.base_model import BaseModel
 from models.metadata import Geometry, save_model_with_metadata
 from models.networks import (
     is_volumetric,
+    slice_size_rule,
     volume_size_rule,
 )
 from models.run_folder import check_new_training, clear_run, tidy_run_folder
@@ -72,6 +73,7 @@ from util.distributed import (
 from util.errors import ConfigError
 from util.file_set import FileSet
 from util.phases import phase_label
+from util.resample import is_native
 
 logger = logging.getLogger("train")
 
@@ -109,12 +111,16 @@ def make_validator(opt: argparse.Namespace, device: torch.device) -> Validator |
                                   context_slices=opt.context_slices,
                                   geometry_atol_mm=opt.geometry_atol_mm,
                                   phases=training_phases(opt))
-    if not is_volumetric(opt.netG):  # volumetric windows take any volume size
+    settings = GeneratorSettings.from_options(vars(opt))
+    native = is_native(settings.working_spacing_mm)
+    if native and not is_volumetric(opt.netG):  # volumetric windows take any volume size
         check_sizes(val_set, opt)
-    windows = GeneratorSettings.from_options(vars(opt)).windows(opt.window_overlap)
     return Validator(validation_targets(val_set), region_settings(opt),
                      resize_to=opt.resize_to, batch_size=opt.batch_size,
-                     context_slices=opt.context_slices, device=device, windows=windows)
+                     context_slices=opt.context_slices, device=device,
+                     windows=settings.windows(opt.window_overlap),
+                     size_rule=None if native else settings.size_rule(),
+                     working_spacing_mm=settings.working_spacing_mm)
 
 
 def training_phases(opt: argparse.Namespace) -> tuple[float, ...] | None:
@@ -191,6 +197,9 @@ def run_training(opt: argparse.Namespace, ctx: DistContext, run_dir: Path,
     dataset = create_dataset(opt)
     if isinstance(dataset, NiftiVolumeDataset) and is_volumetric(opt.netG):
         dataset.pad_whole_axes_to(volume_size_rule(opt.netG).multiple)  # as inference does
+    elif isinstance(dataset, NiftiAlignedDataset) and not is_native(opt.working_spacing_mm):
+        rule = slice_size_rule(opt.netG)  # resampled slices padded with air, as inference does
+        dataset.pad_slices_to(rule.multiple, rule.least)
     check_sizes(dataset, opt)
     data = training_digests(dataset, Path(opt.dataroot))
     sampler = training_sampler(dataset, opt, rank=ctx.rank, world_size=ctx.world_size)

@@ -11,8 +11,10 @@ its :class:`~data.dicom_io.DicomSource`, what a derived series written beside it
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +37,13 @@ from util.geometry import (
     from_slice_stack,
     obliquity_deg,
     resize_slices,
+    stack_affine,
     stack_shape,
     stack_spacing_mm,
     to_slice_stack,
 )
 from util.hu_window import hu_to_unit, unit_to_hu
+from util.resample import effective_spacing_mm, resample_stack, working_shape
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +86,30 @@ def _refuse_constant(vol: Volume, where: str | os.PathLike[str]) -> Volume:
         raise DataError(f"{where}: constant volume, every voxel is {lowest:g} HU; not a CT image "
                         f"(an empty or failed export?)")
     return vol
+
+
+def working_grid_stack(stack: SliceStack, working_spacing_mm: Sequence[float]) -> SliceStack:
+    """``stack`` resampled to ``working_spacing_mm`` (slice, row, column mm; 0 = native axis):
+    trilinear, corner-aligned (:mod:`util.resample`), as inference resamples the AVG. ``hu``
+    (S', H', W') float32 HU; ``info`` describes that grid in stack order (voxel axes = (S, H, W),
+    the affine of :func:`util.geometry.stack_affine` with its columns scaled to the effective
+    step, the first voxel centre where it was; ``path``: the source file). The stack itself when
+    the working grid has its shape."""
+    native = stack.hu.shape
+    shape = working_shape(native, stack.stack_spacing_mm, working_spacing_mm)
+    if shape == native:
+        return stack
+    steps = effective_spacing_mm(native, stack.stack_spacing_mm, working_spacing_mm)
+    affine = stack_affine(stack.info.affine, stack.info.shape)
+    affine[:3, :3] = affine[:3, :3] * (np.array(steps) / np.array(stack.stack_spacing_mm))
+    header = stack.info.header.copy()
+    header.set_data_shape(shape)
+    header.set_data_dtype(np.float32)
+    header.set_slope_inter(1.0, 0.0)
+    header.set_sform(affine, code=2)
+    header.set_qform(affine, code=2)
+    info = dataclasses.replace(stack.info, shape=shape, affine=affine, header=header)
+    return SliceStack(hu=resample_stack(stack.hu, shape), info=info)
 
 
 def load_ct_volume(path: str | os.PathLike[str]) -> Volume:

@@ -17,11 +17,19 @@ At test time (options with ``--avg_series``, i.e. ``test.py``) a patient may als
 description matches ``--avg_series`` (A) / ``--phase0_series`` (B). Such stacks keep their
 :class:`~data.dicom_io.DicomSource`. DICOM folders are read whole at start-up (not with
 ``--volume_cache``).
+
+With a working spacing (``--working_spacing_mm``, training only), every volume held, AVG and
+targets alike, is resampled to that grid when it is loaded
+(:func:`data.ct_volumes.working_grid_stack`, as inference resamples the AVG), so samples are
+slices of the working grid; ``infos_a`` keep the source geometry.
+:meth:`NiftiAlignedDataset.pad_slices_to` pads the slices served with air to a size the
+generator takes, as inference pads.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +48,7 @@ from data.ct_volumes import (
     describe_memory,
     load_ct_stack,
     slice_to_unit,
+    working_grid_stack,
 )
 from data.dicom_io import DEFAULT_AVG_SERIES, DEFAULT_PHASE0_SERIES
 from data.image_folder import pair_by_name
@@ -56,13 +65,14 @@ from data.phase_volumes import (
 )
 from data.volume_cache import LazyStacks
 from util.errors import ConfigError, DataError
-from util.geometry import stack_shape
+from util.geometry import stack_shape, stack_spacing_mm
 from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN
 from util.phases import (
     PHASE_CHANNELS,
     phase_label,
     phase_planes,
 )
+from util.resample import NATIVE, Shape3, checked_working_spacing, is_native, working_shape
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +80,8 @@ logger = logging.getLogger(__name__)
 #: served (one slot, phase 0, without ``--phases``).
 SampleKey = tuple[int, int, int]
 _T = TypeVar("_T")
+#: HU of the margins added around served slices to fit the generator (:meth:`pad_slices_to`).
+AIR_HU = -1024.0
 
 
 
@@ -121,7 +133,8 @@ class NiftiAlignedDataset(BaseDataset):
                  max_slices: float = float("inf"), volume_cache: int = 0,
                  geometry_atol_mm: float = AFFINE_ATOL_MM,
                  phases: Sequence[float] | None = None,
-                 dicom_series: tuple[SeriesChoice, SeriesChoice] | None = None) -> None:
+                 dicom_series: tuple[SeriesChoice, SeriesChoice] | None = None,
+                 working_spacing_mm: Sequence[float] = NATIVE) -> None:
         """Pair ``folder_a/<id>.nii[.gz]`` (AVG) with ``folder_b/<id>...`` (phase 0; None: no
         truth, AtoB only) and index their axial slices.
 
@@ -134,13 +147,22 @@ class NiftiAlignedDataset(BaseDataset):
         ``phases``: target phases in % (None: phase 0 alone, no phase planes), phase p read from
         ``folder_b.parent / phase_folder(split, p)`` (AtoB only).
         ``dicom_series``: how the series of DICOM patient folders ``<id>/`` are picked (A, B);
-        None: NIfTI files only (such folders are not volumes).
+        None: NIfTI files only (such folders are not volumes). ``working_spacing_mm``: (slice,
+        row, column) mm every volume is resampled to when loaded, 0 = native axis (not with
+        ``volume_cache``).
         """
         for name, value in (("context_slices", context_slices), ("resize_to", resize_to),
                             ("volume_cache", volume_cache)):
             if value < 0:
                 raise ConfigError(f"--{name} must be 0 or positive, got {value}")
         self.phases: tuple[float, ...] = checked_phases(phases, a_to_b)
+        self.working_spacing_mm = checked_working_spacing(working_spacing_mm)
+        if volume_cache > 0 and not is_native(self.working_spacing_mm):
+            raise ConfigError(f"--working_spacing_mm {_spacing_text(self.working_spacing_mm)} "
+                              f"resamples every volume when it is loaded; --volume_cache "
+                              f"{volume_cache} decodes on use: run without --volume_cache")
+        #: (multiple, least) of the slice sides served (padded with air), None: as they are.
+        self.slice_rule: tuple[int, int] | None = None
         self.root = str(Path(folder_a).parent)
         self.hu_min, self.hu_max, self.resize_to = hu_min, hu_max, resize_to
         self.context_slices = context_slices
@@ -173,6 +195,12 @@ class NiftiAlignedDataset(BaseDataset):
             else _load_pairs(pairs, geometry_atol_mm, dicom_series or DEFAULT_DICOM_SERIES))
         self.infos_a = [self.volume_info(i) for i in range(len(pairs))]
         self._by_phase = self._phase_tables(files, volume_cache, geometry_atol_mm)
+        #: (S, H, W) of each patient's stacks as held: the working grid, or the native one.
+        self.grid_shapes: list[Shape3] = [
+            working_shape(stack_shape(i.shape, i.affine), stack_spacing_mm(i.affine),
+                          self.working_spacing_mm) for i in self.infos_a]
+        if not is_native(self.working_spacing_mm):
+            self._resample_held()
         #: The phase of each slot of the sample index: those served, or phase 0 alone.
         self.slot_phases: tuple[float, ...] = self.phases or (0.0,)
         self.index = self.sample_index(max_slices)
@@ -195,7 +223,8 @@ class NiftiAlignedDataset(BaseDataset):
                    max_patients=None if opt.isTrain else opt.num_test,
                    max_slices=opt.max_dataset_size, volume_cache=opt.volume_cache,
                    geometry_atol_mm=opt.geometry_atol_mm, dicom_series=dicom_choices(opt),
-                   phases=dataset_phases(opt.phases, Path(opt.dataroot), opt.phase))
+                   phases=dataset_phases(opt.phases, Path(opt.dataroot), opt.phase),
+                   working_spacing_mm=training_spacing(opt))
 
     @property
     def has_target(self) -> bool:
@@ -222,13 +251,54 @@ class NiftiAlignedDataset(BaseDataset):
         return table is not None and patient_index in table.rows
 
     def slice_shapes(self) -> set[tuple[int, int]]:
-        """Distinct native (H, W) slice sizes in the dataset, in pixels."""
-        return {stack_shape(i.shape, i.affine)[1:] for i in self.infos_a}
+        """Distinct (H, W) sizes in pixels of the slices served, before ``--resize_to``: native,
+        or on the working grid, padded to :meth:`pad_slices_to`'s rule if one is set."""
+        return {self._served_size(h, w) for _, h, w in self.grid_shapes}
 
     def samples_per_volume(self, patient_index: int) -> int:
-        """Samples of one (patient, phase): the patient's axial slices."""
-        info = self.infos_a[patient_index]
-        return stack_shape(info.shape, info.affine)[0]
+        """Samples of one (patient, phase): the patient's axial slices (on the working grid)."""
+        return self.grid_shapes[patient_index][0]
+
+    def pad_slices_to(self, multiple: int, least: int = 1) -> None:
+        """Serve slices padded with air (:data:`AIR_HU`, input and target alike, around the
+        centre) to sides that are multiples of ``multiple`` and at least ``least`` pixels: the
+        sizes the generator takes (e.g. after resampling to a working spacing)."""
+        if multiple < 1 or least < 1:
+            raise ValueError(f"multiple and least must be >= 1, got {multiple}, {least}")
+        self.slice_rule = (multiple, least)
+
+    def _served_size(self, height: int, width: int) -> tuple[int, int]:
+        """(H, W) pixels of a slice of (``height``, ``width``) once padded to the slice rule."""
+        if self.slice_rule is None:
+            return height, width
+        multiple, least = self.slice_rule
+        h, w = (-(-max(side, least) // multiple) * multiple for side in (height, width))
+        return h, w
+
+    def _pad_slice(self, hu: np.ndarray) -> np.ndarray:
+        """``hu`` (..., H, W) HU padded with air around the centre to :meth:`_served_size`."""
+        height, width = hu.shape[-2:]
+        target_h, target_w = self._served_size(height, width)
+        if (target_h, target_w) == (height, width):
+            return hu
+        top, left = (target_h - height) // 2, (target_w - width) // 2
+        widths = [(0, 0)] * (hu.ndim - 2) + [(top, target_h - height - top),
+                                             (left, target_w - width - left)]
+        return np.pad(hu, widths, constant_values=AIR_HU)
+
+    def _resample_held(self) -> None:
+        """Replace every stack held (AVG, phase 0, other phases) by its working-grid one."""
+        spacing = self.working_spacing_mm
+        self.stacks_a = [working_grid_stack(s, spacing) for s in
+                         tqdm(self.stacks_a, desc="resampling to the working grid",
+                              unit="patient")]
+        self.stacks_b = [working_grid_stack(s, spacing) for s in self.stacks_b]
+        for percent, table in self._by_phase.items():
+            stacks = self.stacks_b if percent == 0 else [working_grid_stack(s, spacing)
+                                                         for s in table.stacks]
+            self._by_phase[percent] = dataclasses.replace(table, stacks=stacks)
+        logger.info("%s: volumes resampled to the working spacing %s mm (slice, row, column)",
+                    self.root, _spacing_text(spacing))
 
     def sample_index(self, max_samples: float) -> list[SampleKey]:
         """(patient, phase slot, slice) of every sample, patient by patient, phase by phase;
@@ -261,6 +331,7 @@ class NiftiAlignedDataset(BaseDataset):
             is_input = (key == "A") == self.a_to_b
             hu = context_window(stack.hu, s, self.context_slices) if is_input \
                 else stack.hu[s]  # flipped in NumPy: see slices_to_unit on threads
+            hu = self._pad_slice(hu)
             item[key] = slice_to_unit(hu[..., ::-1] if flip else hu, self.hu_min, self.hu_max,
                                       self.resize_to)
             item[f"{key}_paths"] = str(stack.info.path)
@@ -333,6 +404,11 @@ def dataroot_folders(opt: argparse.Namespace) -> tuple[Path, Path | None]:
     return dir_a, dir_b if dir_b.is_dir() else None
 
 
+def _spacing_text(spacing_mm: Sequence[float]) -> str:
+    """``3 0 1.5`` for messages: spacings as the option takes them."""
+    return " ".join(f"{v:g}" for v in spacing_mm)
+
+
 def dicom_choices(opt: argparse.Namespace) -> tuple[SeriesChoice, SeriesChoice] | None:
     """How DICOM patient folders' series are picked (A: ``--avg_series``, B:
     ``--phase0_series``), for options that have them (``test.py``'s); None for the others
@@ -341,6 +417,13 @@ def dicom_choices(opt: argparse.Namespace) -> tuple[SeriesChoice, SeriesChoice] 
         return None
     return (SeriesChoice(opt.avg_series, "--avg_series"),
             SeriesChoice(opt.phase0_series, "--phase0_series"))
+
+
+def training_spacing(opt: argparse.Namespace) -> Sequence[float]:
+    """The grid a dataset holds its volumes on: ``--working_spacing_mm`` when training; native
+    at test time, where inference resamples (:func:`models.inference.predict_hu`) and the
+    outputs keep the source geometry."""
+    return opt.working_spacing_mm if opt.isTrain else NATIVE
 
 
 def _check_options(opt: argparse.Namespace) -> None:

@@ -17,7 +17,8 @@ posterior, W patient right -> left). A sample is a (D, H, W) box of that frame:
 
 With ``--phases`` the patches are drawn for every (patient, phase) that exists, the moving voxels
 being those of that phase (|phase p - AVG| > ``--motion_threshold_hu``); the input carries the
-phase as two constant volumes (sin, cos) after the image channel.
+phase as two constant volumes (sin, cos) after the image channel. With ``--working_spacing_mm``
+(training) the stacks are held, and patches drawn, on that grid.
 """
 
 from __future__ import annotations
@@ -38,12 +39,13 @@ from data.nifti_aligned_dataset import (
     check_phase_direction,
     dataroot_folders,
     phase_input,
+    training_spacing,
 )
 from data.phase_volumes import dataset_phases
 from util.errors import ConfigError
-from util.geometry import stack_shape
 from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, hu_to_unit
 from util.phases import PHASE_CHANNELS
+from util.resample import NATIVE
 
 logger = logging.getLogger(__name__)
 
@@ -90,14 +92,16 @@ class NiftiVolumeDataset(NiftiAlignedDataset):
                  a_to_b: bool = True, flip: bool = False, max_patients: int | None = None,
                  max_samples: float = float("inf"), volume_cache: int = 0,
                  geometry_atol_mm: float = AFFINE_ATOL_MM,
-                 phases: Sequence[float] | None = None) -> None:
+                 phases: Sequence[float] | None = None,
+                 working_spacing_mm: Sequence[float] = NATIVE) -> None:
         """Pair ``folder_a/<id>.nii[.gz]`` (AVG) with ``folder_b/<id>...`` (phase 0; None: no
         truth) and serve ``patches_per_volume`` patches of each patient per epoch.
 
         ``patch_size``: (D, H, W) voxels in the stack frame, 0 = the whole axis;
         ``motion_fraction``: share of patches centred on a moving voxel, where |B - A| >
         ``motion_threshold_hu`` (HU); ``max_samples``: at most that many samples per epoch,
-        spread over the patients (and phases); the other arguments, ``phases`` included, as in
+        spread over the patients (and phases); the other arguments, ``phases`` and
+        ``working_spacing_mm`` (patches then drawn from the working grid) included, as in
         :class:`NiftiAlignedDataset`.
         """
         self.patch_size = checked_patch_size(patch_size)
@@ -112,7 +116,7 @@ class NiftiVolumeDataset(NiftiAlignedDataset):
         super().__init__(folder_a, folder_b, hu_min=hu_min, hu_max=hu_max, a_to_b=a_to_b,
                          flip=flip, max_patients=max_patients, max_slices=max_samples,
                          volume_cache=volume_cache, geometry_atol_mm=geometry_atol_mm,
-                         phases=phases)
+                         phases=phases, working_spacing_mm=working_spacing_mm)
         # as many (patient, phase) as the lazy caches hold volumes of
         self.moving = MovingVoxelCache(volume_cache * len(self.slot_phases) if self.lazy
                                        else None)
@@ -134,7 +138,8 @@ class NiftiVolumeDataset(NiftiAlignedDataset):
                    max_patients=None if opt.isTrain else opt.num_test,
                    max_samples=opt.max_dataset_size, volume_cache=opt.volume_cache,
                    geometry_atol_mm=opt.geometry_atol_mm,
-                   phases=dataset_phases(opt.phases, Path(opt.dataroot), opt.phase))
+                   phases=dataset_phases(opt.phases, Path(opt.dataroot), opt.phase),
+                   working_spacing_mm=training_spacing(opt))
 
     def samples_per_volume(self, patient_index: int) -> int:  # noqa: ARG002
         """Samples of one (patient, phase): ``patches_per_volume`` patch draws (the index
@@ -159,9 +164,10 @@ class NiftiVolumeDataset(NiftiAlignedDataset):
         self.whole_axis_multiple = multiple
 
     def patch_shapes(self) -> set[Shape3]:
-        """Distinct (D, H, W) voxel sizes of the patches served (from the headers)."""
-        return {patch_extent(stack_shape(i.shape, i.affine), self.patch_size,
-                             self.whole_axis_multiple) for i in self.infos_a}
+        """Distinct (D, H, W) voxel sizes of the patches served (from the headers, on the
+        working grid)."""
+        return {patch_extent(shape, self.patch_size, self.whole_axis_multiple)
+                for shape in self.grid_shapes}
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Patch ``index``: see the class docstring for the keys."""

@@ -111,14 +111,17 @@ class CyclePrediction:
 
 
 def predict_cycle(generator: TrainedGenerator, stack_hu: np.ndarray, phases: Iterable[float],
-                  known: Mapping[float, StackPrediction] | None = None,
+                  known: Mapping[float, StackPrediction] | None = None, *,
+                  spacing_mm: Sequence[float] | None = None,
                   **predict_options: object) -> CyclePrediction:
-    """``generator.predict`` of ``stack_hu`` (S, H, W) HU for each phase (%), in order, but for
-    the phases whose prediction is ``known`` already; the other keyword arguments go to
+    """``generator.predict`` of ``stack_hu`` (S, H, W) HU, spaced ``spacing_mm`` (slice, row,
+    column mm; needed for a generator run at a working spacing), for each phase (%), in order,
+    but for the phases whose prediction is ``known`` already; the other keyword arguments go to
     :meth:`TrainedGenerator.predict` (batch size, samples, ...)."""
     known = known or {}
     return CyclePrediction({float(p): known[p] if p in known else generator.predict(
-        stack_hu, phase_pct=float(p), **predict_options)  # type: ignore[arg-type]
+        stack_hu, spacing_mm=spacing_mm, phase_pct=float(p),
+        **predict_options)  # type: ignore[arg-type]
         for p in phases})
 
 

@@ -3,7 +3,9 @@
 One path for ``test.py``, validation during training and ``scripts/predict.py``: slices are
 windowed to [-1, 1] (and resized to ``resize_to``) batch by batch, never all at once, padded with
 air to a size the generator takes, and the output is cropped and put back at the native size, in
-the source volume's voxel order.
+the source volume's voxel order. With a working spacing (``--working_spacing_mm``), the
+generator runs on that grid and only its residual comes back to the source grid
+(:func:`predict_hu`).
 
 Inference is deterministic: the generator runs in eval mode (no dropout, batch norm running
 statistics), the mode validation scores the ``best`` checkpoint in, whatever mode the caller left
@@ -14,9 +16,10 @@ with the dropout layers alone switched on, from a given seed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -35,6 +38,7 @@ from models.volume_inference import (
 from util.errors import ConfigError
 from util.geometry import from_slice_stack
 from util.hu_window import hu_to_unit
+from util.resample import NATIVE, is_native, resample_stack, working_shape
 from util.speed import autocast
 
 #: HU of the margins added around a slice to fit the generator: air.
@@ -220,16 +224,14 @@ def _sample_volume(net_g: nn.Module, stack_hu: np.ndarray, *, samples: int, seed
                            np.mean(fields, axis=0).astype(np.float32) if fields else None)
 
 
-def predict_hu(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_max: float,
-               samples: int = 1, seed: int = 0, resize_to: int = 0, batch_size: int = 1,
-               context_slices: int = 0, device: torch.device | str = "cpu",
-               amp_dtype: torch.dtype | None = None,
-               size_rule: SliceSizeRule | None = None,
-               windows: VolumeWindows | None = None,
-               phase_pct: float | None = None) -> StackPrediction:
-    """The prediction test.py and predict.py write: one deterministic pass (``samples`` 1, no
-    std), else :func:`sample_stack`'s mean and std; with a motion generator, its displacement
-    field too. Other arguments as :func:`predict_stack`."""
+def _predict_grid(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_max: float,
+                  samples: int = 1, seed: int = 0, resize_to: int = 0, batch_size: int = 1,
+                  context_slices: int = 0, device: torch.device | str = "cpu",
+                  amp_dtype: torch.dtype | None = None,
+                  size_rule: SliceSizeRule | None = None,
+                  windows: VolumeWindows | None = None,
+                  phase_pct: float | None = None) -> StackPrediction:
+    """:func:`predict_hu` on the grid ``stack_hu`` is on (no resampling)."""
     if samples > 1:
         return sample_stack(net_g, stack_hu, samples=samples, seed=seed, hu_min=hu_min,
                             hu_max=hu_max, resize_to=resize_to, batch_size=batch_size,
@@ -251,18 +253,93 @@ def predict_hu(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_max:
                                              hu_min, hu_max))
 
 
+def predict_hu(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_max: float,
+               samples: int = 1, seed: int = 0, resize_to: int = 0, batch_size: int = 1,
+               context_slices: int = 0, device: torch.device | str = "cpu",
+               amp_dtype: torch.dtype | None = None,
+               size_rule: SliceSizeRule | None = None,
+               windows: VolumeWindows | None = None,
+               phase_pct: float | None = None,
+               spacing_mm: Sequence[float] | None = None,
+               working_spacing_mm: Sequence[float] = NATIVE) -> StackPrediction:
+    """The prediction test.py, validation and predict.py use: one deterministic pass
+    (``samples`` 1, no std), else :func:`sample_stack`'s mean and std; with a motion generator,
+    its displacement field too. Other arguments as :func:`predict_stack`.
+
+    ``working_spacing_mm`` (slice, row, column mm; 0 = that axis native): the generator runs on
+    that grid (:mod:`util.resample`), ``spacing_mm`` being the stack's own (slice thickness, row,
+    column) spacing. The AVG is resampled there (trilinear, corner-aligned), the prediction's
+    residual (prediction minus the windowed resampled AVG, HU) resampled back to (S, H, W) and
+    added to the native AVG, then clipped to [``hu_min``, ``hu_max``]: tissue the model leaves
+    alone keeps the source's values, unblurred. The std is resampled back the same way; a
+    displacement field's components too, rescaled from working to native voxels. Where the
+    working grid has the native shape (all 0, or equal spacings) nothing is resampled: the
+    result is that of the native path, bit for bit.
+    """
+    run = partial(_predict_grid, net_g, hu_min=hu_min, hu_max=hu_max, samples=samples,
+                  seed=seed, resize_to=resize_to, batch_size=batch_size,
+                  context_slices=context_slices, device=device, amp_dtype=amp_dtype,
+                  size_rule=size_rule, windows=windows, phase_pct=phase_pct)
+    if is_native(working_spacing_mm):
+        return run(stack_hu)
+    if spacing_mm is None:
+        raise ConfigError(f"the generator runs at --working_spacing_mm "
+                          f"{' '.join(f'{v:g}' for v in working_spacing_mm)}: the stack's own "
+                          f"spacing (spacing_mm) is needed to resample it")
+    native = _shape3(stack_hu.shape)
+    work = working_shape(native, spacing_mm, working_spacing_mm)
+    if work == native:
+        return run(stack_hu)
+    avg_work = resample_stack(stack_hu, work)
+    pred = run(avg_work)
+    residual = pred.hu - _windowed_hu(avg_work, hu_min, hu_max)
+    hu = stack_hu.astype(np.float32) + resample_stack(residual, native)
+    return StackPrediction(
+        np.clip(hu, hu_min, hu_max).astype(np.float32, copy=False),
+        None if pred.std_hu is None else resample_stack(pred.std_hu, native),
+        None if pred.displacement_vox is None
+        else _field_to_native(pred.displacement_vox, native, work))
+
+
+def _shape3(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(S, H, W) of a slice stack's shape; ValueError for another number of axes."""
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"expected a non-empty (S, H, W) slice stack, got shape {shape}")
+    return shape[0], shape[1], shape[2]
+
+
+def _windowed_hu(stack_hu: np.ndarray, hu_min: float, hu_max: float) -> np.ndarray:
+    """(S, H, W) HU as the generator sees it: windowed to [-1, 1] and back to HU by the same
+    functions as its output (so a generator returning its input has a residual of exactly 0)."""
+    unit = torch.from_numpy(hu_to_unit(stack_hu.astype(np.float32), hu_min, hu_max))[:, None]
+    return unit_slices_to_hu(unit, (stack_hu.shape[1], stack_hu.shape[2]), hu_min, hu_max)
+
+
+def _field_to_native(field_vox: np.ndarray, native: tuple[int, int, int],
+                     work: tuple[int, int, int]) -> np.ndarray:
+    """A displacement field (3, S', H', W') in working-grid voxels along (S, H, W) -> (3, S, H,
+    W) float32 in native voxels: each component resampled to ``native`` and scaled by the
+    working step over the native one, ``(n - 1) / (n' - 1)`` on the corner-aligned grids."""
+    scales = [1.0 if m == 1 else (n - 1) / (m - 1) for n, m in zip(native, work, strict=True)]
+    return np.stack([resample_stack(c, native) * np.float32(k)
+                     for c, k in zip(field_vox, scales, strict=True)]).astype(np.float32)
+
+
 def predict_volume(net_g: nn.Module, stack: SliceStack, *, hu_min: float, hu_max: float,
                    resize_to: int = 0, batch_size: int = 1, context_slices: int = 0,
                    device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None,
                    size_rule: SliceSizeRule | None = None,
                    windows: VolumeWindows | None = None,
-                   phase_pct: float | None = None) -> np.ndarray:
+                   phase_pct: float | None = None,
+                   working_spacing_mm: Sequence[float] = NATIVE) -> np.ndarray:
     """The predicted volume for ``stack``: (I, J, K) float32 HU in the source's voxel order and
-    shape (``stack.info``), clipped to [hu_min, hu_max] by the network's output range."""
+    shape (``stack.info``), clipped to [hu_min, hu_max] by the network's output range (run at
+    ``working_spacing_mm``, see :func:`predict_hu`)."""
     pred = predict_hu(net_g, stack.hu, hu_min=hu_min, hu_max=hu_max, resize_to=resize_to,
                       batch_size=batch_size, context_slices=context_slices, device=device,
                       amp_dtype=amp_dtype, size_rule=size_rule, windows=windows,
-                      phase_pct=phase_pct)
+                      phase_pct=phase_pct, spacing_mm=stack.stack_spacing_mm,
+                      working_spacing_mm=working_spacing_mm)
     return np.ascontiguousarray(from_slice_stack(pred.hu, stack.info.affine))
 
 

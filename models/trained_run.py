@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from models.volume_inference import DEFAULT_OVERLAP, VolumeWindows
 from util.errors import ConfigError
 from util.file_set import committed_path
 from util.phases import PHASE_CHANNELS, phase_label
+from util.resample import checked_working_spacing
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ class GeneratorSettings:
     ``--residual``; ``phase_input``: it reads the target phase as two planes after the image
     channels, recorded by a training with ``--phases``) and its input (``--resize_to`` pixels,
     0 = native; ``--patch_size`` (D, H, W) voxels a volumetric generator was trained on,
-    0 = whole extent; the HU window mapped to [-1, 1]; ``--direction``). Field names are the
+    0 = whole extent; ``--working_spacing_mm`` (slice, row, column) mm of the grid it runs on,
+    0 = native axis; the HU window mapped to [-1, 1]; ``--direction``). Field names are the
     option names."""
 
     netG: str
@@ -60,6 +62,7 @@ class GeneratorSettings:
     phase_input: bool = False
     resize_to: int = 0
     patch_size: tuple[int, int, int] = (0, 0, 0)
+    working_spacing_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
     hu_min: float = -1024.0
     hu_max: float = 3071.0
     direction: str = "AtoB"
@@ -71,6 +74,8 @@ class GeneratorSettings:
         values = {k: options[k] for k in SETTING_NAMES if k in options}
         if "patch_size" in values:  # a JSON list
             values["patch_size"] = tuple(int(v) for v in values["patch_size"])
+        if "working_spacing_mm" in values:  # a JSON list
+            values["working_spacing_mm"] = checked_working_spacing(values["working_spacing_mm"])
         return cls(**values)
 
     @property
@@ -104,15 +109,19 @@ class TrainedGenerator:
     weights: Path
     device: torch.device
 
-    def predict(self, stack_hu: np.ndarray, *, batch_size: int = 1, samples: int = 1,
-                seed: int = 0, amp_dtype: torch.dtype | None = None,
-                overlap: float = DEFAULT_OVERLAP, phase_pct: float = 0.0) -> StackPrediction:
+    def predict(self, stack_hu: np.ndarray, *, spacing_mm: Sequence[float] | None = None,
+                batch_size: int = 1, samples: int = 1, seed: int = 0,
+                amp_dtype: torch.dtype | None = None, overlap: float = DEFAULT_OVERLAP,
+                phase_pct: float = 0.0) -> StackPrediction:
         """The prediction for a stack (S, H, W) of AVG slices in HU (stack order): (S, H, W)
         float32 HU, deterministic for ``samples`` 1, else the mean and std of that many
         passes with dropout, and a motion generator's displacement field
         (:func:`models.inference.predict_hu`). A volumetric generator covers the stack with
         windows overlapping by ``overlap``. ``phase_pct``: the breathing phase (%) to predict,
-        0 (end-inhale) unless the generator is phase-conditioned."""
+        0 (end-inhale) unless the generator is phase-conditioned. ``spacing_mm``: the stack's
+        (slice thickness, row, column) spacing in mm
+        (:attr:`data.ct_volumes.SliceStack.stack_spacing_mm`), needed when the generator runs
+        at a working spacing (the prediction comes back on the stack's own grid)."""
         s = self.settings
         if phase_pct != 0 and not s.phase_input:
             raise ConfigError(f"{self.weights}: this generator predicts phase 0 only (trained "
@@ -123,7 +132,8 @@ class TrainedGenerator:
                           batch_size=batch_size, context_slices=s.context_slices,
                           device=self.device, amp_dtype=amp_dtype,
                           size_rule=s.size_rule(), windows=s.windows(overlap),
-                          phase_pct=phase_pct if s.phase_input else None)
+                          phase_pct=phase_pct if s.phase_input else None,
+                          spacing_mm=spacing_mm, working_spacing_mm=s.working_spacing_mm)
 
 
 def read_settings(run_dir: Path) -> GeneratorSettings:
@@ -148,7 +158,8 @@ def build_generator(settings: GeneratorSettings) -> nn.Module:
 
 
 def settings_json(settings: GeneratorSettings) -> dict[str, Any]:
-    """``settings`` as a JSON object (the tuple ``patch_size`` as a list), field by field."""
+    """``settings`` as a JSON object (the tuples ``patch_size`` and ``working_spacing_mm`` as
+    lists), field by field."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
 
 

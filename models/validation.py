@@ -3,7 +3,8 @@
 The regions (body from the AVG, motion where phase 0 and the AVG differ) depend only on the data,
 so they and the AVG's own error are computed once; each validation then predicts every slice of
 every validation patient and scores the motion region and the body. Work is in the slice-stack
-frame (axis 0 axial), at the native slice size.
+frame (axis 0 axial), at the native slice size: a generator run at a working spacing predicts
+through :func:`models.inference.predict_hu`, which brings its prediction back to the source grid.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from data.ct_volumes import SliceStack, unit_slices_to_hu
+from data.ct_volumes import SliceStack
 from evaluation.metrics import RegionSettings, mae_hu, region_masks
-from models.inference import predict_stack
+from models.inference import predict_hu
 from models.networks import SliceSizeRule
 from models.volume_inference import VolumeWindows
+from util.resample import NATIVE, Spacing3
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +56,9 @@ class Validator:
     where the generator is; ``size_rule``: the slice sizes the generator takes (slices that do
     not fit are padded with air, as in :func:`models.inference.predict_stack`; None: as they
     are, for slices that training already checked); ``windows``: how a volumetric generator
-    covers a volume (:class:`models.volume_inference.VolumeWindows`).
+    covers a volume (:class:`models.volume_inference.VolumeWindows`); ``working_spacing_mm``:
+    the (slice, row, column) grid in mm the generator runs on (0 = native axis), predictions
+    being scored on each patient's native grid.
     """
 
     def __init__(self, patients: Sequence[tuple[str, SliceStack, SliceStack]
@@ -62,9 +66,10 @@ class Validator:
                  settings: RegionSettings, *, resize_to: int = 0, batch_size: int = 1,
                  context_slices: int = 0, device: torch.device | str = "cpu",
                  size_rule: SliceSizeRule | None = None,
-                 windows: VolumeWindows | None = None) -> None:
+                 windows: VolumeWindows | None = None,
+                 working_spacing_mm: Spacing3 = NATIVE) -> None:
         self.settings, self.context_slices, self.size_rule = settings, context_slices, size_rule
-        self.windows = windows
+        self.windows, self.working_spacing_mm = windows, working_spacing_mm
         self.resize_to, self.batch_size, self.device = resize_to, batch_size, device
         self.patients = []
         for pid, avg, truth, *phase in patients:
@@ -94,14 +99,13 @@ class Validator:
         try:
             predictions = {}
             for p in self.patients:
-                unit = predict_stack(net_g, p.avg.hu, hu_min=self.settings.hu_min,
-                                     hu_max=self.settings.hu_max, resize_to=self.resize_to,
-                                     batch_size=self.batch_size,
-                                     context_slices=self.context_slices, device=self.device,
-                                     size_rule=self.size_rule, windows=self.windows,
-                                     phase_pct=p.phase_pct)
-                predictions[p.patient_id] = unit_slices_to_hu(
-                    unit, p.avg.hu.shape[1:], self.settings.hu_min, self.settings.hu_max)
+                predictions[p.patient_id] = predict_hu(
+                    net_g, p.avg.hu, hu_min=self.settings.hu_min, hu_max=self.settings.hu_max,
+                    resize_to=self.resize_to, batch_size=self.batch_size,
+                    context_slices=self.context_slices, device=self.device,
+                    size_rule=self.size_rule, windows=self.windows, phase_pct=p.phase_pct,
+                    spacing_mm=p.avg.stack_spacing_mm,
+                    working_spacing_mm=self.working_spacing_mm).hu
         finally:
             net_g.train(was_training)
         model = self._mean_mae(predictions)

@@ -95,6 +95,13 @@ class BaseOptions:
                        help="volumetric generators (--netG unet3d_*, motion3d_*): training "
                             "patches of D slices x H rows x W columns (0 = the whole extent of "
                             "that axis); inference covers any volume with windows of this size")
+        g.add_argument("--working_spacing_mm", type=float, nargs=3, default=[0.0, 0.0, 0.0],
+                       metavar=("SLICE", "ROW", "COL"),
+                       help="run the generator on this grid: spacing in mm of the axial slice "
+                            "stack (slice thickness, row, column); 0 = that axis native (0 0 0: "
+                            "native, as before). Training resamples every volume to it "
+                            "(trilinear); inference resamples the AVG, predicts there and adds "
+                            "the predicted change, resampled back, to the native AVG")
         g.add_argument("--window_overlap", type=float, default=0.5,
                        help="volumetric inference: share of a window's side overlapped by its "
                             "neighbour (the overlaps are blended with a Gaussian weight)")

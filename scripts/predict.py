@@ -301,7 +301,8 @@ def predict(args: argparse.Namespace) -> Path:
     for _option, path in outputs.named():
         ensure_writable_dir(path.parent)
     remove_interrupted_writes(path for _option, path in outputs.named())
-    pred = generator.predict(stack.hu, batch_size=args.batch_size, samples=args.samples,
+    pred = generator.predict(stack.hu, spacing_mm=stack.stack_spacing_mm,
+                             batch_size=args.batch_size, samples=args.samples,
                              seed=args.seed, amp_dtype=resolve_speed(device, amp=args.amp
                                                                      ).amp_dtype,
                              overlap=args.window_overlap)
@@ -309,7 +310,8 @@ def predict(args: argparse.Namespace) -> Path:
     write_extras(pred.std_hu, pred.displacement_vox, stack, outputs, args)
     if outputs.cycle:
         cycle = predict_cycle(generator, stack.hu, requested_phases(args.phases), {0.0: pred},
-                              batch_size=args.batch_size, samples=args.samples, seed=args.seed,
+                              spacing_mm=stack.stack_spacing_mm, batch_size=args.batch_size,
+                              samples=args.samples, seed=args.seed,
                               amp_dtype=resolve_speed(device, amp=args.amp).amp_dtype,
                               overlap=args.window_overlap)
         write_cycle_outputs(cycle, stack, outputs, args)

@@ -12,7 +12,7 @@ from data.nifti_aligned_dataset import NiftiAlignedDataset
 from options.train_options import TrainOptions
 from tests.conftest import LPS_AFFINE, ct_like, write_nifti, write_pair_tree
 from util.errors import ConfigError, DataError
-from util.geometry import to_slice_stack
+from util.geometry import stack_affine, to_slice_stack
 from util.hu_window import unit_to_hu
 
 
@@ -177,3 +177,28 @@ def test_flip_moves_every_context_channel_together(tmp_path):
             torch.testing.assert_close(a["B"], torch.flip(b["B"], dims=(-1,)))
             return
     pytest.fail("no flipped sample in 20 draws")
+
+
+def test_working_spacing_serves_slices_of_the_working_grid_padded_with_air(tmp_path):
+    write_pair_tree(tmp_path, "train", {"p1": (21, 21, 9)})  # stack (9, 21, 21), 3/0.9/0.9 mm
+    ds = train_set(tmp_path, working_spacing_mm=(6.0, 1.8, 1.8))
+    ds.pad_slices_to(8)
+    assert len(ds) == 5  # round(8 * 3 / 6) + 1 slices
+    assert ds.slice_shapes() == {(16, 16)}  # 11 x 11 on the working grid, padded to 16
+    item = ds[2]
+    assert item["A"].shape == item["B"].shape == (1, 16, 16)
+    a, b = unit_to_hu(item["A"][0]).numpy(), unit_to_hu(item["B"][0]).numpy()
+    assert (a[:2] == -1024).all()  # air margins, input and target alike
+    assert (b[:2] == -1024).all()
+    np.testing.assert_allclose(b[2:13, 2:13] - a[2:13, 2:13], 100.0, atol=0.05)
+    held = ds.stacks_a[0]
+    np.testing.assert_allclose(held.stack_spacing_mm, (6.0, 1.8, 1.8))
+    np.testing.assert_allclose(stack_affine(held.info.affine, held.info.shape)[:3, 3],
+                               stack_affine(ds.infos_a[0].affine, ds.infos_a[0].shape)[:3, 3])
+    assert ds.infos_a[0].shape == (21, 21, 9)  # the source geometry is kept
+
+
+def test_working_spacing_refuses_volumes_decoded_on_use(tmp_path):
+    write_pair_tree(tmp_path, "train", {"p1": (8, 8, 5)})
+    with pytest.raises(ConfigError, match="--volume_cache"):
+        train_set(tmp_path, working_spacing_mm=(6.0, 0.0, 0.0), volume_cache=1)

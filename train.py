@@ -120,7 +120,8 @@ def make_validator(opt: argparse.Namespace, device: torch.device) -> Validator |
                      context_slices=opt.context_slices, device=device,
                      windows=settings.windows(opt.window_overlap),
                      size_rule=None if native else settings.size_rule(),
-                     working_spacing_mm=settings.working_spacing_mm)
+                     working_spacing_mm=settings.working_spacing_mm,
+                     residual_gate_hu=settings.residual_gate_hu)
 
 
 def training_phases(opt: argparse.Namespace) -> tuple[float, ...] | None:

@@ -261,7 +261,8 @@ def predict_hu(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_max:
                windows: VolumeWindows | None = None,
                phase_pct: float | None = None,
                spacing_mm: Sequence[float] | None = None,
-               working_spacing_mm: Sequence[float] = NATIVE) -> StackPrediction:
+               working_spacing_mm: Sequence[float] = NATIVE,
+               residual_gate_hu: float = 0.0) -> StackPrediction:
     """The prediction test.py, validation and predict.py use: one deterministic pass
     (``samples`` 1, no std), else :func:`sample_stack`'s mean and std; with a motion generator,
     its displacement field too. Other arguments as :func:`predict_stack`.
@@ -275,13 +276,20 @@ def predict_hu(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_max:
     displacement field's components too, rescaled from working to native voxels. Where the
     working grid has the native shape (all 0, or equal spacings) nothing is resampled: the
     result is that of the native path, bit for bit.
+
+    ``residual_gate_hu`` (HU, 0 = off): the predicted change from the AVG is passed through
+    :func:`gate_residual` and added to the native AVG (not clipped to the HU window: a voxel
+    the gate leaves alone keeps the AVG's value, bone above ``hu_max`` included), so tissue the
+    model barely changes, static tissue and small breathers, stays the AVG.
     """
     run = partial(_predict_grid, net_g, hu_min=hu_min, hu_max=hu_max, samples=samples,
                   seed=seed, resize_to=resize_to, batch_size=batch_size,
                   context_slices=context_slices, device=device, amp_dtype=amp_dtype,
                   size_rule=size_rule, windows=windows, phase_pct=phase_pct)
+    gated = residual_gate_hu > 0
     if is_native(working_spacing_mm):
-        return run(stack_hu)
+        return _gated(run(stack_hu), stack_hu, residual_gate_hu, hu_min, hu_max) if gated \
+            else run(stack_hu)
     if spacing_mm is None:
         raise ConfigError(f"the generator runs at --working_spacing_mm "
                           f"{' '.join(f'{v:g}' for v in working_spacing_mm)}: the stack's own "
@@ -289,16 +297,36 @@ def predict_hu(net_g: nn.Module, stack_hu: np.ndarray, *, hu_min: float, hu_max:
     native = _shape3(stack_hu.shape)
     work = working_shape(native, spacing_mm, working_spacing_mm)
     if work == native:
-        return run(stack_hu)
+        return _gated(run(stack_hu), stack_hu, residual_gate_hu, hu_min, hu_max) if gated \
+            else run(stack_hu)
     avg_work = resample_stack(stack_hu, work)
     pred = run(avg_work)
-    residual = pred.hu - _windowed_hu(avg_work, hu_min, hu_max)
+    residual = gate_residual(pred.hu - _windowed_hu(avg_work, hu_min, hu_max), residual_gate_hu)
     hu = stack_hu.astype(np.float32) + resample_stack(residual, native)
     return StackPrediction(
-        np.clip(hu, hu_min, hu_max).astype(np.float32, copy=False),
+        hu if gated else np.clip(hu, hu_min, hu_max).astype(np.float32, copy=False),
         None if pred.std_hu is None else resample_stack(pred.std_hu, native),
         None if pred.displacement_vox is None
         else _field_to_native(pred.displacement_vox, native, work))
+
+
+def gate_residual(residual_hu: np.ndarray, gate_hu: float) -> np.ndarray:
+    """A predicted change from the AVG (any shape, HU) with its small values dropped: 0 where
+    ``|r| <= gate_hu``, ``r`` where ``|r| >= 2 gate_hu``, ``r (|r| - g) / g`` between
+    (continuous); ``residual_hu`` itself (float32) when ``gate_hu`` is 0."""
+    residual_hu = residual_hu.astype(np.float32, copy=False)
+    if gate_hu <= 0:
+        return residual_hu
+    weight = np.clip((np.abs(residual_hu) - gate_hu) / gate_hu, 0.0, 1.0)
+    return (residual_hu * weight).astype(np.float32)
+
+
+def _gated(pred: StackPrediction, stack_hu: np.ndarray, gate_hu: float, hu_min: float,
+           hu_max: float) -> StackPrediction:
+    """``pred`` (on the grid of ``stack_hu``, (S, H, W) HU) with its change from the AVG gated
+    (:func:`gate_residual`) and added to the AVG as it is."""
+    residual = gate_residual(pred.hu - _windowed_hu(stack_hu, hu_min, hu_max), gate_hu)
+    return dataclasses.replace(pred, hu=stack_hu.astype(np.float32) + residual)
 
 
 def _shape3(shape: tuple[int, ...]) -> tuple[int, int, int]:

@@ -48,7 +48,8 @@ class GeneratorSettings:
     channels, recorded by a training with ``--phases``) and its input (``--resize_to`` pixels,
     0 = native; ``--patch_size`` (D, H, W) voxels a volumetric generator was trained on,
     0 = whole extent; ``--working_spacing_mm`` (slice, row, column) mm of the grid it runs on,
-    0 = native axis; the HU window mapped to [-1, 1]; ``--direction``). Field names are the
+    0 = native axis; ``--residual_gate_hu``, the change from the AVG below which the AVG is
+    kept (0 = off); the HU window mapped to [-1, 1]; ``--direction``). Field names are the
     option names."""
 
     netG: str
@@ -63,6 +64,7 @@ class GeneratorSettings:
     resize_to: int = 0
     patch_size: tuple[int, int, int] = (0, 0, 0)
     working_spacing_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    residual_gate_hu: float = 0.0
     hu_min: float = -1024.0
     hu_max: float = 3071.0
     direction: str = "AtoB"
@@ -133,7 +135,8 @@ class TrainedGenerator:
                           device=self.device, amp_dtype=amp_dtype,
                           size_rule=s.size_rule(), windows=s.windows(overlap),
                           phase_pct=phase_pct if s.phase_input else None,
-                          spacing_mm=spacing_mm, working_spacing_mm=s.working_spacing_mm)
+                          spacing_mm=spacing_mm, working_spacing_mm=s.working_spacing_mm,
+                          residual_gate_hu=s.residual_gate_hu)
 
 
 def read_settings(run_dir: Path) -> GeneratorSettings:

@@ -67,9 +67,10 @@ class Validator:
                  context_slices: int = 0, device: torch.device | str = "cpu",
                  size_rule: SliceSizeRule | None = None,
                  windows: VolumeWindows | None = None,
-                 working_spacing_mm: Spacing3 = NATIVE) -> None:
+                 working_spacing_mm: Spacing3 = NATIVE, residual_gate_hu: float = 0.0) -> None:
         self.settings, self.context_slices, self.size_rule = settings, context_slices, size_rule
         self.windows, self.working_spacing_mm = windows, working_spacing_mm
+        self.residual_gate_hu = residual_gate_hu
         self.resize_to, self.batch_size, self.device = resize_to, batch_size, device
         self.patients = []
         for pid, avg, truth, *phase in patients:
@@ -105,7 +106,8 @@ class Validator:
                     context_slices=self.context_slices, device=self.device,
                     size_rule=self.size_rule, windows=self.windows, phase_pct=p.phase_pct,
                     spacing_mm=p.avg.stack_spacing_mm,
-                    working_spacing_mm=self.working_spacing_mm).hu
+                    working_spacing_mm=self.working_spacing_mm,
+                    residual_gate_hu=self.residual_gate_hu).hu
         finally:
             net_g.train(was_training)
         model = self._mean_mae(predictions)

@@ -102,6 +102,12 @@ class BaseOptions:
                             "native, as before). Training resamples every volume to it "
                             "(trilinear); inference resamples the AVG, predicts there and adds "
                             "the predicted change, resampled back, to the native AVG")
+        g.add_argument("--residual_gate_hu", type=float, default=0.0,
+                       help="HU: a predicted change from the AVG (prediction minus AVG) smaller "
+                            "than this is dropped, one of twice this kept whole, linear between; "
+                            "the result is added to the native AVG, so static tissue keeps the "
+                            "AVG's values (0: off, as before). Validation, test.py and predict.py "
+                            "apply it alike")
         g.add_argument("--window_overlap", type=float, default=0.5,
                        help="volumetric inference: share of a window's side overlapped by its "
                             "neighbour (the overlaps are blended with a Gaussian weight)")

@@ -23,7 +23,8 @@ from util.errors import ConfigError
 NON_DEFAULT = {"netG": "unet_128", "ngf": "16", "norm": "instance", "no_dropout": None,
                "input_nc": "3", "output_nc": "2", "context_slices": "1", "residual": None,
                "phase_input": None, "resize_to": "128", "patch_size": "8 16 16",
-               "working_spacing_mm": "6 4.5 0", "hu_min": "-1000", "hu_max": "1000",
+               "working_spacing_mm": "6 4.5 0", "residual_gate_hu": "25", "hu_min": "-1000",
+               "hu_max": "1000",
                "direction": "BtoA"}
 #: Settings train.py derives from other options: phase_input from --phases.
 DERIVED = {"phase_input": ["--phases", "all"]}

@@ -53,6 +53,11 @@ from util.names import prediction_file_name
 VARIANTS: dict[str, tuple[list[str], bool]] = {
     "recipe": (RECIPE, False),
     "recipe_l1": ([*RECIPE, "--lambda_GAN", "0"], False),  # L1 alone: no GAN texture
+    "recipe_gate": ([*RECIPE, "--residual_gate_hu", "25"], False),
+    # the phantom's own spacing as the working grid: other voxel sizes are resampled to it
+    "recipe_ws": ([*RECIPE, "--working_spacing_mm", "3", "5.47", "5.47"], False),
+    "recipe_ws_gate": ([*RECIPE, "--working_spacing_mm", "3", "5.47", "5.47",
+                        "--residual_gate_hu", "25"], False),
     "motion3d": ([*VOLUME, "--netG", "motion3d_4", "--ngf", "16"], True),
     "unet3d": ([*VOLUME, "--netG", "unet3d_4", "--ngf", "16", "--residual"], True),
 }

@@ -58,6 +58,10 @@ VARIANTS: dict[str, tuple[list[str], bool]] = {
     "recipe_ws": ([*RECIPE, "--working_spacing_mm", "3", "5.47", "5.47"], False),
     "recipe_ws_gate": ([*RECIPE, "--working_spacing_mm", "3", "5.47", "5.47",
                         "--residual_gate_hu", "25"], False),
+    # + another scanner's noise, kernel and calibration drawn per training slice
+    "recipe_ws_gate_aug": ([*RECIPE, "--working_spacing_mm", "3", "5.47", "5.47",
+                            "--residual_gate_hu", "25", "--augment_intensity", "20", "1.0",
+                            "20"], False),
     "motion3d": ([*VOLUME, "--netG", "motion3d_4", "--ngf", "16"], True),
     "unet3d": ([*VOLUME, "--netG", "unet3d_4", "--ngf", "16", "--residual"], True),
 }

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from data.augment import NO_AUGMENT, IntensityAugment
 from data.base_dataset import BaseDataset
 from data.ct_volumes import (
     AFFINE_ATOL_MM,
@@ -134,7 +135,8 @@ class NiftiAlignedDataset(BaseDataset):
                  geometry_atol_mm: float = AFFINE_ATOL_MM,
                  phases: Sequence[float] | None = None,
                  dicom_series: tuple[SeriesChoice, SeriesChoice] | None = None,
-                 working_spacing_mm: Sequence[float] = NATIVE) -> None:
+                 working_spacing_mm: Sequence[float] = NATIVE,
+                 augment: IntensityAugment = NO_AUGMENT) -> None:
         """Pair ``folder_a/<id>.nii[.gz]`` (AVG) with ``folder_b/<id>...`` (phase 0; None: no
         truth, AtoB only) and index their axial slices.
 
@@ -149,8 +151,10 @@ class NiftiAlignedDataset(BaseDataset):
         ``dicom_series``: how the series of DICOM patient folders ``<id>/`` are picked (A, B);
         None: NIfTI files only (such folders are not volumes). ``working_spacing_mm``: (slice,
         row, column) mm every volume is resampled to when loaded, 0 = native axis (not with
-        ``volume_cache``).
+        ``volume_cache``). ``augment``: intensity augmentation of each training sample
+        (:class:`data.augment.IntensityAugment`; none by default).
         """
+        self.augment = augment
         for name, value in (("context_slices", context_slices), ("resize_to", resize_to),
                             ("volume_cache", volume_cache)):
             if value < 0:
@@ -224,7 +228,9 @@ class NiftiAlignedDataset(BaseDataset):
                    max_slices=opt.max_dataset_size, volume_cache=opt.volume_cache,
                    geometry_atol_mm=opt.geometry_atol_mm, dicom_series=dicom_choices(opt),
                    phases=dataset_phases(opt.phases, Path(opt.dataroot), opt.phase),
-                   working_spacing_mm=training_spacing(opt))
+                   working_spacing_mm=training_spacing(opt),
+                   augment=IntensityAugment.from_values(opt.augment_intensity) if opt.isTrain
+                   else NO_AUGMENT)
 
     @property
     def has_target(self) -> bool:
@@ -327,14 +333,21 @@ class NiftiAlignedDataset(BaseDataset):
                                 "patient_index": v}
         sides = [("A", self.stacks_a[v])]
         sides += [("B", self.target_stack(v, percent))] if self.has_target else []
+        slices = {}
         for key, stack in sides:
             is_input = (key == "A") == self.a_to_b
             hu = context_window(stack.hu, s, self.context_slices) if is_input \
                 else stack.hu[s]  # flipped in NumPy: see slices_to_unit on threads
-            hu = self._pad_slice(hu)
+            slices[key] = self._pad_slice(hu)
+            item[f"{key}_paths"] = str(stack.info.path)
+        if self.augment.enabled:
+            source, target = ("A", "B") if self.a_to_b else ("B", "A")
+            slices[source], augmented = self.augment(slices[source], slices.get(target))
+            if augmented is not None:
+                slices[target] = augmented
+        for key, hu in slices.items():
             item[key] = slice_to_unit(hu[..., ::-1] if flip else hu, self.hu_min, self.hu_max,
                                       self.resize_to)
-            item[f"{key}_paths"] = str(stack.info.path)
         if not self.a_to_b:
             item["A"], item["B"] = item["B"], item["A"]
             item["A_paths"], item["B_paths"] = item["B_paths"], item["A_paths"]

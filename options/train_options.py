@@ -34,6 +34,14 @@ class TrainOptions(BaseOptions):
                        help="every N epochs, MAE in HU on the <dataroot>/valA, valB patients "
                             "(motion region and body), logged, and a 'best' checkpoint kept by "
                             "it; 0 = off")
+        g = parser.add_argument_group("augmentation")
+        g.add_argument("--augment_intensity", type=float, nargs=3, default=[0.0, 0.0, 0.0],
+                       metavar=("NOISE_HU", "BLUR_PX", "OFFSET_HU"),
+                       help="per training slice (slice datasets), drawn uniformly up to these: "
+                            "Gaussian noise (sigma, HU) on the input AVG alone, an in-plane "
+                            "Gaussian blur (sigma, pixels: another reconstruction kernel) and "
+                            "an HU offset (+-, calibration) on input and target alike; 0 0 0: "
+                            "none")
         g = parser.add_argument_group("saving")
         g.add_argument("--save_latest_freq", type=int, default=5000,
                        help="save the latest checkpoint every N iterations")

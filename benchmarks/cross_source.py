@@ -59,6 +59,10 @@ VARIANTS: dict[str, tuple[list[str], bool]] = {
     "recipe_ws_gate": ([*RECIPE, "--working_spacing_mm", "3", "5.47", "5.47",
                         "--residual_gate_hu", "25"], False),
     # + another scanner's noise, kernel and calibration drawn per training slice
+    "recipe_gate_aug": ([*RECIPE, "--residual_gate_hu", "25", "--augment_intensity", "20",
+                         "1.0", "20"], False),
+    "recipe_gate50_aug": ([*RECIPE, "--residual_gate_hu", "50", "--augment_intensity", "20",
+                           "1.0", "20"], False),
     "recipe_ws_gate_aug": ([*RECIPE, "--working_spacing_mm", "3", "5.47", "5.47",
                             "--residual_gate_hu", "25", "--augment_intensity", "20", "1.0",
                             "20"], False),

@@ -24,7 +24,7 @@ COMMON=(--dataroot "$DATASET" --name "$NAME" --model pix2pix --dataset_mode nift
         --preprocess none --axial_slice)
 RECIPE=(--input_nc 5 --output_nc 1 --context_slices 2 --residual --hu_min -1024 --hu_max 1024
         --motion_weight 4 --no_dropout --netG unet_64 --ngf 32 --norm instance --batch_size 8
-        --lr 0.0004 --ema_decay 0.99)
+        --lr 0.0004 --ema_decay 0.99 --residual_gate_hu 150)
 "$PYTHON" train.py "${COMMON[@]}" "${RECIPE[@]}" \
   --n_epochs $((EPOCHS - EPOCHS / 2)) --n_epochs_decay $((EPOCHS / 2)) --save_epoch_freq "$EPOCHS" \
   --display_freq 400 --print_freq 400 --overwrite

@@ -174,7 +174,8 @@ def test_refused_slice_size_fails_at_start_with_a_fitting_netg(workdir):
 RECIPE_TRAIN = ("python train.py --dataroot ./datasets/ct_phases_dataset --name recipe "
                 "--model pix2pix --dataset_mode nifti_aligned --preprocess none --input_nc 5 "
                 "--output_nc 1 --axial_slice --norm instance --netG unet_64 --ngf 16 "
-                "--batch_size 4 --context_slices 2 --residual --motion_weight 2")
+                "--batch_size 4 --context_slices 2 --residual --motion_weight 2 "
+                "--residual_gate_hu 150")
 
 
 def test_recipe_flags_train_and_test_reads_them_from_the_run(workdir):
@@ -186,6 +187,7 @@ def test_recipe_flags_train_and_test_reads_them_from_the_run(workdir):
     assert meta["architecture"]["residual"] is True
     assert meta["input"]["context_slices_each_side"] == 2
     assert meta["training"]["motion_weight"] == 2
+    assert meta["generator_settings"]["residual_gate_hu"] == 150  # test.py and predict.py gate
     test = ("python test.py --dataroot ./datasets/ct_phases_dataset --name recipe --model pix2pix "
             "--dataset_mode nifti_aligned --preprocess none --axial_slice --eval --no_pictures")
     out = workdir / "results" / "recipe" / "test_latest"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
@@ -11,17 +10,12 @@ import numpy as np
 import pytest
 
 from synthetic import FAMILIES
+from tests.tiny_runs import load_script
 
 
 def _script() -> ModuleType:
     """The script, imported as a module."""
-    script = Path(__file__).resolve().parents[2] / "scripts" / "make_synthetic_4dct.py"
-    spec = importlib.util.spec_from_file_location("make_synthetic_4dct", script)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/make_synthetic_4dct.py", "make_synthetic_4dct")
 
 
 def test_family_option_writes_the_family(tmp_path: Path, capsys: pytest.CaptureFixture[str],

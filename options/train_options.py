@@ -32,8 +32,9 @@ class TrainOptions(BaseOptions):
         g.add_argument("--no_html", action="store_true", help="do not write the HTML page")
         g.add_argument("--val_freq", type=int, default=1,
                        help="every N epochs, MAE in HU on the <dataroot>/valA, valB patients "
-                            "(motion region and body), logged, and a 'best' checkpoint kept by "
-                            "it; 0 = off")
+                            "(motion region, body, whole volume), logged beside the AVG's, and "
+                            "a 'best' checkpoint kept by the mean of the model/AVG ratios in the "
+                            "motion region and the whole volume; 0 = off")
         g = parser.add_argument_group("augmentation")
         g.add_argument("--augment_intensity", type=float, nargs=3, default=[0.0, 0.0, 0.0],
                        metavar=("NOISE_HU", "BLUR_PX", "OFFSET_HU"),

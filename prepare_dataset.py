@@ -86,6 +86,7 @@ from data.split_folders import (
 from data.structures import find_phase_structures, find_structures
 from util.atomic import atomic_write_text
 from util.cli import printable, run_cli
+from util.digests import file_sha256
 from util.errors import ConfigError, DataError
 from util.paths import folder_problem
 from util.phases import phase_label
@@ -306,14 +307,10 @@ def _check_options(opts: PrepareOptions) -> None:
 
 def _sha256(path: Path) -> str:
     """Hex SHA-256 of a file's bytes; DataError naming it when it cannot be read."""
-    digest = hashlib.sha256()
     try:
-        with path.open("rb") as stream:
-            while chunk := stream.read(1 << 20):
-                digest.update(chunk)
+        return file_sha256(path)
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
-    return digest.hexdigest()
 
 
 def series_sha256(series: SeriesInfo) -> str:

@@ -113,6 +113,20 @@ def add_cohort_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
+def copy_as_test_split(export: Path, dataroot: Path, ids: list[str],
+                       phases: range = range(1)) -> None:
+    """Copy each patient's AVG and phases ``phases`` (indices, 0 = phase 0) of an export tree
+    into ``dataroot/testA``, ``testB`` (``testB_p<p>``): every patient of a held-out group is a
+    test patient, no split to make."""
+    for pid in ids:
+        sources: list[tuple[str, Path]] = [("testA", export / "res_avg" / pid / avg_file_name(pid))]
+        sources += [(phase_folder("test", 10.0 * k),
+                     export / "res_phases" / pid / phase_file_name(pid, k)) for k in phases]
+        for split_folder, src in sources:
+            (dataroot / split_folder).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dataroot / split_folder / f"{pid}.nii.gz")
+
+
 def make_cohorts(work: Path, grid: SyntheticGrid, args: argparse.Namespace,
                  phases: bool = False) -> tuple[Path, list[Cohort]]:
     """Write the two synthetic groups on ``grid``; return the training dataroot and the scored
@@ -132,15 +146,7 @@ def make_cohorts(work: Path, grid: SyntheticGrid, args: argparse.Namespace,
         args.threads)
     ids = write_synthetic_4dct(shifted, args.n_shifted, grid=grid, seed=args.seed + 1,
                                ranges=shifted_ranges, id_prefix=SHIFTED_PREFIX, progress=False)
-    copied = range(N_PHASES) if phases else range(1)
-    for pid in ids:  # every shifted patient is a test patient: no split to make
-        sources: list[tuple[str, Path]] = [("testA",
-                                            shifted / "res_avg" / pid / avg_file_name(pid))]
-        sources += [(phase_folder("test", 10.0 * k),
-                     shifted / "res_phases" / pid / phase_file_name(pid, k)) for k in copied]
-        for split_folder, src in sources:
-            (shifted_root / split_folder).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, shifted_root / split_folder / f"{pid}.nii.gz")
+    copy_as_test_split(shifted, shifted_root, ids, range(N_PHASES) if phases else range(1))
     index = {patient_id(k): k for k in range(args.n_patients)}
     test_ids = sorted(p.name.split(".")[0] for p in (dataroot / "testA").glob("*.nii.gz"))
     return dataroot, [

@@ -39,11 +39,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.cohorts import COMMON, RECIPE, RECIPE_UNGATED, ROOT, VOLUME, run
+from benchmarks.cohorts import (
+    COMMON,
+    RECIPE,
+    RECIPE_UNGATED,
+    ROOT,
+    VOLUME,
+    copy_as_test_split,
+    run,
+)
 from benchmarks.machine import cpu_name
 from data.nifti_io import load_volume
 from evaluation.metrics import RegionSettings, evaluate_volumes, mae_hu, region_masks
-from synthetic import avg_file_name, phase_file_name
 from synthetic.families import FAMILIES, write_family
 from util.atomic import atomic_write_json
 from util.geometry import axial_axis, voxel_spacing_mm
@@ -81,16 +88,6 @@ class Source:
     held_out: bool
 
 
-def _as_test_split(export: Path, dataroot: Path, ids: list[str]) -> None:
-    """Copy each patient's AVG and phase 0 of an export tree into ``dataroot/testA``,
-    ``testB`` (every patient of a held-out family is a test patient: no split to make)."""
-    for pid in ids:
-        for folder, src in (("testA", export / "res_avg" / pid / avg_file_name(pid)),
-                            ("testB", export / "res_phases" / pid / phase_file_name(pid, 0))):
-            (dataroot / folder).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dataroot / folder / f"{pid}.nii.gz")
-
-
 def make_sources(work: Path, args: argparse.Namespace) -> tuple[Path, list[Source]]:
     """Write the training family (split by ``prepare_dataset.py``) and every test family;
     return the training dataroot and the sources to score, the in-distribution one first."""
@@ -110,7 +107,7 @@ def make_sources(work: Path, args: argparse.Namespace) -> tuple[Path, list[Sourc
         out, root = work / "export" / family, work / "sources" / family
         written = write_family(out, family, args.n_test, seed=args.seed + 100 * k,
                                id_prefix=f"X{k}")
-        _as_test_split(out, root, [p.pid for p in written])
+        copy_as_test_split(out, root, [p.pid for p in written])
         sources.append(Source(family, root, {p.pid: p.amplitude_mm for p in written},
                               held_out=True))
     return dataroot, sources

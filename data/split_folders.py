@@ -38,6 +38,7 @@ from data.structures import (
     structures_folder_phase,
 )
 from util.atomic import atomic_write_with, make_dirs
+from util.digests import file_sha256
 from util.errors import DataError, OutputError
 from util.phases import folder_phase, phase_folder, phase_label
 
@@ -75,20 +76,12 @@ def _remove(path: Path) -> None:
 
 
 def _source_sha256(path: Path) -> str:
-    """:func:`_sha256` of a source file, DataError naming it if it can no longer be read."""
+    """:func:`util.digests.file_sha256` of a source file, DataError naming it if it can no
+    longer be read."""
     try:
-        return _sha256(path)
+        return file_sha256(path)
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
-
-
-def _sha256(path: Path, gunzip: bool = False) -> str:
-    """Hex SHA-256 of a file's bytes, or of its decompressed bytes when ``gunzip``."""
-    digest = hashlib.sha256()
-    with (gzip.open(path, "rb") if gunzip else path.open("rb")) as stream:
-        while chunk := stream.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _is_gzipped_name(path: Path) -> bool:
@@ -100,7 +93,7 @@ def _is_up_to_date(src: Path, src_sha256: str, dest: Path) -> bool:
     if _is_gzipped_name(src):
         try:
             return dest.is_file() and not dest.is_symlink() and \
-                dest.stat().st_size == src.stat().st_size and _sha256(dest) == src_sha256
+                dest.stat().st_size == src.stat().st_size and file_sha256(dest) == src_sha256
         except OSError:
             return False
     return _holds_nifti(dest, src_sha256)
@@ -111,7 +104,7 @@ def _holds_nifti(dest: Path, nii_sha256: str) -> bool:
     if dest.is_symlink() or not dest.is_file():
         return False
     try:
-        return _sha256(dest, gunzip=True) == nii_sha256
+        return file_sha256(dest, gunzip=True) == nii_sha256
     except (OSError, EOFError, zlib.error):
         return False
 

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from data.base_dataset import BaseDataset
 from data.nifti_aligned_dataset import NiftiAlignedDataset
+from util.digests import file_sha256
 from util.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -29,16 +30,6 @@ PatientDigests = Mapping[str, Mapping[str, str]]
 #: Earlier training sets of a resumed run: [{"patients": [ids], "until_total_iters": n}].
 DataHistory = list[dict[str, Any]]
 _MANIFEST_SIDES = {"A": "avg_sha256", "B": "phase0_sha256"}
-_CHUNK_BYTES = 1 << 20
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def manifest_digests(dataroot: Path) -> dict[Path, str]:

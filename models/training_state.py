@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 from models.base_model import BaseModel, load_weights, serialize
-from models.training_data import DataHistory, PatientDigests, file_sha256, resumed_history
+from models.training_data import DataHistory, PatientDigests, resumed_history
+from util.digests import file_sha256
 from util.errors import ConfigError, DataError
 from util.file_set import FileSet
 

@@ -10,23 +10,15 @@ than the whole cycle, the MIP and the mean are those of the phases asked, and ar
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from data.dicom_write import DERIVED_SERIES_OFFSET
-from data.displacement_field import stack_field_to_world, write_displacement_field
-from data.nifti_io import VolumeInfo, save_volume
 from models.inference import StackPrediction
 from models.trained_run import TrainedGenerator
-from util.geometry import from_slice_stack
-from util.names import cycle_file_name, displacement_file_name, phase_prediction_file_name
 from util.phases import STANDARD_PHASES, phase_label
-
-logger = logging.getLogger(__name__)
 
 #: DICOM SeriesNumber offsets (from the source's) of a cycle's MIP and mean; phase p is at
 #: ``DERIVED_SERIES_OFFSET + p`` (phase 0 at the offset of a phase-0 prediction).
@@ -124,25 +116,3 @@ def predict_cycle(generator: TrainedGenerator, stack_hu: np.ndarray, phases: Ite
         **predict_options)  # type: ignore[arg-type]
         for p in phases})
 
-
-def write_cycle(cycle: CyclePrediction, info: VolumeInfo, folder: Path, patient_id: str
-                ) -> dict[float | str, Path]:
-    """Write every volume of ``cycle`` (:meth:`CyclePrediction.volumes`: each phase, phase 0
-    too, and the MIP and mean of more than one phase) with the AVG's geometry and storage
-    (``info``) into ``folder``; a motion generator's fields of the phases other than 0 as well.
-    Returns {phase % or "mip"/"avg"/"mean": path}."""
-    affine = info.affine
-    paths: dict[float | str, Path] = {}
-    for volume in cycle.volumes():
-        kind = volume.kind
-        name = (cycle_file_name(patient_id, kind) if isinstance(kind, str)
-                else phase_prediction_file_name(patient_id, kind))
-        paths[kind] = save_volume(from_slice_stack(cycle.volume_hu(kind), affine), info,
-                                  folder / name)
-        field = None if isinstance(kind, str) else cycle.phases[kind].displacement_vox
-        if kind != 0 and field is not None:
-            write_displacement_field(folder / displacement_file_name(patient_id, float(kind)),
-                                     stack_field_to_world(field, affine), info)
-        if kind != 0:
-            logger.info("wrote %s: %s", paths[kind], volume.description)
-    return paths

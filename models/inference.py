@@ -65,11 +65,16 @@ def has_dropout(net: nn.Module) -> bool:
     return any(isinstance(m, _DROPOUT_TYPES) for m in net.modules())
 
 
+def check_sample_count(samples: int) -> None:
+    """ConfigError unless ``samples`` (``--samples``, passes per prediction) is at least 1."""
+    if samples < 1:
+        raise ConfigError(f"--samples must be at least 1, got {samples}")
+
+
 def check_samples(net: nn.Module, samples: int, run: str) -> None:
     """ConfigError unless ``samples`` >= 1 and, for more than one, ``net`` has dropout to
     sample with (``run`` names the checkpoint in the message)."""
-    if samples < 1:
-        raise ConfigError(f"--samples must be at least 1, got {samples}")
+    check_sample_count(samples)
     if samples > 1 and not has_dropout(net):
         raise ConfigError(f"--samples {samples} draws passes with dropout on, but the generator "
                           f"of {run} has no dropout (trained with --no_dropout): every pass "

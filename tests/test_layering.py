@@ -10,6 +10,7 @@ project):
     synthetic   -> data, util
     models      -> data, evaluation, util
     options     -> models, data, evaluation, util
+    inference   -> models, data, evaluation, display, util
 
 Entry points are the top-level modules (``train.py``, ``test.py``, ``prepare_dataset.py``,
 ``save_ct_metadata.py``) and the programs in ``scripts/`` and ``benchmarks/`` (modules with an
@@ -40,6 +41,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "synthetic": frozenset({"data", "util"}),
     "models": frozenset({"data", "evaluation", "util"}),
     "options": frozenset({"models", "data", "evaluation", "util"}),
+    "inference": frozenset({"models", "data", "evaluation", "display", "util"}),
 }
 #: Folders of programs (entry points) and their helpers.
 TOOL_FOLDERS = ("scripts", "benchmarks")

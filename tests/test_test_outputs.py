@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from inference.results_folder import remove_stale_outputs
 from tests.conftest import OBLIQUE_AFFINE, RAS_AFFINE, ct_like, write_nifti, write_pair_tree
 from tests.tiny_runs import dropout_and_plain_runs, load_script
 
@@ -29,7 +30,6 @@ def _touch(folder: Path, names: list[str]) -> None:
 
 
 def test_outputs_of_patients_not_in_the_run_are_removed_and_nothing_else(tmp_path: Path) -> None:
-    script = _test_script()
     kept_volumes = ["PT003_fake_B.nii.gz", "PT1_fake_B.nii.gz"]
     kept_images = ["PT003_views_lung.png", "PT003_slice000_real_A.png", "PT1_views_soft_tissue.png",
                    "PT1_slice012_fake_B.png", "PT1_views_lung_base.png", "notes.png",
@@ -44,7 +44,7 @@ def test_outputs_of_patients_not_in_the_run_are_removed_and_nothing_else(tmp_pat
     _touch(tmp_path / "patients", [*kept_pages, *stale_pages, "PT005.txt"])
     (tmp_path / "metrics.csv").write_text("kept")
 
-    removed = script.remove_stale_outputs(tmp_path, ["PT003", "PT1"])
+    removed = remove_stale_outputs(tmp_path, ["PT003", "PT1"])
 
     assert sorted(p.name for p in removed) == sorted(stale_volumes + stale_images + stale_pages)
     assert sorted(p.name for p in (tmp_path / "volumes").iterdir()) == sorted(
@@ -53,17 +53,16 @@ def test_outputs_of_patients_not_in_the_run_are_removed_and_nothing_else(tmp_pat
     assert sorted(p.name for p in (tmp_path / "patients").iterdir()) == sorted(
         [*kept_pages, "PT005.txt"])
     assert (tmp_path / "metrics.csv").read_text() == "kept"
-    removed = script.remove_stale_outputs(tmp_path, ["PT003", "PT1"], keep_pictures=False)
+    removed = remove_stale_outputs(tmp_path, ["PT003", "PT1"], keep_pictures=False)
     assert sorted(p.name for p in removed) == sorted(kept_images[:5] + kept_pages)
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == sorted(kept_images[5:])
 
 
 def test_patient_ids_are_matched_by_their_safe_file_names(tmp_path: Path) -> None:
-    script = _test_script()
     _touch(tmp_path / "volumes", ["patient_7_fake_B.nii.gz"])
-    assert script.remove_stale_outputs(tmp_path, ["patient 7"]) == []
-    assert script.remove_stale_outputs(tmp_path / "missing", ["patient 7"]) == []
-    assert [p.name for p in script.remove_stale_outputs(tmp_path, [])] == [
+    assert remove_stale_outputs(tmp_path, ["patient 7"]) == []
+    assert remove_stale_outputs(tmp_path / "missing", ["patient 7"]) == []
+    assert [p.name for p in remove_stale_outputs(tmp_path, [])] == [
         "patient_7_fake_B.nii.gz"]
 
 

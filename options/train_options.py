@@ -1,9 +1,10 @@
 """Options of ``train.py``: the recipe and its plan, display, saving, schedule and optimiser.
 
 With ``--recipe recommended`` (the default) the options not given take the recommended recipe's
-values, and those the training data and the machine decide are planned from them
-(:mod:`options.plan`); :attr:`TrainOptions.plan` records every value and where it came from, and
-:meth:`TrainOptions.record` writes it as ``plan.json`` beside ``opt.json``.
+values (:mod:`options.recipes`), and those the training data and the machine decide are planned
+from them (:mod:`options.plan_rules`); :attr:`TrainOptions.plan` (:mod:`options.plan`) records
+every value and where it came from, and :meth:`TrainOptions.record` writes it as ``plan.json``
+beside ``opt.json``.
 """
 
 from __future__ import annotations
@@ -18,18 +19,9 @@ from data.survey import TrainingDataFacts, survey_training_split
 from models import networks
 from models.run_folder import read_run_options
 from options.base_options import BaseOptions, resolve_gpu_ids
-from options.plan import (
-    PLANNED_HELP,
-    RECIPES,
-    RUN_NAMES,
-    Decision,
-    Plan,
-    PlanInputs,
-    adopt_run_settings,
-    plan_settings,
-    recipe_values,
-    settings_of,
-)
+from options.plan import RUN_NAMES, Plan, adopt_run_settings, settings_of
+from options.plan_rules import PLANNED_HELP, Decision, PlanInputs, plan_settings
+from options.recipes import RECIPES, recipe_values
 from util.atomic import atomic_write_json
 from util.distributed import is_main_process
 from util.machine import MachineFacts, survey_machine

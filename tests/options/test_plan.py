@@ -1,6 +1,6 @@
-"""The plan of a training run: the rules (tables of facts -> settings and reasons), the sources
-of every setting, plan.json, explicit flags over the plan, and a tiny training with no recipe
-flag at all."""
+"""The plan of a training run (options/plan.py, plan_rules.py, recipes.py): the rules (tables
+of facts -> settings and reasons), the sources of every setting, plan.json, explicit flags over
+the plan, and a tiny training with no recipe flag at all."""
 
 import json
 import math
@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 
 from data.survey import TrainingDataFacts, survey_training_split
-from options import plan as plan_module
-from options.plan import (
-    CT_RECIPE,
-    SLICE_RECIPE,
+from options import plan_rules
+from options.plan import adopt_run_settings, settings_of
+from options.plan_rules import (
     Decision,
     PlanInputs,
-    adopt_run_settings,
     context_from_input_nc,
     plan_batch_size,
     plan_context_slices,
@@ -25,9 +23,8 @@ from options.plan import (
     plan_resize_to,
     plan_settings,
     plan_volume_cache,
-    recipe_values,
-    settings_of,
 )
+from options.recipes import CT_RECIPE, SLICE_RECIPE, recipe_values
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
 from tests.conftest import RAS_AFFINE, write_pair_tree
@@ -375,8 +372,8 @@ def test_training_with_no_recipe_flag_writes_the_plan_and_trains(tmp_path, monke
     import train
 
     dataroot(tmp_path)
-    monkeypatch.setattr(plan_module, "RECIPE_SLICES_SEEN", 16)
-    monkeypatch.setattr(plan_module, "MIN_EPOCHS", 1)
+    monkeypatch.setattr(plan_rules, "RECIPE_SLICES_SEEN", 16)
+    monkeypatch.setattr(plan_rules, "MIN_EPOCHS", 1)
     assert train.main(["--dataroot", str(tmp_path / "d"), "--name", "run",
                        "--checkpoints_dir", str(tmp_path / "ck")]) == 0
     run = tmp_path / "ck" / "run"

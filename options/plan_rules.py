@@ -225,20 +225,22 @@ def plan_settings(inputs: PlanInputs) -> dict[str, Decision]:
 
     data, machine, rules = inputs.data, inputs.machine, inputs.data_rules
     native = not any(float(v) for v in values.get("working_spacing_mm", (0, 0, 0)))
-    if rules and data is not None and native:
+    # a 3-D --netG on slices is refused by the size check, naming what to pair it with
+    sized = rules and data is not None and not is_volumetric(values["netG"])
+    if sized and data is not None and native:
         decide("resize_to", plan_resize_to(data.slice_sizes, values["netG"]))
     if rules and data is not None and "input_nc" not in inputs.fixed:
         decide("context_slices", plan_context_slices(data.slice_thickness_mm))
     for name, decision in channel_decisions(values, inputs.fixed, inputs.phase_input).items():
         decide(name, decision)
-    if rules and data is not None and machine is not None:
+    if sized and data is not None and machine is not None:
         rule = slice_size_rule(values["netG"])
         side = values["resize_to"] or max(max(rule.fit(h, w)) for h, w in data.slice_sizes)
         decide("batch_size", plan_batch_size(side, values["ngf"], machine.device_memory_bytes,
                                              values["batch_size"], machine.device))
-        if native:
-            decide("volume_cache", plan_volume_cache(data.held_bytes(), data.patients,
-                                                     machine.ram_bytes))
+    if rules and data is not None and machine is not None and native:
+        decide("volume_cache", plan_volume_cache(data.held_bytes(), data.patients,
+                                                 machine.ram_bytes))
     if rules:
         decide_epochs(decide, data, values, inputs.fixed)
     if rules and machine is not None and values.get("amp") == "auto":

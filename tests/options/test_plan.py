@@ -170,6 +170,13 @@ def test_working_spacing_and_max_dataset_size_change_the_rules():
     assert (out["n_epochs"].value, out["n_epochs_decay"].value) == (30, 30)
 
 
+def test_a_volumetric_generator_on_slices_is_left_to_the_size_check():
+    out = planned(recipe_options(netG="unet3d_4"))
+    assert "resize_to" not in out
+    assert "batch_size" not in out
+    assert out["input_nc"].value == 1
+
+
 def test_without_data_or_rules_only_the_channels_are_planned():
     no_data = plan_settings(PlanInputs(recipe_options(), frozenset(), None, CPU_16, True))
     assert set(no_data) == {"input_nc", "amp"}

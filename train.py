@@ -1,11 +1,18 @@
 """Train an image-to-image model, e.g. pix2pix on axial CT slices (AVG -> phase 0).
 
+    python train.py --dataroot ./datasets/ct_phases_dataset --name phase0
+
+trains the recommended recipe, with what the data and the machine decide planned from them
+(``--recipe pix2pix``: the classic pix2pix defaults); every option given wins, e.g.
+
     python train.py --dataroot ./datasets/ct_phases_dataset --name ct_phase0_generator \
         --model pix2pix --dataset_mode nifti_aligned --preprocess none --input_nc 1 \
         --output_nc 1 --axial_slice --norm instance --batch_size 1 --netG unet_64
 
 Checkpoints (``latest`` and every ``--save_epoch_freq`` epochs, with ``<epoch>_metadata.json``),
-``opt.json``, ``loss_log.txt`` and the HTML page go to ``<checkpoints_dir>/<name>/``.
+``opt.json``, ``plan.json`` (every option's value and where it came from: default, recipe,
+planned with the reason, run folder or command line; :mod:`options.plan`), ``loss_log.txt`` and
+the HTML page go to ``<checkpoints_dir>/<name>/``.
 
 Several processes (GPUs, machines) train one model with DistributedDataParallel when started by
 torchrun, e.g. ``torchrun --nproc_per_node 4 train.py ...``; rank 0 alone writes files.

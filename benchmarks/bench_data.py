@@ -55,7 +55,7 @@ def measure(root: Path, volume_cache: int) -> dict[str, float]:
     logging.disable(logging.INFO)
     opt = TrainOptions().parse(["--dataroot", str(root), "--checkpoints_dir", str(root / "ck"),
                                 "--axial_slice", "--gpu_ids", "-1", "--volume_cache",
-                                str(volume_cache)])
+                                str(volume_cache), "--recipe", "pix2pix"])
     rss0 = proc_status_mib("VmRSS")
     dataset = NiftiAlignedDataset.from_options(opt)
     infos = dataset.infos_a

@@ -116,7 +116,8 @@ def project_step(net_g: str, norm: str, flags: list[str], a: torch.Tensor, b: to
             "--netG", net_g, "--ngf", "64", "--netD", "basic", "--ndf", "64", "--norm", norm,
             "--input_nc", str(channels), "--output_nc", str(channels), "--gan_mode", "vanilla",
             "--lambda_L1", str(LAMBDA_L1), "--lr", str(LR), "--beta1", str(BETAS[0]),
-            "--batch_size", str(a.shape[0]), "--preprocess", "none", "--gpu_ids", "-1", *flags]
+            "--batch_size", str(a.shape[0]), "--preprocess", "none", "--gpu_ids", "-1",
+            "--recipe", "pix2pix", *flags]
     model = create_model(TrainOptions().parse(argv))
     model.setup()
     model.set_input({"A": a, "B": b})

@@ -69,7 +69,7 @@ def make_options(root: Path, net_g: str, mode: str, args: argparse.Namespace
     argv = ["--dataroot", str(root), "--checkpoints_dir", str(root / "ck"), "--name", mode,
             "--netG", net_g, "--norm", args.norm, "--axial_slice", "--gpu_ids", args.gpu_ids,
             "--batch_size", str(args.batch_size), "--num_threads", str(args.num_workers),
-            "--preprocess", "none", "--amp", args.amp, "--no_flip"]
+            "--preprocess", "none", "--amp", args.amp, "--no_flip", "--recipe", "pix2pix"]
     argv += ["--channels_last"] * args.channels_last + ["--compile"] * args.compile
     argv += ["--dataset_mode", "aligned" if mode == "png" else "nifti_aligned"]
     return TrainOptions().parse(argv)

@@ -46,10 +46,15 @@ def cohort_ranges(amplitude_mm: tuple[float, float]) -> tuple[ParamRanges, Param
 
 SHIFTED_PREFIX = "SH"
 
-#: Flags every variant shares (epochs are set apart).
-SHARED = ["--model", "pix2pix", "--preprocess", "none", "--output_nc", "1", "--norm", "instance",
-          "--num_threads", "0", "--no_html", "--display_freq", "1000000000", "--print_freq",
-          "1000000000"]
+#: How a benchmark runs train.py (data loading in the process, no page, no periodic logs), not
+#: what it trains: all the ``plan`` variant is given besides the epochs, the recommended recipe
+#: and the plan choose the rest.
+RUN_FLAGS = ["--num_threads", "0", "--no_html", "--display_freq", "1000000000", "--print_freq",
+             "1000000000"]
+#: Flags every variant but ``plan`` shares (epochs are set apart): pix2pix's defaults
+#: (``--recipe pix2pix``), so a variant trains its own flags and nothing else.
+SHARED = ["--recipe", "pix2pix", "--model", "pix2pix", "--preprocess", "none", "--output_nc",
+          "1", "--norm", "instance", *RUN_FLAGS]
 #: Flags of every slice (2-D) variant: the architecture and the batch.
 COMMON = [*SHARED, "--dataset_mode", "nifti_aligned", "--axial_slice", "--netG", "unet_64",
           "--ngf", "32", "--batch_size", "8"]
@@ -71,6 +76,16 @@ RECIPE_UNGATED = [*BASE, "--hu_min", "-1024", "--hu_max", "1024", "--motion_weig
 #: was not trained on: no held-out patient is made worse than the AVG, and the static body
 #: stays within ~2.5 HU of the AVG's error, at the same motion-region ratio.
 RECIPE = [*RECIPE_UNGATED, "--residual_gate_hu", "150"]
+
+
+def epoch_flags(epochs: int) -> list[str]:
+    """train.py's flags for ``epochs`` epochs, half at the initial learning rate (the odd one
+    there) and half decaying; none for 0 (train.py's own: the plan's for the ``plan``
+    variant)."""
+    if epochs <= 0:
+        return []
+    half = epochs // 2
+    return ["--n_epochs", str(epochs - half), "--n_epochs_decay", str(half)]
 
 
 @dataclass(frozen=True)

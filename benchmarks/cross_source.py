@@ -44,8 +44,10 @@ from benchmarks.cohorts import (
     RECIPE,
     RECIPE_UNGATED,
     ROOT,
+    RUN_FLAGS,
     VOLUME,
     copy_as_test_split,
+    epoch_flags,
     run,
 )
 from benchmarks.machine import cpu_name
@@ -71,6 +73,8 @@ VARIANTS: dict[str, tuple[list[str], bool]] = {
                     "1.0", "20"], False),
     "motion3d": ([*VOLUME, "--netG", "motion3d_4", "--ngf", "16"], True),
     "unet3d": ([*VOLUME, "--netG", "unet3d_4", "--ngf", "16", "--residual"], True),
+    # the plan alone: train.py's recommended recipe, planned from the data, no recipe flag
+    "plan": (RUN_FLAGS, True),
 }
 #: Regions whose model/AVG MAE ratio is reported.
 RATIO_REGIONS = ("motion", "body", "whole")
@@ -176,11 +180,10 @@ def run_variant(name: str, dataroot: Path, sources: list[Source], work: Path,
     """Train ``name``, test it on every source; per source its patients and summary."""
     flags, own = VARIANTS[name]
     base = ["--name", name, "--checkpoints_dir", str(work / "checkpoints")]
-    half = args.epochs // 2
     seconds = run([sys.executable, "train.py", "--dataroot", str(dataroot), *base,
-                   *([] if own else COMMON), *flags, "--overwrite",
-                   "--n_epochs", str(args.epochs - half), "--n_epochs_decay", str(half),
-                   "--save_epoch_freq", str(10 * args.epochs), "--seed", str(args.seed)],
+                   *([] if own else COMMON), *flags, "--overwrite", *epoch_flags(args.epochs),
+                   "--save_epoch_freq", str(10 * max(args.epochs, 100)), "--seed",
+                   str(args.seed)],
                   work / f"{name}.train.log", args.threads)
     out: dict = {"train_seconds": seconds, "flags": flags}
     settings = RegionSettings()
@@ -239,7 +242,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "train/val/test")
     parser.add_argument("--n_test", type=int, default=6, help="patients of each held-out family")
     parser.add_argument("--epochs", type=int, default=20,
-                        help="epochs per variant: half at the initial lr, half decaying")
+                        help="epochs per variant: half at the initial lr, half decaying; 0: "
+                             "train.py's (the plan's for the plan variant)")
     parser.add_argument("--small_mm", type=float, default=10.0,
                         help="a diaphragm amplitude below this is a small breather (mm)")
     parser.add_argument("--seed", type=int, default=0)

@@ -444,7 +444,7 @@ def build_model(plan: Plan, work: Path, net_g: str, batch: int, variant: str) ->
             "--model", "pix2pix", "--netG", net_g, "--ngf", str(plan.ngf), "--ndf",
             str(plan.ngf), "--norm", "instance", "--axial_slice", "--preprocess", "none",
             "--gpu_ids", plan.gpu_ids, "--batch_size", str(batch), "--num_threads", "0",
-            *VARIANT_FLAGS[variant]]
+            "--recipe", "pix2pix", *VARIANT_FLAGS[variant]]
     torch.manual_seed(0)
     model = create_model(TrainOptions().parse(argv))
     model.setup()
@@ -623,7 +623,7 @@ def torchrun_row(plan: Plan, work: Path, deadline: float) -> Row:
             str(plan.ngf), "--ndf", str(plan.ngf), "--norm", "instance", "--batch_size",
             str(batch), "--gpu_ids", plan.gpu_ids, "--num_threads", "0", "--n_epochs", "1",
             "--n_epochs_decay", "0", "--val_freq", "0", "--no_html", "--display_freq",
-            "1000000", "--print_freq", "1000000"]
+            "1000000", "--print_freq", "1000000", "--recipe", "pix2pix"]
     start = time.perf_counter()
     proc = subprocess.run(argv, cwd=work, capture_output=True, text=True,
                           timeout=max(deadline - time.monotonic(), 1.0))

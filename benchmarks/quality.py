@@ -3,6 +3,7 @@
     python benchmarks/quality.py                          # the recommended recipe
     python benchmarks/quality.py --ablation               # one row per option, shorter budget
     python benchmarks/quality.py --variants plain residual --epochs 10 --size 128 --n_slices 48
+    python benchmarks/quality.py --variants plan recipe   # train.py with no recipe flag vs RECIPE
 
 Writes a synthetic export with a fixed seed, splits it by patient with ``prepare_dataset.py``
 (train / val / test), and writes a second, *shifted* group of patients whose parameters lie
@@ -33,9 +34,11 @@ from benchmarks.cohorts import (
     COMMON,
     RECIPE,
     ROOT,
+    RUN_FLAGS,
     VOLUME,
     Cohort,
     add_cohort_arguments,
+    epoch_flags,
     make_cohorts,
     run,
 )
@@ -68,9 +71,11 @@ VARIANTS: dict[str, list[str]] = {
     "recipe_fp32": [*RECIPE, "--amp", "off"],  # the recipe in float32 on any CPU
     "unet3d": [*VOLUME, "--netG", "unet3d_4", "--ngf", "16", "--residual"],
     "motion3d": [*VOLUME, "--netG", "motion3d_4", "--ngf", "16"],
+    # the plan alone: train.py's recommended recipe, planned from the data, no recipe flag
+    "plan": RUN_FLAGS,
 }
 #: Variants whose flags hold the architecture and batch themselves (not COMMON's).
-VOLUMETRIC = frozenset({"unet3d", "motion3d"})
+OWN_FLAGS = frozenset({"unet3d", "motion3d", "plan"})
 
 
 #: Geometry figures averaged over patients, as :func:`evaluation.metrics.evaluate_volumes`
@@ -151,12 +156,11 @@ def run_variant(name: str, flags: list[str], dataroot: Path, cohorts: list[Cohor
                 work: Path, args: argparse.Namespace) -> dict:
     """Train ``name`` with ``flags``, test it on every cohort; scores and training seconds."""
     base = ["--name", name, "--checkpoints_dir", str(work / "checkpoints")]
-    half = args.epochs // 2
-    common = [] if name in VOLUMETRIC else COMMON
+    common = [] if name in OWN_FLAGS else COMMON
     seconds = run([sys.executable, "train.py", "--dataroot", str(dataroot), *base, *common,
-                   *flags, "--overwrite", "--n_epochs", str(args.epochs - half),
-                   "--n_epochs_decay", str(half),
-                   "--save_epoch_freq", str(10 * args.epochs), "--seed", str(args.seed)],
+                   *flags, "--overwrite", *epoch_flags(args.epochs),
+                   "--save_epoch_freq", str(10 * max(args.epochs, 100)), "--seed",
+                   str(args.seed)],
                   work / f"{name}.train.log", args.threads)
     out: dict = {"train_seconds": seconds, "flags": flags}
     for cohort in cohorts:
@@ -199,7 +203,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--variants", nargs="+", default=["recipe"], choices=sorted(VARIANTS))
     parser.add_argument("--ablation", action="store_true", help="run every variant")
     parser.add_argument("--epochs", type=int, default=60,
-                        help="epochs per variant: half at the initial lr, half decaying")
+                        help="epochs per variant: half at the initial lr, half decaying; 0: "
+                             "train.py's (the plan's for the plan variant)")
     add_cohort_arguments(parser)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="CPU threads per training/test process")

@@ -112,19 +112,21 @@ class NiftiAlignedDataset(BaseDataset):
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser,
                                    is_train: bool) -> argparse.ArgumentParser:  # noqa: ARG004
-        """NIfTI slices keep their native size unless ``--resize_to`` is given."""
-        parser.set_defaults(preprocess="none")
-        parser.add_argument("--volume_cache", type=int, default=0,
-                            help="0: decode every volume at start-up and keep all (int16); N > 0: "
-                                 "decode volumes on first use, keep the N most recently used per "
-                                 "side (and phase) and process (memory flat in the number of "
-                                 "patients)")
-        parser.add_argument("--phases", type=str, default="",
-                            help="targets for a phase-conditioned generator: '' (default) = "
-                                 "phase 0 alone, as before; 'all' = every phase folder of the "
-                                 "split (<phase>B, <phase>B_p10, ... written by prepare_dataset.py"
-                                 " --phases); or percentages such as 0,50. The input gets 2 more "
-                                 "channels, sin and cos of the phase (--input_nc 2K+1+2)")
+        """NIfTI slices keep their native size unless ``--resize_to`` is given; ``--preprocess
+        none`` and ``--axial_slice``, the only values this dataset takes, are the defaults."""
+        parser.set_defaults(preprocess="none", axial_slice=True)
+        g = parser.add_argument_group("NIfTI datasets (nifti_aligned, nifti_volume)")
+        g.add_argument("--volume_cache", type=int, default=0,
+                       help="0: decode every volume at start-up and keep all (int16); N > 0: "
+                            "decode volumes on first use, keep the N most recently used per "
+                            "side (and phase) and process (memory flat in the number of "
+                            "patients)")
+        g.add_argument("--phases", type=str, default="",
+                       help="targets for a phase-conditioned generator: '' = phase 0 alone, "
+                            "as before; 'all' = every phase folder of the split (<phase>B, "
+                            "<phase>B_p10, ... written by prepare_dataset.py --phases); or "
+                            "percentages such as 0,50. The input gets 2 more channels, sin and "
+                            "cos of the phase (--input_nc 2K+1+2)")
         return parser
 
     def __init__(self, folder_a: str | Path, folder_b: str | Path | None = None, *,
@@ -441,16 +443,13 @@ def training_spacing(opt: argparse.Namespace) -> Sequence[float]:
 
 def _check_options(opt: argparse.Namespace) -> None:
     """Refuse option combinations the NIfTI slice dataset cannot serve (ConfigError)."""
-    if not opt.axial_slice:
-        raise ConfigError("--dataset_mode nifti_aligned serves 2-D axial slices: pass "
-                          "--axial_slice")
     if opt.preprocess != "none":
         raise ConfigError(f"--dataset_mode nifti_aligned supports --preprocess none only (got "
                           f"'{opt.preprocess}'); use --resize_to N to resize slices to N x N")
     if opt.context_slices < 0:
         raise ConfigError(f"--context_slices must be 0 or positive, got {opt.context_slices}")
     check_phase_direction(opt)
-    expected_nc = 2 * opt.context_slices + 1 + (PHASE_CHANNELS if phase_input(opt) else 0)
+    expected_nc = input_channels(opt.context_slices, phase_input(opt))
     if opt.input_nc != expected_nc or opt.output_nc != 1:
         served = (f"{expected_nc} input channels ({2 * opt.context_slices + 1} image, then "
                   f"{PHASE_CHANNELS} phase planes: sin, cos)" if phase_input(opt)
@@ -459,6 +458,12 @@ def _check_options(opt: argparse.Namespace) -> None:
                           f"{opt.context_slices}{_phases_flag(opt)} serves {served} and 1 "
                           f"output channel; got --input_nc {opt.input_nc} --output_nc "
                           f"{opt.output_nc}: pass --input_nc {expected_nc} --output_nc 1")
+
+
+def input_channels(context_slices: int, phase_planes: bool) -> int:
+    """Channels of the input a sample carries: 2K + 1 slices for ``context_slices`` K (K = 0
+    for a volume), then the two phase planes (sin, cos) when ``phase_planes``."""
+    return 2 * context_slices + 1 + (PHASE_CHANNELS if phase_planes else 0)
 
 
 def phase_input(opt: argparse.Namespace) -> bool:

@@ -38,6 +38,7 @@ from data.nifti_aligned_dataset import (
     NiftiAlignedDataset,
     check_phase_direction,
     dataroot_folders,
+    input_channels,
     phase_input,
     training_spacing,
 )
@@ -78,11 +79,13 @@ class NiftiVolumeDataset(NiftiAlignedDataset):
                                    is_train: bool) -> argparse.ArgumentParser:
         """The parent's options (``--volume_cache``) and how patches are drawn."""
         parser = NiftiAlignedDataset.modify_commandline_options(parser, is_train)
-        parser.add_argument("--patches_per_volume", type=int, default=1,
-                            help="3-D patches drawn from each patient per epoch")
-        parser.add_argument("--motion_fraction", type=float, default=0.7,
-                            help="share of patches centred on a moving voxel (|phase 0 - AVG| > "
-                                 "--motion_threshold_hu), the others placed uniformly")
+        parser.set_defaults(axial_slice=False)  # 3-D patches, not slices
+        g = parser.add_argument_group("3-D patches (nifti_volume)")
+        g.add_argument("--patches_per_volume", type=int, default=1,
+                       help="3-D patches drawn from each patient per epoch")
+        g.add_argument("--motion_fraction", type=float, default=0.7,
+                       help="share of patches centred on a moving voxel (|phase 0 - AVG| > "
+                            "--motion_threshold_hu), the others placed uniformly (0-1)")
         return parser
 
     def __init__(self, folder_a: str | Path, folder_b: str | Path | None = None, *,
@@ -320,7 +323,7 @@ def _check_options(opt: argparse.Namespace) -> None:
     patch and sampling options are checked by the constructor."""
     mode = "--dataset_mode nifti_volume"
     check_phase_direction(opt)
-    expected_nc = 1 + (PHASE_CHANNELS if phase_input(opt) else 0)
+    expected_nc = input_channels(0, phase_input(opt))
     if opt.input_nc != expected_nc or opt.output_nc != 1:
         served = (f"with --phases {opt.phases} serves {expected_nc} input channels (1 image, "
                   f"then {PHASE_CHANNELS} phase volumes: sin, cos)" if phase_input(opt)

@@ -51,28 +51,28 @@ class Pix2PixModel(BaseModel):
         parser.set_defaults(norm="batch", netG="unet_256")
         if is_train:
             parser.set_defaults(pool_size=0, gan_mode="vanilla")
-            parser.add_argument("--lambda_L1", type=float, default=100.0,
-                                help="weight of the L1 loss")
-            parser.add_argument("--lambda_GAN", type=float, default=1.0,
-                                help="weight of the generator's GAN loss (0: L1 only)")
-            parser.add_argument("--motion_weight", type=float, default=0.0,
-                                help="extra L1 weight of pixels that move between input and "
-                                     "target (|B - A| > --motion_threshold_hu): they count "
-                                     "1 + W times")
-            parser.add_argument("--lambda_consistency", type=float, default=0.0,
-                                help="phase-conditioned runs (--phases all): weight of the L1 "
-                                     "between the mean of the ten phases the generator makes "
-                                     "from a batch and its input AVG (the AVG is the mean of "
-                                     "the phases); costs ten more generator passes per step")
-            parser.add_argument("--ema_decay", type=float, default=0.0,
-                                help="keep an exponential moving average of G's weights with "
-                                     "this decay per step (e.g. 0.99; 0: off) and validate, "
-                                     "select and save it as G (the trained weights are saved "
-                                     "as G_train, for resuming)")
-            parser.add_argument("--lambda_smooth", type=float, default=1.0,
-                                help="motion generators (--netG motion3d_*): weight of the "
-                                     "smoothness penalty on the displacement field (mean "
-                                     "squared gradient, voxels)")
+            g = parser.add_argument_group("pix2pix losses and generator average (training)")
+            g.add_argument("--lambda_L1", type=float, default=100.0,
+                           help="weight of the L1 loss (its unit: the [-1, 1] of the HU window)")
+            g.add_argument("--lambda_GAN", type=float, default=1.0,
+                           help="weight of the generator's GAN loss (0: L1 only)")
+            g.add_argument("--motion_weight", type=float, default=0.0,
+                           help="extra L1 weight of pixels that move between input and target "
+                                "(|B - A| > --motion_threshold_hu HU): they count 1 + W times")
+            g.add_argument("--lambda_consistency", type=float, default=0.0,
+                           help="phase-conditioned runs (--phases all): weight of the L1 "
+                                "between the mean of the ten phases the generator makes from a "
+                                "batch and its input AVG (the AVG is the mean of the phases); "
+                                "costs ten more generator passes per step")
+            g.add_argument("--ema_decay", type=float, default=0.0,
+                           help="keep an exponential moving average of G's weights with this "
+                                "decay per optimiser step (e.g. 0.99; 0: off) and validate, "
+                                "select and save it as G (the trained weights are saved as "
+                                "G_train, for resuming)")
+            g.add_argument("--lambda_smooth", type=float, default=1.0,
+                           help="motion generators (--netG motion3d_*): weight of the "
+                                "smoothness penalty on the displacement field (mean squared "
+                                "gradient, voxels per voxel)")
         return parser
 
     def __init__(self, opt: argparse.Namespace) -> None:

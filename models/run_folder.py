@@ -20,8 +20,8 @@ logger = logging.getLogger(__name__)
 
 #: Files a training writes in its run folder (globs); ``web`` is its page folder.
 RUN_FILE_GLOBS = ("*_net_*.pth", "*_metadata.json", "*_training_state.pth", "opt.json",
-                  "opt.txt", "*_opt.json", "*_opt.txt", "loss_log.txt", "loss_log.jsonl",
-                  "val_log.jsonl", f".*{JOURNAL_SUFFIX}")
+                  "opt.txt", "plan.json", "*_opt.json", "*_opt.txt", "loss_log.txt",
+                  "loss_log.jsonl", "val_log.jsonl", f".*{JOURNAL_SUFFIX}")
 RUN_PAGE_FOLDER = "web"
 
 

@@ -1,8 +1,10 @@
 """Options shared by training and testing, parsed in two passes.
 
-The first pass reads ``--model`` and ``--dataset_mode``; their ``modify_commandline_options``
-then add or re-default options before the final parse. Registries provide the ``choices``, so an
-unknown name fails at start-up with the list of valid ones.
+The first pass reads ``--model`` and ``--dataset_mode`` (and, for training, ``--recipe``) alone;
+their ``modify_commandline_options`` then add or re-default options, and the recipe sets its
+defaults, before the final parse. ``--help`` belongs to the final parser, so it lists every
+option the run accepts, with its default. Registries provide the ``choices``, so an unknown name
+fails at start-up with the list of valid ones.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -31,6 +34,15 @@ class BaseOptions:
     """Parses the command line into an ``argparse.Namespace`` (``opt``) and records it."""
 
     is_train = False
+    #: What ``--help`` says first.
+    description = "Options of test.py: every option of the --model and --dataset_mode given."
+
+    def __init__(self) -> None:
+        self.parser: argparse.ArgumentParser | None = None
+        #: {option: default} after the model's and dataset's changes, before any recipe's.
+        self.defaults: dict[str, Any] = {}
+        #: The options given on the command line in the last :meth:`parse`.
+        self.explicit: frozenset[str] = frozenset()
 
     def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         """Add the options common to training and testing."""
@@ -43,40 +55,58 @@ class BaseOptions:
                        help="GPU ids, e.g. 0 or 0,1; -1 for CPU; auto = first GPU if any, else CPU")
         g.add_argument("--checkpoints_dir", default="./checkpoints", help="where runs are saved")
         g = parser.add_argument_group("model")
-        g.add_argument("--model", default="pix2pix", choices=models.available_models())
-        g.add_argument("--input_nc", type=int, default=1, help="input channels (1 for CT)")
+        g.add_argument("--model", default="pix2pix", choices=models.available_models(),
+                       help="model: models/<model>_model.py")
+        g.add_argument("--input_nc", type=int, default=1,
+                       help="input channels; NIfTI datasets: computed unless given (2K+1 "
+                            "slices for --context_slices K, +2 phase planes with --phases); "
+                            "test.py takes the run's")
         g.add_argument("--output_nc", type=int, default=1, help="output channels (1 for CT)")
         g.add_argument("--ngf", type=int, default=64, help="generator filters in the last conv")
         g.add_argument("--ndf", type=int, default=64, help="discriminator filters in the 1st conv")
-        g.add_argument("--netD", default="basic", choices=sorted(networks.DISCRIMINATORS))
-        g.add_argument("--netG", default="resnet_9blocks", choices=sorted(networks.GENERATORS))
+        g.add_argument("--netD", default="basic", choices=sorted(networks.DISCRIMINATORS),
+                       help="discriminator: basic = 70 x 70 PatchGAN, n_layers, pixel")
+        g.add_argument("--netG", default="resnet_9blocks", choices=sorted(networks.GENERATORS),
+                       help="generator: unet_S takes slices whose sides are multiples of S "
+                            "pixels; resnet_*: multiples of 4; unet3d_*/motion3d_*: volumes")
         g.add_argument("--n_layers_D", type=int, default=3, help="layers of the n_layers netD")
-        g.add_argument("--norm", default="instance", choices=sorted(networks.NORMS))
-        g.add_argument("--init_type", default="normal", choices=sorted(networks.INIT_TYPES))
-        g.add_argument("--init_gain", type=float, default=0.02, help="init scale")
+        g.add_argument("--norm", default="instance", choices=sorted(networks.NORMS),
+                       help="normalisation layers of G and D")
+        g.add_argument("--init_type", default="normal", choices=sorted(networks.INIT_TYPES),
+                       help="initial weights")
+        g.add_argument("--init_gain", type=float, default=0.02,
+                       help="initial weights' scale (standard deviation or gain)")
         g.add_argument("--no_dropout", action="store_true", help="no dropout in the generator")
         g = parser.add_argument_group("data")
         g.add_argument("--dataset_mode", default="nifti_aligned",
-                       choices=data.available_dataset_modes())
-        g.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"])
+                       choices=data.available_dataset_modes(),
+                       help="dataset: data/<dataset_mode>_dataset.py")
+        g.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"],
+                       help="AtoB: AVG (A) in, phase 0 (B) out")
         g.add_argument("--serial_batches", action="store_true", help="take slices in order")
         g.add_argument("--num_threads", type=int, default=2, help="DataLoader worker processes")
         g.add_argument("--batch_size", type=int, default=1, help="slices per batch")
-        g.add_argument("--load_size", type=int, default=286, help="aligned mode: scale to this")
-        g.add_argument("--crop_size", type=int, default=256, help="aligned mode: crop to this")
+        g.add_argument("--load_size", type=int, default=286,
+                       help="aligned mode: scale pictures to this (pixels)")
+        g.add_argument("--crop_size", type=int, default=256,
+                       help="aligned mode: crop pictures to this (pixels)")
         g.add_argument("--max_dataset_size", type=float, default=float("inf"),
                        help="use at most this many samples (slices), spread over the dataset")
         g.add_argument("--preprocess", default="resize_and_crop",
                        choices=["resize_and_crop", "crop", "resize", "scale_width",
-                                "scale_width_and_crop", "none"])
+                                "scale_width_and_crop", "none"],
+                       help="aligned mode: how pictures are scaled and cropped; NIfTI "
+                            "datasets: none, the only value they take")
         g.add_argument("--no_flip", action="store_true", help="no random left-right flips")
-        g.add_argument("--display_winsize", type=int, default=256, help="picture size in pages")
+        g.add_argument("--display_winsize", type=int, default=256,
+                       help="picture size in pages (pixels)")
         g = parser.add_argument_group("CT")
         g.add_argument("--axial_slice", action="store_true",
-                       help="serve 2-D axial slices of the volumes (nifti_aligned)")
+                       help="serve 2-D axial slices of the volumes: nifti_aligned always does "
+                            "(accepted, never needed)")
         g.add_argument("--resize_to", type=int, default=0,
-                       help="resize slices to N x N (floating point) for the network; "
-                            "0 = native size. Outputs are resized back.")
+                       help="resize slices to N x N pixels (floating point) for the network, "
+                            "outputs resized back; 0 = native size")
         g.add_argument("--hu_min", type=float, default=DEFAULT_HU_MIN,
                        help="HU mapped to -1 (lower values clipped)")
         g.add_argument("--hu_max", type=float, default=DEFAULT_HU_MAX,
@@ -148,16 +178,38 @@ class BaseOptions:
         g.add_argument("--wandb_project_name", default="CT-pix2pix", help="wandb project")
         return parser
 
-    def build_parser(self, argv: list[str] | None) -> argparse.ArgumentParser:
-        """Base options plus those the chosen model and dataset add (two-pass)."""
-        parser = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        parser = self.initialize(parser)
-        first, _ = parser.parse_known_args(argv)
-        parser = models.get_option_setter(first.model)(parser, self.is_train)
-        first, _ = parser.parse_known_args(argv)
-        return data.get_option_setter(first.dataset_mode)(parser, self.is_train)
+    def name_parser(self) -> argparse.ArgumentParser:
+        """The first pass: the names that decide which options exist and what their defaults
+        are (``--model``, ``--dataset_mode``); no ``--help``, no required option."""
+        pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+        pre.add_argument("--model", choices=models.available_models())
+        pre.add_argument("--dataset_mode", choices=data.available_dataset_modes())
+        return pre
 
-    parser: argparse.ArgumentParser | None = None
+    def set_recipe(self, parser: argparse.ArgumentParser,
+                   names: argparse.Namespace, model: str,  # noqa: ARG002
+                   dataset_mode: str) -> argparse.ArgumentParser:  # noqa: ARG002
+        """Hook for subclasses: change defaults once the model's and dataset's options are in
+        (``names``: the first pass)."""
+        return parser
+
+    def build_parser(self, argv: list[str] | None) -> argparse.ArgumentParser:
+        """Base options plus those the chosen model and dataset add, with the recipe's defaults
+        (two-pass); :attr:`defaults` keeps the defaults from before the recipe."""
+        names, _ = self.name_parser().parse_known_args(argv)
+        parser = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                         add_help=False, description=self.description)
+        parser = self.initialize(parser)
+        model = names.model or parser.get_default("model")
+        parser = models.get_option_setter(model)(parser, self.is_train)
+        dataset_mode = names.dataset_mode or parser.get_default("dataset_mode")
+        parser = data.get_option_setter(dataset_mode)(parser, self.is_train)
+        self.defaults = option_defaults(parser)
+        parser = self.set_recipe(parser, names, model, dataset_mode)
+        parser.add_argument("-h", "--help", action="help",
+                            help="list every option of this model and dataset, with its "
+                                 "default, and exit")
+        return parser
 
     def parse(self, argv: list[str] | None = None) -> argparse.Namespace:
         """Parse, resolve and validate the options. Nothing is written: the entry point calls
@@ -167,7 +219,8 @@ class BaseOptions:
         opt.isTrain = self.is_train
         # recorded by a training on several phases; a test run adopts the run's value
         opt.phase_input = self.is_train and bool(getattr(opt, "phases", ""))
-        self.adjust(opt, explicit_options(parser, argv))
+        self.explicit = frozenset(explicit_options(parser, argv))
+        self.adjust(opt, set(self.explicit))
         if opt.suffix:
             opt.name = f"{opt.name}_{opt.suffix.format(**vars(opt))}"
         opt.gpu_ids = resolve_gpu_ids(opt.gpu_ids)
@@ -199,6 +252,12 @@ class BaseOptions:
         stem = self.options_file_stem(opt)
         atomic_write_text(run_dir / f"{stem}.txt", text)
         atomic_write_json(run_dir / f"{stem}.json", options_to_json(opt))
+
+
+def option_defaults(parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """{option: default} of every option of ``parser`` (help and the like left out)."""
+    return {a.dest: parser.get_default(a.dest) for a in parser._actions
+            if a.dest is not argparse.SUPPRESS and a.default is not argparse.SUPPRESS}
 
 
 def explicit_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:

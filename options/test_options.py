@@ -21,6 +21,7 @@ OUTPUT_FORMATS = ("nifti", "dicom")
 class TestOptions(BaseOptions):
     """Base options plus the test ones."""
 
+    __test__ = False  # a class named Test*, not a pytest test class
     is_train = False
 
     def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -78,7 +78,8 @@ def training_model(tmp_path: Path, gpu_ids: str, amp: str) -> BaseModel:
     opt = TrainOptions().parse(["--dataroot", str(tmp_path), "--checkpoints_dir", str(tmp_path),
                                 "--netG", "unet_64", "--ngf", "8", "--ndf", "8", "--norm",
                                 "instance", "--axial_slice", "--preprocess", "none",
-                                "--gpu_ids", gpu_ids, "--batch_size", "2", "--amp", amp])
+                                "--gpu_ids", gpu_ids, "--batch_size", "2", "--amp", amp,
+                                "--recipe", "pix2pix"])
     torch.manual_seed(0)
     model = create_model(opt)
     model.setup()
@@ -161,7 +162,7 @@ def torchrun_one_process(tmp_path: Path, gpu_ids: str) -> subprocess.CompletedPr
             "nifti_aligned", "--preprocess", "none", "--axial_slice", "--norm", "instance",
             "--batch_size", "2", "--netG", "unet_64", "--ngf", "4", "--ndf", "4", "--gpu_ids",
             gpu_ids, "--num_threads", "0", "--n_epochs", "1", "--n_epochs_decay", "0",
-            "--val_freq", "0", "--no_html"]
+            "--val_freq", "0", "--no_html", "--recipe", "pix2pix"]
     return subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
 
 

@@ -34,7 +34,7 @@ def torchrun_train(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
             "--axial_slice", "--norm", "instance", "--batch_size", "1", "--netG", "unet_64",
             "--ngf", "4", "--ndf", "4", "--gpu_ids", "-1", "--num_threads", "0",
             "--max_dataset_size", "6", "--n_epochs", "1", "--n_epochs_decay", "1",
-            "--print_freq", "2", "--display_freq", "4", *extra]
+            "--print_freq", "2", "--display_freq", "4", "--recipe", "pix2pix", *extra]
     return subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
 
 

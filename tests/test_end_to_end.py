@@ -66,9 +66,14 @@ def test_prepare_splits_by_patient(workdir):
 def test_training_writes_checkpoints_metadata_and_logs(workdir):
     run_dir = workdir / "checkpoints" / "ct_phase0_generator"
     for name in ("latest_net_G.pth", "latest_net_D.pth", "latest_metadata.json", "opt.json",
-                 "opt.txt", "loss_log.txt", "web/index.html", "best_net_G.pth",
+                 "opt.txt", "plan.json", "loss_log.txt", "web/index.html", "best_net_G.pth",
                  "best_metadata.json", "val_log.jsonl", "web/curves.png"):
         assert (run_dir / name).is_file(), name
+    plan = json.loads((run_dir / "plan.json").read_text())["settings"]
+    assert plan["input_nc"] == {"value": 1, "source": "command line"}  # one slice, as typed
+    assert (plan["context_slices"]["value"], plan["context_slices"]["source"]) == (0, "planned")
+    assert plan["batch_size"] == {"value": 1, "source": "command line"}
+    assert (plan["ngf"]["source"], plan["residual"]["source"]) == ("recipe", "recipe")
     meta = json.loads((run_dir / "latest_metadata.json").read_text())
     source = nib.load(next((workdir / DATAROOT / "trainA").glob("*.nii.gz")))
     spacing = [round(float(s), 6) for s in source.header.get_zooms()]
@@ -163,6 +168,7 @@ def test_seed_optimized_command_trains_unet_512_at_512(workdir):
 def test_refused_slice_size_fails_at_start_with_a_fitting_netg(workdir):
     args = shlex.split(SEED_TRAIN.replace("unet_64", "unet_256").replace("ct_phase0_generator",
                                                                          "too_deep"))
+    args.extend(["--recipe", "pix2pix"])  # the recommended recipe resizes the slices to fit
     args[0:2] = [sys.executable, str(REPO / args[1])]
     proc = subprocess.run(args, cwd=workdir, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1

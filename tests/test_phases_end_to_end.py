@@ -19,7 +19,7 @@ DATAROOT = "./dataset"
 FLAGS = ("--model pix2pix --dataset_mode nifti_aligned --preprocess none --axial_slice "
          "--output_nc 1 --norm instance --netG unet_64 --ngf 4 --ndf 4 --batch_size 4 "
          "--num_threads 0 --n_epochs 1 --n_epochs_decay 0 --max_dataset_size 40 "
-         "--print_freq 40 --display_freq 40 --hu_min -1024 --hu_max 1024")
+         "--print_freq 40 --display_freq 40 --hu_min -1024 --hu_max 1024 --recipe pix2pix")
 
 
 

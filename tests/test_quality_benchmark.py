@@ -28,6 +28,22 @@ def test_variants_are_known_options_and_the_recipe_builds_on_base() -> None:
         quality.parse_args(["--variants", "no_such_variant"])
 
 
+def test_every_variant_but_the_plan_starts_from_pix2pix_defaults() -> None:
+    """The ablation's variants train their own flags on pix2pix's defaults; ``plan`` gives
+    train.py no recipe flag, only how the benchmark runs it."""
+    from benchmarks import cross_source
+
+    assert cohorts.SHARED[:2] == ["--recipe", "pix2pix"]
+    for name, flags in quality.VARIANTS.items():
+        given = flags if name in quality.OWN_FLAGS else [*quality.COMMON, *flags]
+        assert ("--recipe" in given) == (name != "plan"), name
+    assert quality.VARIANTS["plan"] == cohorts.RUN_FLAGS == cross_source.VARIANTS["plan"][0]
+    assert "plan" in quality.OWN_FLAGS
+    assert cross_source.VARIANTS["plan"][1]  # without COMMON
+    assert cohorts.epoch_flags(0) == []
+    assert cohorts.epoch_flags(5) == ["--n_epochs", "3", "--n_epochs_decay", "2"]
+
+
 @pytest.mark.slow
 def test_tiny_run_scores_held_out_patients_against_avg_and_noise_floor(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -30,7 +30,7 @@ def make_model(root) -> tuple[object, argparse.Namespace]:
     opt = TrainOptions().parse(["--dataroot", str(root / "d"), "--checkpoints_dir",
                                 str(root / "ck"), "--name", "run", "--netG", "unet_64", "--ngf",
                                 "8", "--ndf", "8", "--axial_slice", "--lr", "0.0003",
-                                "--lambda_L1", "50", "--gpu_ids", "-1"])
+                                "--lambda_L1", "50", "--gpu_ids", "-1", "--recipe", "pix2pix"])
     return create_model(opt), opt
 
 

@@ -52,7 +52,8 @@ def train_argv(root, checkpoints, name, *extra):
             "--netG", "unet_64", "--ngf", "4", "--ndf", "4", "--norm", "instance",
             "--gpu_ids", "-1", "--num_threads", "0", "--n_epochs", "1", "--n_epochs_decay", "1",
             "--save_latest_freq", "5", "--save_epoch_freq", "10", "--val_freq", "0",
-            "--display_freq", "1000", "--print_freq", "1000", "--no_html", *extra]
+            "--display_freq", "1000", "--print_freq", "1000", "--no_html", "--recipe", "pix2pix",
+            *extra]
 
 
 def run_train(tmp_path, kill_at, argv):

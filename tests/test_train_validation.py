@@ -22,7 +22,8 @@ def train_argv(root, tmp_path, *extra):
             "--model", "pix2pix", "--dataset_mode", "nifti_aligned", "--axial_slice",
             "--netG", "unet_64", "--ngf", "4", "--ndf", "4", "--norm", "instance",
             "--gpu_ids", "-1", "--num_threads", "0", "--max_dataset_size", "2",
-            "--n_epochs", "3", "--n_epochs_decay", "0", "--save_epoch_freq", "10", *extra]
+            "--n_epochs", "3", "--n_epochs_decay", "0", "--save_epoch_freq", "10", "--recipe",
+            "pix2pix", *extra]
 
 
 def test_best_checkpoint_follows_the_validation_mae(dataroot, tmp_path, monkeypatch):

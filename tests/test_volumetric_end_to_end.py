@@ -16,7 +16,7 @@ DATAROOT = "./dataset"
 FLAGS = ("--model pix2pix --preprocess none --input_nc 1 --output_nc 1 --norm instance "
          "--ngf 4 --ndf 4 --batch_size 1 --num_threads 0 --n_epochs 1 --n_epochs_decay 1 "
          "--print_freq 1 --display_freq 1 --hu_min -1024 --hu_max 1024 --netD n_layers "
-         "--n_layers_D 1")
+         "--n_layers_D 1 --recipe pix2pix")
 
 
 

@@ -20,7 +20,7 @@ def test_a_run_trained_at_6_mm_writes_volumes_with_the_source_geometry(tmp_path)
     run(f"python train.py --dataroot {DATAROOT} --name ws --dataset_mode nifti_aligned "
         f"--axial_slice --input_nc 1 --output_nc 1 --netG unet_64 --ngf 8 --gpu_ids -1 "
         f"--working_spacing_mm 6 6 6 --n_epochs 1 --n_epochs_decay 0 --num_threads 0 "
-        f"--max_dataset_size 6", tmp_path)
+        f"--max_dataset_size 6 --recipe pix2pix", tmp_path)
     meta = json.loads((tmp_path / "checkpoints" / "ws" / "latest_metadata.json").read_text())
     assert meta["generator_settings"]["working_spacing_mm"] == [6.0, 6.0, 6.0]
     run(f"python test.py --dataroot {DATAROOT} --name ws --dataset_mode nifti_aligned "

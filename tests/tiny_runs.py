@@ -34,7 +34,7 @@ def tiny_run(checkpoints: Path, *extra: str, name: str = "run") -> Path:
     opt = TrainOptions().parse(["--dataroot", str(checkpoints), "--checkpoints_dir",
                                 str(checkpoints), "--name", name, "--netG", "unet_64", "--ngf",
                                 "8", "--norm", "instance", "--axial_slice", "--gpu_ids", "-1",
-                                *extra])
+                                "--recipe", "pix2pix", *extra])
     create_model(opt).save_networks("latest")
     atomic_write_json(checkpoints / name / "opt.json", options_to_json(opt))
     return checkpoints

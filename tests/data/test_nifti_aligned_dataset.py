@@ -24,7 +24,8 @@ def train_set(root: Path, **kw) -> NiftiAlignedDataset:
 def parsed(root: Path, *flags: str) -> argparse.Namespace:
     """Training options as train.py parses them (the registry's path)."""
     return TrainOptions().parse(["--dataroot", str(root), "--checkpoints_dir",
-                                 str(root / "ck"), "--gpu_ids", "-1", *flags])
+                                 str(root / "ck"), "--gpu_ids", "-1", "--recipe", "pix2pix",
+                                 *flags])
 
 
 def test_serves_every_axial_slice_in_hu_window(tmp_path):
@@ -124,16 +125,27 @@ def test_flip_only_when_training_and_allowed(tmp_path):
 
 
 @pytest.mark.parametrize(("flags", "message"), [
-    ([], "pass --axial_slice"),
     (["--axial_slice", "--preprocess", "resize_and_crop"], "--preprocess none only"),
-    (["--axial_slice", "--input_nc", "3"], "pass --input_nc 1 --output_nc 1"),
-    (["--axial_slice", "--context_slices", "1"], "serves 3 input channel"),
+    (["--input_nc", "3", "--context_slices", "0"], "pass --input_nc 1 --output_nc 1"),
+    (["--input_nc", "4"], "pass --input_nc 1 --output_nc 1"),  # no 2K+1 makes 4
+    (["--context_slices", "1", "--input_nc", "1"], "serves 3 input channel"),
     (["--axial_slice", "--context_slices", "-1"], "--context_slices must be 0 or positive"),
 ])
 def test_unsupported_options_refused(tmp_path, flags, message):
     write_pair_tree(tmp_path, "train", {"p1": (4, 4, 2)})
     with pytest.raises(ConfigError, match=message):
         NiftiAlignedDataset.from_options(parsed(tmp_path, *flags))
+
+
+@pytest.mark.parametrize(("flags", "channels"), [
+    ([], 1), (["--context_slices", "1"], 3), (["--input_nc", "5"], 5)])
+def test_only_legal_values_need_no_flag(tmp_path, flags, channels):
+    """--axial_slice and --preprocess none are the defaults; --input_nc follows
+    --context_slices, or gives it."""
+    write_pair_tree(tmp_path, "train", {"p1": (4, 4, 2)})
+    opt = parsed(tmp_path, *flags)
+    assert (opt.axial_slice, opt.preprocess, opt.input_nc) == (True, "none", channels)
+    assert NiftiAlignedDataset.from_options(opt)[0]["A"].shape[0] == channels
 
 
 @pytest.mark.parametrize("name", ["context_slices", "resize_to", "volume_cache"])

@@ -53,7 +53,8 @@ def volume_options(root: Path, *flags: str, patch_size=(0, 0, 0)) -> argparse.Na
     """Training options as train.py parses them for ``--dataset_mode nifti_volume``;
     ``patch_size`` set on ``opt`` (the base options define ``--patch_size``)."""
     opt = TrainOptions().parse(["--dataroot", str(root), "--checkpoints_dir", str(root / "ck"),
-                                "--gpu_ids", "-1", "--dataset_mode", "nifti_volume", *flags])
+                                "--gpu_ids", "-1", "--dataset_mode", "nifti_volume", "--recipe",
+                                "pix2pix", *flags])
     opt.patch_size = list(patch_size)
     return opt
 

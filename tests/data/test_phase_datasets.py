@@ -72,7 +72,7 @@ def patch_set(root: Path, **kw) -> NiftiVolumeDataset:
 def parsed(root: Path, *flags: str) -> argparse.Namespace:
     """Training options as train.py parses them."""
     return TrainOptions().parse(["--dataroot", str(root), "--checkpoints_dir", str(root / "ck"),
-                                 "--gpu_ids", "-1", *flags])
+                                 "--gpu_ids", "-1", "--recipe", "pix2pix", *flags])
 
 
 def assert_planes(a: torch.Tensor, channels: int, percent: float) -> None:
@@ -275,12 +275,12 @@ def test_from_options_builds_the_phase_datasets(tmp_path):
 
 
 @pytest.mark.parametrize(("flags", "message"), [
-    (["--axial_slice", "--phases", "all"],
+    (["--axial_slice", "--phases", "all", "--input_nc", "1"],
      r"--context_slices 0 and --phases all serves 3 input channels \(1 image, then 2 phase "
      r"planes: sin, cos\).*pass --input_nc 3 --output_nc 1"),
     (["--axial_slice", "--phases", "0,30", "--context_slices", "2", "--input_nc", "5"],
      r"serves 7 input channels \(5 image, then 2 phase planes.*pass --input_nc 7"),
-    (["--dataset_mode", "nifti_volume", "--phases", "all"],
+    (["--dataset_mode", "nifti_volume", "--phases", "all", "--input_nc", "1"],
      r"nifti_volume with --phases all serves 3 input channels \(1 image, then 2 phase "
      r"volumes: sin, cos\).*pass --input_nc 3 --output_nc 1"),
     (["--dataset_mode", "nifti_volume", "--input_nc", "3"], "pass --input_nc 1 --output_nc 1"),

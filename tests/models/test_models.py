@@ -15,7 +15,7 @@ from util.errors import ConfigError, DataError
 def small_opt(tmp_path, *extra, train=True):
     argv = ["--dataroot", str(tmp_path / "d"), "--checkpoints_dir", str(tmp_path / "ck"),
             "--name", "run", "--netG", "unet_64", "--ngf", "8", "--ndf", "8", "--axial_slice",
-            "--gpu_ids", "-1", *extra]
+            "--gpu_ids", "-1", *(["--recipe", "pix2pix"] if train else []), *extra]
     options = TrainOptions() if train else TestOptions()
     opt = options.parse(argv)
     if train:

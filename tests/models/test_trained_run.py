@@ -48,15 +48,16 @@ def test_every_setting_of_train_py_round_trips_through_opt_json_into_test_py(tmp
     flags = setting_flags()
     base = ["--dataroot", str(tmp_path), "--checkpoints_dir", str(tmp_path / "ck"), "--name",
             "run", "--axial_slice", "--gpu_ids", "-1", "--dataset_mode", "nifti_aligned"]
+    classic = ["--recipe", "pix2pix"]  # the defaults the table differs from
     options = TrainOptions()
-    trained = options.parse([*base, *flags])
+    trained = options.parse([*base, *classic, *flags])
     options.record(trained)
     tested = TestOptions().parse(base)  # no architecture flag given at test time
     expected = GeneratorSettings.from_options(vars(trained))
     assert GeneratorSettings.from_options(vars(tested)) == expected
     saved = json.loads((tmp_path / "ck" / "run" / "opt.json").read_text())
     assert GeneratorSettings.from_options(saved) == expected
-    defaults = GeneratorSettings.from_options(vars(TrainOptions().parse(base)))
+    defaults = GeneratorSettings.from_options(vars(TrainOptions().parse([*base, *classic])))
     changed = [k for k in SETTING_NAMES if getattr(defaults, k) != getattr(expected, k)]
     assert changed == list(SETTING_NAMES)  # the table really changes every setting
 

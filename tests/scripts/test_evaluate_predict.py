@@ -114,7 +114,8 @@ def _trained_run(tmp_path: Path) -> Path:
     options = TrainOptions()
     opt = options.parse(["--dataroot", str(tmp_path), "--checkpoints_dir", str(ck),
                          "--name", "run", "--netG", "unet_64", "--ngf", "8",
-                         "--norm", "instance", "--axial_slice", "--gpu_ids", "-1"])
+                         "--norm", "instance", "--axial_slice", "--gpu_ids", "-1", "--recipe",
+                         "pix2pix"])
     options.record(opt)
     create_model(opt).save_networks("latest")
     return ck

@@ -191,7 +191,7 @@ def test_training_step_with_a_speed_path_matches_float32(tmp_path, extra, loss_r
         opt = TrainOptions().parse(["--dataroot", str(tmp_path), "--checkpoints_dir",
                                     str(tmp_path / "ck"), "--name", "s", "--netG", "unet_64",
                                     "--ngf", "8", "--ndf", "8", "--axial_slice", "--gpu_ids",
-                                    "-1", "--no_dropout", *flags])
+                                    "-1", "--no_dropout", "--recipe", "pix2pix", *flags])
         model = create_model(opt)
         model.setup()
         g = torch.Generator().manual_seed(0)

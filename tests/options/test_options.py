@@ -21,20 +21,44 @@ def train_argv(tmp_path, *extra):
             "--name", "run", *extra]
 
 
-def test_pix2pix_defaults_as_original_users_expect(tmp_path):
-    opt = TrainOptions().parse(train_argv(tmp_path))
+def test_recipe_pix2pix_gives_the_classic_defaults(tmp_path):
+    opt = TrainOptions().parse(train_argv(tmp_path, "--recipe", "pix2pix"))
     assert (opt.model, opt.netG, opt.norm, opt.gan_mode, opt.pool_size, opt.lambda_L1) == \
         ("pix2pix", "unet_256", "batch", "vanilla", 0, 100.0)
     assert (opt.dataset_mode, opt.preprocess, opt.hu_min, opt.hu_max) == \
         ("nifti_aligned", "none", -1024.0, 3071.0)
+    assert (opt.ngf, opt.batch_size, opt.context_slices, opt.input_nc, opt.lr) == \
+        (64, 1, 0, 1, 0.0002)
+    assert (opt.residual, opt.no_dropout, opt.motion_weight, opt.ema_decay) == \
+        (False, False, 0.0, 0.0)
+    assert (opt.residual_gate_hu, opt.n_epochs, opt.n_epochs_decay) == (0.0, 100, 100)
     assert opt.display_id == 0
     assert not opt.use_wandb
     assert opt.isTrain
 
 
+def test_the_recommended_recipe_is_the_default(tmp_path):
+    """No data at --dataroot: the recipe's values, nothing planned from data."""
+    options = TrainOptions()
+    opt = options.parse(train_argv(tmp_path))
+    assert opt.recipe == "recommended"
+    assert (opt.netG, opt.ngf, opt.norm, opt.batch_size, opt.context_slices, opt.input_nc) == \
+        ("unet_64", 32, "instance", 8, 2, 5)
+    assert (opt.residual, opt.no_dropout, opt.lambda_L1, opt.gan_mode) == \
+        (True, True, 100.0, "vanilla")
+    assert (opt.hu_min, opt.hu_max, opt.motion_weight, opt.lr, opt.ema_decay) == \
+        (-1024.0, 1024.0, 4.0, 0.0004, 0.99)
+    assert (opt.residual_gate_hu, opt.n_epochs, opt.n_epochs_decay) == (150.0, 30, 30)
+    assert options.plan is not None
+    assert options.plan.data is None
+    assert "no NIfTI volume readable" in options.plan.notes[0]
+    assert options.plan.setting("ngf").source == "recipe"
+    assert options.plan.setting("input_nc").source == "planned"
+
+
 def test_seed_flags_and_saved_options(tmp_path):
     options = TrainOptions()
-    opt = options.parse(train_argv(tmp_path, *SEED_TRAIN))
+    opt = options.parse(train_argv(tmp_path, *SEED_TRAIN, "--recipe", "pix2pix"))
     assert (opt.netG, opt.norm, opt.batch_size, opt.axial_slice) == ("unet_64", "instance", 1,
                                                                      True)
     assert not (tmp_path / "ck").exists()  # parsing writes nothing
@@ -45,6 +69,9 @@ def test_seed_flags_and_saved_options(tmp_path):
     text = (tmp_path / "ck" / "run" / "opt.txt").read_text()
     assert "netG: unet_64" in text
     assert "[default: unet_256]" in text
+    plan = json.loads((tmp_path / "ck" / "run" / "plan.json").read_text())
+    assert plan["recipe"] == "pix2pix"
+    assert plan["settings"]["netG"] == {"value": "unet_64", "source": "command line"}
 
 
 @pytest.mark.parametrize(("flag", "value", "valid"), [

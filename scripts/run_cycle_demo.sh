@@ -24,11 +24,9 @@ bash scripts/install.sh
   --seed 0
 "$PYTHON" prepare_dataset.py --avg_root "$WORK/res_avg" --phases_root "$WORK/res_phases" \
   --structures_root "$WORK/res_structures" --output "$DATASET" --phases all
-COMMON=(--dataroot "$DATASET" --name "$NAME" --checkpoints_dir "$CHECKPOINTS" --model pix2pix
-        --dataset_mode nifti_aligned --preprocess none --axial_slice)
-RECIPE=(--input_nc 7 --output_nc 1 --context_slices 2 --residual --hu_min -1024 --hu_max 1024
-        --motion_weight 4 --no_dropout --netG unet_64 --ngf 32 --norm instance --batch_size 8
-        --phases all)
+COMMON=(--dataroot "$DATASET" --name "$NAME" --checkpoints_dir "$CHECKPOINTS")
+# no recipe flag: the recommended recipe, planned from the data (--input_nc 7 with --phases all)
+RECIPE=(--phases all)
 "$PYTHON" train.py "${COMMON[@]}" "${RECIPE[@]}" \
   --n_epochs $((EPOCHS - EPOCHS / 2)) --n_epochs_decay $((EPOCHS / 2)) --save_epoch_freq "$EPOCHS" \
   --display_freq 2000 --print_freq 2000 --overwrite

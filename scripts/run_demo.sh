@@ -20,12 +20,9 @@ bash scripts/install.sh
   --seed 0
 "$PYTHON" prepare_dataset.py --avg_root "$WORK/res_avg" --phases_root "$WORK/res_phases" \
   --structures_root "$WORK/res_structures" --output "$DATASET"
-COMMON=(--dataroot "$DATASET" --name "$NAME" --model pix2pix --dataset_mode nifti_aligned
-        --preprocess none --axial_slice)
-RECIPE=(--input_nc 5 --output_nc 1 --context_slices 2 --residual --hu_min -1024 --hu_max 1024
-        --motion_weight 4 --no_dropout --netG unet_64 --ngf 32 --norm instance --batch_size 8
-        --lr 0.0004 --ema_decay 0.99 --residual_gate_hu 150)
-"$PYTHON" train.py "${COMMON[@]}" "${RECIPE[@]}" \
+COMMON=(--dataroot "$DATASET" --name "$NAME")
+# no recipe flag: train.py's default is the recommended recipe, planned from the data (plan.json)
+"$PYTHON" train.py "${COMMON[@]}" \
   --n_epochs $((EPOCHS - EPOCHS / 2)) --n_epochs_decay $((EPOCHS / 2)) --save_epoch_freq "$EPOCHS" \
   --display_freq 400 --print_freq 400 --overwrite
 "$PYTHON" test.py "${COMMON[@]}" --epoch best --eval

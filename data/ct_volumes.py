@@ -34,11 +34,9 @@ from data.voxel_grid import compare_grids, mismatch_text
 from util.errors import DataError
 from util.geometry import (
     axial_axis,
-    from_slice_stack,
     obliquity_deg,
     resize_slices,
     stack_affine,
-    stack_shape,
     stack_spacing_mm,
     to_slice_stack,
 )
@@ -251,21 +249,6 @@ def unit_slices_to_hu(pred: torch.Tensor, size: tuple[int, int], hu_min: float,
     """Network slices (S, 1, h, w) in [-1, 1] -> (S, H, W) float32 HU at ``size`` = (H, W)."""
     native = resize_slices(pred.float(), size)[:, 0]
     return unit_to_hu(native, hu_min, hu_max).cpu().numpy().astype(np.float32)
-
-
-def slices_to_volume(pred: torch.Tensor, info: VolumeInfo, hu_min: float,
-                     hu_max: float) -> np.ndarray:
-    """Predicted slices -> HU volume in the source's voxel order.
-
-    pred: (S, 1, h, w) in [-1, 1], one slice per axial position in stack order, at any in-plane
-    size (resized back to the native size here) -> (I, J, K) float32 HU, ``info.shape``.
-    """
-    n_slices, height, width = stack_shape(info.shape, info.affine)
-    if pred.shape[0] != n_slices:
-        raise DataError(f"{info.path}: got {pred.shape[0]} predicted slices, volume has "
-                        f"{n_slices}")
-    hu = unit_slices_to_hu(pred, (height, width), hu_min, hu_max)
-    return np.ascontiguousarray(from_slice_stack(hu, info.affine))
 
 
 def describe_memory(stacks: list[SliceStack]) -> str:

@@ -10,7 +10,6 @@ other problem, when it loads the split.
 from __future__ import annotations
 
 import logging
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from data.image_folder import make_dataset
 from data.nifti_io import read_info
 from util.errors import DataError
 from util.geometry import stack_shape, stack_spacing_mm
-from util.resample import working_shape
+from util.resample import median_spacing_mm, working_shape
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +87,10 @@ def survey_training_split(folder_a: Path, *, working_spacing_mm: Sequence[float]
         spacings.append((grid[0], grid[1], grid[2]))
     if not shapes:
         return None
+    thickness_mm, row_mm, column_mm = median_spacing_mm(spacings)
     return TrainingDataFacts(
         folder=folder_a, patients=len(shapes), slices=sum(s for s, _, _ in shapes),
         slice_sizes=tuple(sorted({(h, w) for _, h, w in shapes})),
-        slice_thickness_mm=float(statistics.median(s[0] for s in spacings)),
-        pixel_spacing_mm=(float(statistics.median(s[1] for s in spacings)),
-                          float(statistics.median(s[2] for s in spacings))),
+        slice_thickness_mm=thickness_mm, pixel_spacing_mm=(row_mm, column_mm),
         largest_volume_voxels=max(s * h * w for s, h, w in shapes),
         volumes_per_patient=1 + max(phases, 1), phases=max(phases, 1), unreadable=unreadable)

@@ -41,7 +41,6 @@ from display.remote import connect_visdom, start_wandb
 from display.step_images import displayed_steps, step_image_name
 from display.windows import (
     DEFAULT_WINDOW,
-    WINDOWS,
     DisplayWindow,
     describe_window,
     get_window,
@@ -52,8 +51,7 @@ from display.windows import (
 from util.atomic import atomic_write_text
 from util.errors import ConfigError
 from util.html import HTMLPage
-from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, check_window
-from util.names import safe_name
+from util.hu_window import check_window
 
 logger = logging.getLogger(__name__)
 
@@ -80,28 +78,6 @@ def _first_sample_uint8(label: str, visual: torch.Tensor, hu_min: float, hu_max:
         raise ValueError(f"visual {label!r}: expected a non-empty (N, C, H, W) tensor, got "
                          f"shape {tuple(visual.shape)}")
     return window_to_uint8(unit_tensor_to_hu(visual[0], hu_min, hu_max), window)
-
-
-def save_test_images(page: HTMLPage, visuals: Mapping[str, torch.Tensor], image_id: str, *,
-                     window: DisplayWindow | None = None, width: int = 256,
-                     hu_min: float = DEFAULT_HU_MIN, hu_max: float = DEFAULT_HU_MAX) -> list[Path]:
-    """Write ``<image_id>_<label>.png`` into ``page.image_dir`` and add them to ``page`` as a row.
-
-    ``visuals``: name -> (N, C, H, W) in [-1, 1] mapping to [hu_min, hu_max] HU; only the first
-    sample's first channel is drawn, in ``window`` (default: thorax). ``image_id`` (e.g. from a
-    patient folder name) is passed through :func:`safe_name`, so it cannot leave the folder.
-    ``width``: picture width on the page, pixels. Returns the PNG paths, in ``visuals`` order.
-    """
-    window = window if window is not None else WINDOWS[DEFAULT_WINDOW]
-    stem = safe_name(image_id)
-    paths = []
-    for label, visual in visuals.items():
-        path = page.image_dir / f"{stem}_{safe_name(label)}.png"
-        save_png(_first_sample_uint8(label, visual, hu_min, hu_max, window), path)
-        paths.append(path)
-    page.add_header(f"{stem}: {describe_window(window)}")
-    page.add_images([f"images/{p.name}" for p in paths], list(visuals), width)
-    return paths
 
 
 _LOSS_LINE = re.compile(r"^\(epoch: (\d+), iters: (\d+),")

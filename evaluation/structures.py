@@ -224,17 +224,6 @@ def score_structure(answer_hu: np.ndarray, fit: StructureFit,
                           predicted_voxels, truth_voxels)
 
 
-def structure_com_error(pred_hu: np.ndarray, truth_hu: np.ndarray, mask: np.ndarray,
-                        affine: np.ndarray, margin_mm: float = STRUCTURE_MARGIN_MM
-                        ) -> StructureScore:
-    """Centre-of-mass error (mm) of a structure in ``pred_hu`` against ``truth_hu``, both (I, J,
-    K) HU on the grid of ``affine``, the structure given as ``mask`` ((I, J, K) bool) on the
-    truth: the four steps of the module docstring. NaN, with a warning, when nothing near the
-    structure passes the threshold."""
-    check_same_shape(pred_hu, truth_hu, "pred_hu and truth_hu")
-    return score_structure(pred_hu, fit_structure(truth_hu, mask, affine, margin_mm), affine)
-
-
 def _as_json(score: StructureScore) -> dict[str, Any]:
     return {"com_error_mm": score.com_error_mm,
             "com_error_vector_mm": [float(v) for v in score.com_error_vector_mm],

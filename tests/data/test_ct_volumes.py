@@ -11,9 +11,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data.ct_volumes import load_slice_stack, slice_to_unit, slices_to_volume
+from data.ct_volumes import load_slice_stack, slice_to_unit, unit_slices_to_hu
 from data.nifti_io import load_volume, save_volume
 from tests.conftest import LPS_AFFINE, OBLIQUE_AFFINE, RAS_AFFINE, write_nifti
+from util.geometry import from_slice_stack
 
 SHAPE = (6, 5, 7)
 #: Voxel axis 1 runs superior-inferior: a volume stored coronal-first.
@@ -72,7 +73,8 @@ def test_property_volume_slices_volume_file_keeps_hu_and_geometry(tmp_path, affi
     path = write_nifti(tmp_path / "src.nii.gz", hu, affine, *storage)
     stack = load_slice_stack(path)
     unit = torch.stack([slice_to_unit(s, -1024.0, 3071.0) for s in stack.hu])
-    back = slices_to_volume(unit, stack.info, -1024.0, 3071.0)
+    back = from_slice_stack(unit_slices_to_hu(unit, stack.hu.shape[1:], -1024.0, 3071.0),
+                            stack.info.affine)
     out = nib.load(save_volume(back, stack.info, tmp_path / "out.nii.gz"))
     np.testing.assert_array_equal(out.get_fdata(dtype=np.float32), hu)
     np.testing.assert_allclose(out.affine, nib.load(path).affine, atol=1e-6)

@@ -10,10 +10,8 @@ import torch
 from PIL import Image
 
 from display.step_images import displayed_steps
-from display.visualizer import Visualizer, save_test_images
-from display.windows import WINDOWS
+from display.visualizer import Visualizer
 from util.errors import ConfigError
-from util.html import HTMLPage
 from util.hu_window import hu_to_unit
 
 HU_MIN, HU_MAX = -1000.0, 1000.0
@@ -121,29 +119,6 @@ def test_bad_settings_are_config_errors(tmp_path):
         make_visualizer(tmp_path, display_window="nope")
     with pytest.raises(ConfigError, match="hu_min"):
         Visualizer(tmp_path, "exp", hu_min=10.0, hu_max=-10.0)
-
-
-def test_save_test_images_writes_row_and_stays_inside(tmp_path):
-    page = HTMLPage(tmp_path / "results", "test")
-    paths = save_test_images(page, make_visuals(), "../x", window=WINDOWS["lung"], width=64,
-                             hu_min=HU_MIN, hu_max=HU_MAX)
-    assert paths == [page.image_dir / f"__x_{label}.png" for label in ("real_A", "fake_B",
-                                                                     "real_B")]
-    assert sorted(p.name for p in page.image_dir.iterdir()) == sorted(p.name for p in paths)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
-    with Image.open(paths[0]) as png:
-        # Lung (L -600, W 1500): black at -1350 HU, so -410 HU is 940 / 1500 * 255 = 159.8 -> 160.
-        assert (np.asarray(png) == 160).all()
-    html = page.save().read_text(encoding="utf-8")
-    assert 'href="images/__x_fake_B.png"' in html
-    assert "__x: lung (L -600, W 1500 HU)" in html
-    assert "width:64px" in html
-
-
-def test_save_test_images_rejects_non_batch_visuals(tmp_path):
-    page = HTMLPage(tmp_path, "test")
-    with pytest.raises(ValueError, match=r"'fake_B'.*\(N, C, H, W\).*\(6, 8\)"):
-        save_test_images(page, {"fake_B": torch.zeros(6, 8)}, "p1")
 
 
 def test_losses_are_also_appended_as_json_lines(tmp_path):

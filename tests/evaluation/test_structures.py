@@ -6,7 +6,20 @@ import math
 import numpy as np
 import pytest
 
-from evaluation.structures import fit_structure, structure_com_error, structure_scores
+from evaluation.structures import (
+    STRUCTURE_MARGIN_MM,
+    StructureScore,
+    fit_structure,
+    score_structure,
+    structure_scores,
+)
+
+
+def structure_com_error(pred_hu: np.ndarray, truth_hu: np.ndarray, mask: np.ndarray,
+                        affine: np.ndarray, margin_mm: float = STRUCTURE_MARGIN_MM
+                        ) -> StructureScore:
+    """The structure's threshold fitted on the truth, then the answer scored with it."""
+    return score_structure(pred_hu, fit_structure(truth_hu, mask, affine, margin_mm), affine)
 
 SHAPE = (40, 36, 24)
 SPACING_MM = np.array([0.8, 1.0, 2.5])

@@ -107,8 +107,8 @@ from inference.results_folder import (
     series_folder_names,
 )
 from models.base_model import checkpoint_tag
-from models.trained_run import GeneratorSettings
-from options.base_options import region_settings
+from models.settings import RunSettings
+from options.base_options import run_settings
 from options.test_options import TestOptions
 from util.cli import run_cli
 from util.errors import ConfigError
@@ -141,17 +141,20 @@ class PatientResult:
     series: Path | None = None
 
 
-def run_choice(opt: argparse.Namespace) -> RunChoice:
-    """The run, checkpoint, device and generator settings the options name."""
-    return RunChoice(Path(opt.checkpoints_dir), opt.name, checkpoint_tag(opt.epoch, opt.load_iter),
-                     tuple(opt.gpu_ids), GeneratorSettings.from_options(vars(opt)))
+def run_choice(settings: RunSettings) -> RunChoice:
+    """The run, checkpoint, device and generator settings of the run's ``settings``."""
+    run = settings.run
+    return RunChoice(Path(run.checkpoints_dir), run.name, checkpoint_tag(run.epoch, run.load_iter),
+                     run.gpu_ids, settings.generator)
 
 
-def predict_settings(opt: argparse.Namespace) -> PredictSettings:
-    """How the options ask each patient to be predicted."""
-    return PredictSettings(batch_size=opt.batch_size, samples=opt.samples, seed=opt.seed,
-                           amp=opt.amp, window_overlap=opt.window_overlap,
-                           cycle=PhaseRequest.parse(opt.phases))
+def predict_settings(opt: argparse.Namespace, settings: RunSettings) -> PredictSettings:
+    """How the options (``--samples``, ``--window_overlap``) and the run's ``settings`` ask
+    each patient to be predicted."""
+    return PredictSettings(batch_size=settings.data.batch_size, samples=opt.samples,
+                           seed=settings.run.seed, amp=settings.speed.amp,
+                           window_overlap=opt.window_overlap,
+                           cycle=PhaseRequest.parse(settings.data.phases))
 
 
 def run_patient(pipeline: InferencePipeline, p: PatientInputs, results: Results,
@@ -205,29 +208,32 @@ def run_info(opt: argparse.Namespace, pipeline: InferencePipeline,
 
 
 def test(opt: argparse.Namespace) -> Path:
-    """Run the test; return the results folder. Every check comes before the first write."""
-    dataset = create_dataset(opt)
+    """Run the test the parsed options ``opt`` describe; return the results folder. Every check
+    comes before the first write."""
+    settings = run_settings(opt)
+    dataset = create_dataset(settings.data)
     if not isinstance(dataset, NiftiAlignedDataset):
         raise ConfigError("test.py writes volumes from --dataset_mode nifti_aligned only")
     output_names(dataset)
     dicom = opt.output_format == "dicom"
     if dicom:
         check_dicom_inputs(dataset)
-    dataroot = Path(opt.dataroot)
-    structures = patient_structures(dataset, dataroot, opt.phase)
-    out_dir = Path(opt.results_dir) / opt.name / f"{opt.phase}_{opt.epoch}"
+    dataroot, split = Path(settings.data.dataroot), settings.data.phase
+    structures = patient_structures(dataset, dataroot, split)
+    out_dir = Path(opt.results_dir) / settings.run.name / f"{split}_{settings.run.epoch}"
     results = Results(out_dir, dicom, None if opt.no_pictures else opt.display_winsize,
-                      region_settings(opt))
-    run = run_choice(opt)
-    configure_backends(run.device, tf32=not opt.no_tf32, cudnn_benchmark=not opt.no_cudnn_benchmark)
-    pipeline = load_pipeline(run, predict_settings(opt))
+                      settings.regions)
+    run = run_choice(settings)
+    configure_backends(run.device, tf32=not settings.speed.no_tf32,
+                       cudnn_benchmark=not settings.speed.no_cudnn_benchmark)
+    pipeline = load_pipeline(run, predict_settings(opt, settings))
     phases = pipeline.settings.cycle.phases
     series_names = series_folder_names(dataset.patient_ids, phases) if dicom else set()
     prepare_results_folder(out_dir, pictures=not opt.no_pictures, dicom=dicom)
     patients = {}
     for index in tqdm(range(len(dataset.patient_ids)), desc="predicting", unit="patient"):
         p = patient_inputs(dataset, index)
-        truths, phase_structures = phase_truths(dataset, index, dataroot, opt.phase, phases)
+        truths, phase_structures = phase_truths(dataset, index, dataroot, split, phases)
         patients[p.patient_id] = run_patient(pipeline, p, results,
                                              structures.get(p.patient_id), truths,
                                              phase_structures)

@@ -60,8 +60,10 @@ from data.nifti_io import read_info
 from data.sampling import EpochSampler
 from models import create_model
 from models.inference import predict_volume
-from models.trained_run import GeneratorSettings, build_generator
+from models.settings import RunSettings
+from models.trained_run import build_generator
 from models.training_setup import check_sizes, training_sampler
+from options.base_options import run_settings
 from options.train_options import TrainOptions
 from synthetic import avg_file_name, patient_id, phase_file_name
 from util.atomic import atomic_write_text
@@ -171,10 +173,11 @@ def run_child(cmd: Sequence[str], log: Path, threads: int) -> Child:
 
 # --- child processes ------------------------------------------------------------------------
 
-def parse_training(dataroot: str, flags: Sequence[str], work: Path) -> argparse.Namespace:
-    """Training options of a model on ``dataroot`` (CPU; nothing is written)."""
-    return TrainOptions().parse(["--dataroot", dataroot, "--checkpoints_dir", str(work),
-                                 "--name", "bench", "--gpu_ids", "-1", *flags])
+def parse_training(dataroot: str, flags: Sequence[str], work: Path) -> RunSettings:
+    """The settings of a training of a model on ``dataroot`` (CPU; nothing is written)."""
+    return run_settings(TrainOptions().parse(["--dataroot", dataroot, "--checkpoints_dir",
+                                              str(work), "--name", "bench", "--gpu_ids", "-1",
+                                              *flags]))
 
 
 def endless(loader: Any, sampler: EpochSampler, first_epoch: int) -> Iterator[dict[str, Any]]:
@@ -190,19 +193,20 @@ def train_child(spec: dict[str, Any]) -> dict[str, Any]:
     """Dataset, one epoch served, model, 1 + ``spec['steps']`` training steps, in this process.
     Returns seconds per timed step, samples/s, the dataset's resident MiB after the epoch."""
     with tempfile.TemporaryDirectory() as work:
-        opt = parse_training(spec["dataroot"], spec["flags"], Path(work))
+        settings = parse_training(spec["dataroot"], spec["flags"], Path(work))
+        batch_size = settings.data.batch_size
         rss0 = proc_status_mib("VmRSS")
-        dataset = create_dataset(opt)
-        check_sizes(dataset, opt)
-        sampler = training_sampler(dataset, opt)
-        loader = create_dataloader(dataset, batch_size=opt.batch_size, num_workers=0,
+        dataset = create_dataset(settings.data)
+        check_sizes(dataset, settings)
+        sampler = training_sampler(dataset, settings)
+        loader = create_dataloader(dataset, batch_size=batch_size, num_workers=0,
                                    sampler=sampler)
         start = time.perf_counter()
         for _ in loader:
             pass
         epoch_s = time.perf_counter() - start
         data_mib = proc_status_mib("VmRSS") - rss0
-        model = create_model(opt)
+        model = create_model(settings)
         model.setup()
         batches = endless(loader, sampler, first_epoch=1)
         step_s = []
@@ -212,16 +216,16 @@ def train_child(spec: dict[str, Any]) -> dict[str, Any]:
             model.optimize_parameters()
             step_s.append(time.perf_counter() - start)
     per_step = sum(step_s[1:]) / len(step_s[1:])
-    return {"step_s": per_step, "samples_per_s": opt.batch_size / per_step,
+    return {"step_s": per_step, "samples_per_s": batch_size / per_step,
             "warmup_s": step_s[0], "epoch_s": epoch_s, "epoch_samples": len(dataset),
-            "data_mib": data_mib, "batch_size": opt.batch_size, "netG": opt.netG}
+            "data_mib": data_mib, "batch_size": batch_size,
+            "netG": settings.generator.netG}
 
 
 def infer_child(spec: dict[str, Any]) -> dict[str, Any]:
     """Read one volume and predict it whole with an initialised generator, in this process."""
     with tempfile.TemporaryDirectory() as work:
-        opt = parse_training(spec["dataroot"], spec["flags"], Path(work))
-    settings = GeneratorSettings.from_options(vars(opt))
+        settings = parse_training(spec["dataroot"], spec["flags"], Path(work)).generator
     net = build_generator(settings)
     start = time.perf_counter()
     stack = load_slice_stack(spec["volume"])

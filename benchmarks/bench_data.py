@@ -32,6 +32,7 @@ from benchmarks.machine import proc_status_mib
 from data import create_dataloader
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.sampling import PatientBlockSampler
+from options.base_options import run_settings
 from options.train_options import TrainOptions
 from synthetic import SyntheticGrid, avg_file_name, phase_file_name, write_synthetic_4dct
 
@@ -57,7 +58,7 @@ def measure(root: Path, volume_cache: int) -> dict[str, float]:
                                 "--axial_slice", "--gpu_ids", "-1", "--volume_cache",
                                 str(volume_cache), "--recipe", "pix2pix"])
     rss0 = proc_status_mib("VmRSS")
-    dataset = NiftiAlignedDataset.from_options(opt)
+    dataset = NiftiAlignedDataset.from_settings(run_settings(opt).data)
     infos = dataset.infos_a
     int16_mib = 2 * sum(2 * i.shape[0] * i.shape[1] * i.shape[2] for i in infos) / 2**20
     rss_built = proc_status_mib("VmRSS") - rss0

@@ -109,6 +109,7 @@ def project_step(net_g: str, norm: str, flags: list[str], a: torch.Tensor, b: to
                  workdir: Path) -> Callable[[], None]:
     """One step of this project's ``Pix2PixModel`` with the same work, plus ``flags``."""
     from models import create_model
+    from options.base_options import run_settings
     from options.train_options import TrainOptions
 
     channels = a.shape[1]
@@ -118,7 +119,7 @@ def project_step(net_g: str, norm: str, flags: list[str], a: torch.Tensor, b: to
             "--lambda_L1", str(LAMBDA_L1), "--lr", str(LR), "--beta1", str(BETAS[0]),
             "--batch_size", str(a.shape[0]), "--preprocess", "none", "--gpu_ids", "-1",
             "--recipe", "pix2pix", *flags]
-    model = create_model(TrainOptions().parse(argv))
+    model = create_model(run_settings(TrainOptions().parse(argv)))
     model.setup()
     model.set_input({"A": a, "B": b})
     return model.optimize_parameters

@@ -41,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.machine import cpu_name, matmul_gflops, sync
 from data import create_dataloader, create_dataset
 from models import create_model
+from models.settings import RunSettings
+from options.base_options import run_settings
 from options.train_options import TrainOptions
 
 MODES = ("model", "nifti", "png")
@@ -63,16 +65,15 @@ def write_data(root: Path, size: int, n_slices: int, n_patients: int = 2) -> Non
                 root / "train" / f"p{p}_{s:03d}.png")
 
 
-def make_options(root: Path, net_g: str, mode: str, args: argparse.Namespace
-                 ) -> argparse.Namespace:
-    """Training options of one configuration; ``mode`` picks the dataset."""
+def make_settings(root: Path, net_g: str, mode: str, args: argparse.Namespace) -> RunSettings:
+    """The training settings of one configuration; ``mode`` picks the dataset."""
     argv = ["--dataroot", str(root), "--checkpoints_dir", str(root / "ck"), "--name", mode,
             "--netG", net_g, "--norm", args.norm, "--axial_slice", "--gpu_ids", args.gpu_ids,
             "--batch_size", str(args.batch_size), "--num_threads", str(args.num_workers),
             "--preprocess", "none", "--amp", args.amp, "--no_flip", "--recipe", "pix2pix"]
     argv += ["--channels_last"] * args.channels_last + ["--compile"] * args.compile
     argv += ["--dataset_mode", "aligned" if mode == "png" else "nifti_aligned"]
-    return TrainOptions().parse(argv)
+    return run_settings(TrainOptions().parse(argv))
 
 
 def run_one(net_g: str, size: int, args: argparse.Namespace) -> dict[str, float]:
@@ -85,10 +86,10 @@ def run_one(net_g: str, size: int, args: argparse.Namespace) -> dict[str, float]
         root = Path(tmp)
         n_steps = args.steps * args.rounds + args.warmup
         write_data(root, size, n_slices=max(4, -(-n_steps * args.batch_size // 2)))
-        model = create_model(make_options(root, net_g, "model", args))
+        model = create_model(make_settings(root, net_g, "model", args))
         model.setup()
         device = model.device
-        loaders = {m: create_dataloader(create_dataset(make_options(root, net_g, m, args)),
+        loaders = {m: create_dataloader(create_dataset(make_settings(root, net_g, m, args).data),
                                         batch_size=args.batch_size, shuffle=True,
                                         num_workers=args.num_workers,
                                         pin_memory=device.type == "cuda") for m in MODES[1:]}

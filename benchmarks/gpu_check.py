@@ -74,6 +74,7 @@ from models import create_model
 from models.base_model import BaseModel
 from models.inference import predict_hu, predict_volume
 from models.networks import define_G
+from options.base_options import run_settings
 from options.train_options import TrainOptions
 from util.atomic import atomic_write_json, atomic_write_text
 from util.cli import setup_logging
@@ -446,7 +447,7 @@ def build_model(plan: Plan, work: Path, net_g: str, batch: int, variant: str) ->
             "--gpu_ids", plan.gpu_ids, "--batch_size", str(batch), "--num_threads", "0",
             "--recipe", "pix2pix", *VARIANT_FLAGS[variant]]
     torch.manual_seed(0)
-    model = create_model(TrainOptions().parse(argv))
+    model = create_model(run_settings(TrainOptions().parse(argv)))
     model.setup()
     return model
 

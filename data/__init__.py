@@ -1,8 +1,10 @@
 """Datasets by name: ``--dataset_mode Y`` loads the class in ``data/Y_dataset.py``.
 
 Contract of a dataset module: a subclass of :class:`data.base_dataset.BaseDataset` named
-``<Y>Dataset`` (case-insensitive, underscores dropped) with ``modify_commandline_options``,
-``__len__`` and ``__getitem__`` returning a dict with at least ``A`` and ``A_paths``.
+``<Y>Dataset`` (case-insensitive, underscores dropped) with ``modify_commandline_options``
+(options, at the parser), ``from_settings`` (the registry's constructor, given the run's
+:class:`data.settings.DataSettings`), ``__len__`` and ``__getitem__`` returning a dict with at
+least ``A`` and ``A_paths``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from data.base_dataset import BaseDataset
 from data.sampling import EpochSampler
+from data.settings import DataSettings
 from util.registry import available_names, find_class
 
 
@@ -36,9 +39,9 @@ def get_option_setter(name: str) -> Callable[[argparse.ArgumentParser, bool],
     return find_dataset_using_name(name).modify_commandline_options
 
 
-def create_dataset(opt: argparse.Namespace) -> BaseDataset:
-    """Instantiate the dataset named by ``opt.dataset_mode``."""
-    return find_dataset_using_name(opt.dataset_mode).from_options(opt)
+def create_dataset(settings: DataSettings) -> BaseDataset:
+    """The dataset ``settings.dataset_mode`` names, built from ``settings``."""
+    return find_dataset_using_name(settings.dataset_mode).from_settings(settings)
 
 
 def create_dataloader(dataset: BaseDataset, *, batch_size: int, num_workers: int,

@@ -5,7 +5,6 @@ Each file in ``<dataroot>/<phase>/`` holds A on its left half and B on its right
 
 from __future__ import annotations
 
-import argparse
 import random
 from typing import Any
 
@@ -14,23 +13,24 @@ from PIL import Image
 
 from data.base_dataset import BaseDataset, apply_transform, draw_transform
 from data.image_folder import make_dataset
+from data.settings import DataSettings
 from util.errors import DataError
 
 
 class AlignedDataset(BaseDataset):
     """Side-by-side A|B pictures, split in half, transformed identically, scaled to [-1, 1]."""
 
-    def __init__(self, opt: argparse.Namespace) -> None:
-        super().__init__(opt)
-        folder = f"{opt.dataroot}/{opt.phase}"
-        self.paths = make_dataset(folder, opt.max_dataset_size)
+    def __init__(self, settings: DataSettings) -> None:
+        super().__init__(settings)
+        folder = f"{settings.dataroot}/{settings.phase}"
+        self.paths = make_dataset(folder, settings.max_dataset_size)
         if not self.paths:
             raise DataError(f"{folder}: no images found")
-        self.a_to_b = opt.direction == "AtoB"
-        self.input_nc, self.output_nc = opt.input_nc, opt.output_nc
-        self.preprocess = opt.preprocess
-        self.load_size, self.crop_size = opt.load_size, opt.crop_size
-        self.flip = opt.isTrain and not opt.no_flip
+        self.a_to_b = settings.a_to_b
+        self.input_nc, self.output_nc = settings.input_nc, settings.output_nc
+        self.preprocess = settings.preprocess
+        self.load_size, self.crop_size = settings.load_size, settings.crop_size
+        self.flip = settings.flip
 
     def __len__(self) -> int:
         """Number of A|B pictures."""

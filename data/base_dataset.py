@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from data.settings import DataSettings
 from util.errors import ConfigError
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "resize", "scale_width", "scale_width_and_crop",
@@ -22,17 +23,18 @@ PREPROCESS_MODES = ("resize_and_crop", "crop", "resize", "scale_width", "scale_w
 class BaseDataset(Dataset, ABC):
     """A dataset selectable with ``--dataset_mode``.
 
-    Subclasses read what they need from ``opt`` in ``__init__`` (the edge) and keep plain values.
+    Subclasses read what they need from the run's :class:`~data.settings.DataSettings` and keep
+    plain values.
     """
 
-    def __init__(self, opt: argparse.Namespace) -> None:
-        self.root = opt.dataroot
+    def __init__(self, settings: DataSettings) -> None:
+        self.root = settings.dataroot
 
     @classmethod
-    def from_options(cls, opt: argparse.Namespace) -> BaseDataset:
-        """The dataset the options describe; what the ``--dataset_mode`` registry calls. A
-        subclass with a keyword constructor adapts ``opt`` here."""
-        return cls(opt)
+    def from_settings(cls, settings: DataSettings) -> BaseDataset:
+        """The dataset ``settings`` describe; what the ``--dataset_mode`` registry calls. A
+        subclass with a keyword constructor adapts ``settings`` here."""
+        return cls(settings)
 
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser,

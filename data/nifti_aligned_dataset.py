@@ -11,7 +11,7 @@ listed respiratory phase p, read from ``<phase>B_p<p>/`` beside ``<phase>B/`` (p
 :mod:`util.phases`): a sample is one slice of one (patient, phase), its input carrying the phase
 as two constant planes (sin, cos) after the image channels, for a phase-conditioned generator.
 Patients stay one entry each (``patient_ids``, ``stacks_a``, ``stacks_b`` = phase 0).
-At test time (options with ``--avg_series``, i.e. ``test.py``) a patient may also be a folder
+At test time (``test.py``'s settings name ``--avg_series``) a patient may also be a folder
 ``<phase>A/<id>/`` holding DICOM CT series, paired by id with ``<phase>B/<id>/`` (DICOM) or
 ``<phase>B/<id>.nii.gz``: the only CT series of the folder is read, or of several the one whose
 description matches ``--avg_series`` (A) / ``--phase0_series`` (B). Such stacks keep their
@@ -64,6 +64,7 @@ from data.phase_volumes import (
     phase_files,
     phase_labels,
 )
+from data.settings import DataSettings
 from data.volume_cache import LazyStacks
 from util.errors import ConfigError, DataError
 from util.geometry import stack_shape, stack_spacing_mm
@@ -83,7 +84,6 @@ SampleKey = tuple[int, int, int]
 _T = TypeVar("_T")
 #: HU of the margins added around served slices to fit the generator (:meth:`pad_slices_to`).
 AIR_HU = -1024.0
-
 
 
 #: The series a DICOM patient folder's volume is, by default: (A: AVG, B: phase 0).
@@ -216,23 +216,24 @@ class NiftiAlignedDataset(BaseDataset):
                     self._memory_text(volume_cache))
 
     @classmethod
-    def from_options(cls, opt: argparse.Namespace) -> NiftiAlignedDataset:
+    def from_settings(cls, settings: DataSettings) -> NiftiAlignedDataset:
         """The dataset of ``<dataroot>/<phase>A`` and ``<phase>B`` (and the ``--phases``
-        folders) as the options describe (the registry's constructor; ``--num_test`` limits the
-        patients at test time)."""
-        _check_options(opt)
-        dir_a, dir_b = dataroot_folders(opt)
-        return cls(dir_a, dir_b, hu_min=opt.hu_min,
-                   hu_max=opt.hu_max, resize_to=opt.resize_to,
-                   context_slices=opt.context_slices, a_to_b=opt.direction == "AtoB",
-                   flip=opt.isTrain and not opt.no_flip,
-                   max_patients=None if opt.isTrain else opt.num_test,
-                   max_slices=opt.max_dataset_size, volume_cache=opt.volume_cache,
-                   geometry_atol_mm=opt.geometry_atol_mm, dicom_series=dicom_choices(opt),
-                   phases=dataset_phases(opt.phases, Path(opt.dataroot), opt.phase),
-                   working_spacing_mm=training_spacing(opt),
-                   augment=IntensityAugment.from_values(opt.augment_intensity) if opt.isTrain
-                   else NO_AUGMENT)
+        folders) as ``settings`` describe (the registry's constructor; ``--num_test`` limits
+        the patients at test time)."""
+        _check_settings(settings)
+        dir_a, dir_b = dataroot_folders(settings)
+        return cls(dir_a, dir_b, hu_min=settings.hu_min, hu_max=settings.hu_max,
+                   resize_to=settings.resize_to, context_slices=settings.context_slices,
+                   a_to_b=settings.a_to_b, flip=settings.flip,
+                   max_patients=settings.max_patients, max_slices=settings.max_dataset_size,
+                   volume_cache=settings.volume_cache,
+                   geometry_atol_mm=settings.geometry_atol_mm,
+                   dicom_series=dicom_choices(settings),
+                   phases=dataset_phases(settings.phases, Path(settings.dataroot),
+                                         settings.phase),
+                   working_spacing_mm=settings.grid_spacing_mm,
+                   augment=IntensityAugment.from_values(settings.augment_intensity)
+                   if settings.is_train else NO_AUGMENT)
 
     @property
     def has_target(self) -> bool:
@@ -406,16 +407,16 @@ class NiftiAlignedDataset(BaseDataset):
         return tables
 
 
-def dataroot_folders(opt: argparse.Namespace) -> tuple[Path, Path | None]:
+def dataroot_folders(settings: DataSettings) -> tuple[Path, Path | None]:
     """``<dataroot>/<phase>A`` (AVG) and ``<phase>B`` (phase 0; None where it is missing and
     not needed: testing AtoB); DataError naming the missing folder otherwise."""
-    root = Path(opt.dataroot)
-    dir_a, dir_b = root / f"{opt.phase}A", root / f"{opt.phase}B"
+    root, split = Path(settings.dataroot), settings.phase
+    dir_a, dir_b = root / f"{split}A", root / f"{split}B"
     if not dir_a.is_dir():
-        raise DataError(f"{dir_a}: folder not found; a dataroot holds {opt.phase}A/ (AVG) and "
-                        f"{opt.phase}B/ (phase 0), as written by prepare_dataset.py")
-    if not dir_b.is_dir() and (opt.isTrain or opt.direction != "AtoB"):
-        raise DataError(f"{dir_b}: folder not found; {opt.phase}A/ needs its {opt.phase}B/")
+        raise DataError(f"{dir_a}: folder not found; a dataroot holds {split}A/ (AVG) and "
+                        f"{split}B/ (phase 0), as written by prepare_dataset.py")
+    if not dir_b.is_dir() and (settings.is_train or not settings.a_to_b):
+        raise DataError(f"{dir_b}: folder not found; {split}A/ needs its {split}B/")
     return dir_a, dir_b if dir_b.is_dir() else None
 
 
@@ -424,40 +425,34 @@ def _spacing_text(spacing_mm: Sequence[float]) -> str:
     return " ".join(f"{v:g}" for v in spacing_mm)
 
 
-def dicom_choices(opt: argparse.Namespace) -> tuple[SeriesChoice, SeriesChoice] | None:
+def dicom_choices(settings: DataSettings) -> tuple[SeriesChoice, SeriesChoice] | None:
     """How DICOM patient folders' series are picked (A: ``--avg_series``, B:
-    ``--phase0_series``), for options that have them (``test.py``'s); None for the others
+    ``--phase0_series``) when ``settings`` name them (``test.py``'s); None otherwise
     (training reads the NIfTI files prepare_dataset.py writes)."""
-    if getattr(opt, "avg_series", None) is None:
+    if settings.avg_series is None:
         return None
-    return (SeriesChoice(opt.avg_series, "--avg_series"),
-            SeriesChoice(opt.phase0_series, "--phase0_series"))
+    return (SeriesChoice(settings.avg_series, "--avg_series"),
+            SeriesChoice(settings.phase0_series or DEFAULT_PHASE0_SERIES, "--phase0_series"))
 
 
-def training_spacing(opt: argparse.Namespace) -> Sequence[float]:
-    """The grid a dataset holds its volumes on: ``--working_spacing_mm`` when training; native
-    at test time, where inference resamples (:func:`models.inference.predict_hu`) and the
-    outputs keep the source geometry."""
-    return opt.working_spacing_mm if opt.isTrain else NATIVE
-
-
-def _check_options(opt: argparse.Namespace) -> None:
-    """Refuse option combinations the NIfTI slice dataset cannot serve (ConfigError)."""
-    if opt.preprocess != "none":
+def _check_settings(settings: DataSettings) -> None:
+    """Refuse settings the NIfTI slice dataset cannot serve (ConfigError)."""
+    s = settings
+    if s.preprocess != "none":
         raise ConfigError(f"--dataset_mode nifti_aligned supports --preprocess none only (got "
-                          f"'{opt.preprocess}'); use --resize_to N to resize slices to N x N")
-    if opt.context_slices < 0:
-        raise ConfigError(f"--context_slices must be 0 or positive, got {opt.context_slices}")
-    check_phase_direction(opt)
-    expected_nc = input_channels(opt.context_slices, phase_input(opt))
-    if opt.input_nc != expected_nc or opt.output_nc != 1:
-        served = (f"{expected_nc} input channels ({2 * opt.context_slices + 1} image, then "
-                  f"{PHASE_CHANNELS} phase planes: sin, cos)" if phase_input(opt)
+                          f"'{s.preprocess}'); use --resize_to N to resize slices to N x N")
+    if s.context_slices < 0:
+        raise ConfigError(f"--context_slices must be 0 or positive, got {s.context_slices}")
+    check_phase_direction(s)
+    expected_nc = input_channels(s.context_slices, s.phase_planes)
+    if s.input_nc != expected_nc or s.output_nc != 1:
+        served = (f"{expected_nc} input channels ({2 * s.context_slices + 1} image, then "
+                  f"{PHASE_CHANNELS} phase planes: sin, cos)" if s.phase_planes
                   else f"{expected_nc} input channel(s)")
         raise ConfigError(f"--dataset_mode nifti_aligned with --context_slices "
-                          f"{opt.context_slices}{_phases_flag(opt)} serves {served} and 1 "
-                          f"output channel; got --input_nc {opt.input_nc} --output_nc "
-                          f"{opt.output_nc}: pass --input_nc {expected_nc} --output_nc 1")
+                          f"{s.context_slices}{_phases_flag(s)} serves {served} and 1 "
+                          f"output channel; got --input_nc {s.input_nc} --output_nc "
+                          f"{s.output_nc}: pass --input_nc {expected_nc} --output_nc 1")
 
 
 def input_channels(context_slices: int, phase_planes: bool) -> int:
@@ -466,37 +461,18 @@ def input_channels(context_slices: int, phase_planes: bool) -> int:
     return 2 * context_slices + 1 + (PHASE_CHANNELS if phase_planes else 0)
 
 
-def phase_input(opt: argparse.Namespace) -> bool:
-    """Whether the generator reads phase planes: a training with ``--phases``, or at test time
-    a run trained so (``phase_input``, adopted from its ``opt.json``), with ``--phases`` or
-    without (phase 0 then)."""
-    return bool(opt.phases) if opt.isTrain else bool(getattr(opt, "phase_input", False))
-
-
-def check_phase_direction(opt: argparse.Namespace) -> None:
+def check_phase_direction(settings: DataSettings) -> None:
     """ConfigError for ``--phases`` with ``--direction BtoA``: the phase conditions the
     generator that predicts it from the AVG, not the reverse."""
-    if opt.phases and opt.direction != "AtoB":
-        raise ConfigError(f"--phases {opt.phases} trains AVG -> phase p, the phase given to the "
-                          f"generator as input planes; --direction BtoA has no phase to "
-                          f"condition on: pass --direction AtoB or drop --phases")
+    if settings.phases and not settings.a_to_b:
+        raise ConfigError(f"--phases {settings.phases} trains AVG -> phase p, the phase given "
+                          f"to the generator as input planes; --direction BtoA has no phase "
+                          f"to condition on: pass --direction AtoB or drop --phases")
 
 
-def _phases_flag(opt: argparse.Namespace) -> str:
+def _phases_flag(settings: DataSettings) -> str:
     """`` and --phases X`` for messages, empty without phases."""
-    return f" and --phases {opt.phases}" if opt.phases else ""
-
-
-
-
-
-
-
-
-
-
-
-
+    return f" and --phases {settings.phases}" if settings.phases else ""
 
 
 def _load_pairs(pairs: list[tuple[str, Path, Path | None]], atol_mm: float,
@@ -540,12 +516,6 @@ def _lazy_pairs(pairs: list[tuple[str, Path, Path | None]], capacity: int, atol_
     return stacks_a, stacks_b
 
 
-
-
-
-
-
-
 def _largest_pairs_mib(stacks: LazyStacks, count: int, sides: int = 2) -> float:
     """MiB of ``count`` of the largest volumes of ``stacks`` and their partners (``sides``
     volumes per patient in all: A, phase 0 and any other phases), as int16."""
@@ -560,8 +530,3 @@ def spread_evenly(items: list[_T], max_size: float) -> list[_T]:
         items = [items[i] for i in keep]
     return items
 
-
-def spread_index(n_slices: list[int], max_size: float) -> list[tuple[int, int]]:
-    """(volume, slice) of every sample, ``n_slices[v]`` samples of volume v; at most
-    ``max_size``, spread evenly over all of them."""
-    return spread_evenly([(v, s) for v, n in enumerate(n_slices) for s in range(n)], max_size)

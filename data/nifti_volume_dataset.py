@@ -39,10 +39,9 @@ from data.nifti_aligned_dataset import (
     check_phase_direction,
     dataroot_folders,
     input_channels,
-    phase_input,
-    training_spacing,
 )
 from data.phase_volumes import dataset_phases
+from data.settings import DataSettings
 from util.errors import ConfigError
 from util.hu_window import DEFAULT_HU_MAX, DEFAULT_HU_MIN, hu_to_unit
 from util.phases import PHASE_CHANNELS
@@ -127,22 +126,20 @@ class NiftiVolumeDataset(NiftiAlignedDataset):
             self._find_all_moving_voxels()
 
     @classmethod
-    def from_options(cls, opt: argparse.Namespace) -> NiftiVolumeDataset:
-        """The patch dataset of ``<dataroot>/<phase>A`` and ``<phase>B`` as the options
-        describe (``opt.patch_size``: 3 ints); ConfigError for options it cannot serve."""
-        _check_options(opt)
-        dir_a, dir_b = dataroot_folders(opt)
-        return cls(dir_a, dir_b, patch_size=opt.patch_size,
-                   patches_per_volume=opt.patches_per_volume,
-                   motion_fraction=opt.motion_fraction,
-                   motion_threshold_hu=opt.motion_threshold_hu, hu_min=opt.hu_min,
-                   hu_max=opt.hu_max, a_to_b=opt.direction == "AtoB",
-                   flip=opt.isTrain and not opt.no_flip,
-                   max_patients=None if opt.isTrain else opt.num_test,
-                   max_samples=opt.max_dataset_size, volume_cache=opt.volume_cache,
-                   geometry_atol_mm=opt.geometry_atol_mm,
-                   phases=dataset_phases(opt.phases, Path(opt.dataroot), opt.phase),
-                   working_spacing_mm=training_spacing(opt))
+    def from_settings(cls, settings: DataSettings) -> NiftiVolumeDataset:
+        """The patch dataset of ``<dataroot>/<phase>A`` and ``<phase>B`` as ``settings``
+        describe; ConfigError for settings it cannot serve."""
+        _check_settings(settings)
+        dir_a, dir_b = dataroot_folders(settings)
+        s = settings
+        return cls(dir_a, dir_b, patch_size=s.patch_size,
+                   patches_per_volume=s.patches_per_volume, motion_fraction=s.motion_fraction,
+                   motion_threshold_hu=s.motion_threshold_hu, hu_min=s.hu_min,
+                   hu_max=s.hu_max, a_to_b=s.a_to_b, flip=s.flip,
+                   max_patients=s.max_patients, max_samples=s.max_dataset_size,
+                   volume_cache=s.volume_cache, geometry_atol_mm=s.geometry_atol_mm,
+                   phases=dataset_phases(s.phases, Path(s.dataroot), s.phase),
+                   working_spacing_mm=s.grid_spacing_mm)
 
     def samples_per_volume(self, patient_index: int) -> int:  # noqa: ARG002
         """Samples of one (patient, phase): ``patches_per_volume`` patch draws (the index
@@ -318,24 +315,24 @@ def _shape3(shape: tuple[int, ...]) -> Shape3:
     return s, h, w
 
 
-def _check_options(opt: argparse.Namespace) -> None:
-    """Refuse options the patch dataset cannot serve (ConfigError saying what to pass); the
-    patch and sampling options are checked by the constructor."""
-    mode = "--dataset_mode nifti_volume"
-    check_phase_direction(opt)
-    expected_nc = input_channels(0, phase_input(opt))
-    if opt.input_nc != expected_nc or opt.output_nc != 1:
-        served = (f"with --phases {opt.phases} serves {expected_nc} input channels (1 image, "
-                  f"then {PHASE_CHANNELS} phase volumes: sin, cos)" if phase_input(opt)
+def _check_settings(settings: DataSettings) -> None:
+    """Refuse settings the patch dataset cannot serve (ConfigError saying what to pass); the
+    patch and sampling settings are checked by the constructor."""
+    mode, s = "--dataset_mode nifti_volume", settings
+    check_phase_direction(s)
+    expected_nc = input_channels(0, s.phase_planes)
+    if s.input_nc != expected_nc or s.output_nc != 1:
+        served = (f"with --phases {s.phases} serves {expected_nc} input channels (1 image, "
+                  f"then {PHASE_CHANNELS} phase volumes: sin, cos)" if s.phase_planes
                   else "serves 1 input")
         raise ConfigError(f"{mode} {served} and 1 output channel; got --input_nc "
-                          f"{opt.input_nc} --output_nc {opt.output_nc}: pass --input_nc "
+                          f"{s.input_nc} --output_nc {s.output_nc}: pass --input_nc "
                           f"{expected_nc} --output_nc 1")
-    if opt.context_slices != 0:
+    if s.context_slices != 0:
         raise ConfigError(f"{mode} serves 3-D patches, whose neighbours are in the patch: pass "
-                          f"--context_slices 0 (got {opt.context_slices})")
-    if opt.resize_to != 0:
-        raise ConfigError(f"{mode} does not resize: pass --resize_to 0 (got {opt.resize_to}) "
+                          f"--context_slices 0 (got {s.context_slices})")
+    if s.resize_to != 0:
+        raise ConfigError(f"{mode} does not resize: pass --resize_to 0 (got {s.resize_to}) "
                           f"and choose the size with --patch_size")
-    if opt.preprocess != "none":
-        raise ConfigError(f"{mode} supports --preprocess none only (got '{opt.preprocess}')")
+    if s.preprocess != "none":
+        raise ConfigError(f"{mode} supports --preprocess none only (got '{s.preprocess}')")

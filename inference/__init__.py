@@ -12,5 +12,5 @@
   scores) and :mod:`inference.pictures` (the pictures of the patient pages).
 
 Dependencies: models, data, evaluation, display and util; entry points import this package,
-never the reverse. Settings arrive as frozen values, never as an ``argparse.Namespace``.
+never the reverse. Settings arrive as frozen values, never as the parsed command line.
 """

@@ -30,7 +30,8 @@ from data.nifti_io import save_volume
 from models.cycle import CyclePrediction, predict_cycle
 from models.inference import StackPrediction, check_sample_count, check_samples, float32_storage
 from models.networks import is_motion_generator
-from models.trained_run import GeneratorSettings, TrainedGenerator, load_generator
+from models.settings import GeneratorSettings
+from models.trained_run import TrainedGenerator, load_generator
 from models.volume_inference import DEFAULT_OVERLAP, field_summary
 from util.errors import ConfigError, DataError
 from util.geometry import from_slice_stack

@@ -2,7 +2,8 @@
 
 Contract of a model module: a subclass of :class:`models.base_model.BaseModel` named ``<X>Model``
 (case-insensitive, underscores dropped) that lists ``loss_names``, ``model_names``,
-``visual_names`` and ``optimizers`` and implements ``modify_commandline_options``, ``set_input``,
+``visual_names`` and ``optimizers`` and implements ``modify_commandline_options`` (options, at the
+parser), ``__init__`` (given the run's :class:`models.settings.RunSettings`), ``set_input``,
 ``forward`` and ``optimize_parameters``; the base class does setup, saving, loading and schedules.
 """
 
@@ -12,6 +13,7 @@ import argparse
 from collections.abc import Callable
 
 from models.base_model import BaseModel
+from models.settings import RunSettings
 from util.registry import available_names, find_class
 
 
@@ -33,6 +35,7 @@ def get_option_setter(name: str) -> Callable[[argparse.ArgumentParser, bool],
     return find_model_using_name(name).modify_commandline_options
 
 
-def create_model(opt: argparse.Namespace) -> BaseModel:
-    """Instantiate the model named by ``opt.model`` (call ``setup()`` on it next)."""
-    return find_model_using_name(opt.model)(opt)
+def create_model(settings: RunSettings) -> BaseModel:
+    """The model ``settings.run.model`` names, built from ``settings`` (call ``setup()`` on it
+    next)."""
+    return find_model_using_name(settings.run.model)(settings)

@@ -19,6 +19,7 @@ from torch import nn
 
 from models.image_pool import ImagePool
 from models.networks import describe_network, describe_weights, get_scheduler
+from models.settings import RunSettings
 from util.distributed import unwrap, wrap_ddp
 from util.errors import ConfigError, DataError
 from util.file_set import FileSet, file_set, recover
@@ -35,26 +36,27 @@ logger = logging.getLogger(__name__)
 
 
 class BaseModel(ABC):
-    """Template for ``--model`` classes.
+    """Template for ``--model`` classes, built from the run's settings
+    (:class:`models.settings.RunSettings`).
 
     Subclasses set ``loss_names`` (``loss_<name>`` attributes), ``model_names`` (``net<name>``
     attributes), ``visual_names`` (tensor attributes shown in pages) and ``optimizers``.
     """
 
-    def __init__(self, opt: argparse.Namespace) -> None:
-        self.is_train: bool = opt.isTrain
-        self.device = torch.device(f"cuda:{opt.gpu_ids[0]}" if opt.gpu_ids else "cpu")
-        self.save_dir = Path(opt.checkpoints_dir) / opt.name
-        self.continue_train: bool = getattr(opt, "continue_train", False)
-        self.load_suffix = checkpoint_tag(opt.epoch, opt.load_iter)
-        self.verbose: bool = opt.verbose
-        self.schedule: dict[str, Any] = {k: getattr(opt, k, None) for k in
-                         ("lr_policy", "epoch_count", "n_epochs", "n_epochs_decay",
-                          "lr_decay_iters")}
-        configure_backends(self.device, tf32=not opt.no_tf32,
-                           cudnn_benchmark=not opt.no_cudnn_benchmark)
-        self.speed = resolve_speed(self.device, amp=opt.amp, channels_last=opt.channels_last,
-                                   use_compile=opt.compile)
+    def __init__(self, settings: RunSettings) -> None:
+        run, speed = settings.run, settings.speed
+        self.is_train = run.is_train
+        self.device = run.device
+        self.save_dir = run.run_dir
+        self.continue_train = run.continue_train
+        self.load_suffix = checkpoint_tag(run.epoch, run.load_iter)
+        self.verbose = run.verbose
+        self.schedule: dict[str, Any] = settings.schedule.lr_schedule()
+        configure_backends(self.device, tf32=not speed.no_tf32,
+                           cudnn_benchmark=not speed.no_cudnn_benchmark)
+        self.speed = resolve_speed(self.device, amp=speed.amp,
+                                   channels_last=speed.channels_last,
+                                   use_compile=speed.compile)
         self.grad_scaler = make_grad_scaler(self.device, self.speed.amp_dtype)
         self.loss_names: list[str] = []
         self.model_names: list[str] = []
@@ -99,10 +101,6 @@ class BaseModel(ABC):
     def setup(self) -> None:
         """Create schedulers (training) and load checkpoints (testing or resuming)."""
         if self.is_train:
-            missing = [f"--{k}" for k, v in self.schedule.items() if v is None]
-            if missing:
-                raise ConfigError(f"a training model needs the options {', '.join(missing)} "
-                                  f"(training options define them)")
             self.schedulers = [get_scheduler(o, **self.schedule) for o in self.optimizers]
         if not self.is_train or self.continue_train:
             self.load_networks(self.load_suffix)

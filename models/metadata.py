@@ -2,7 +2,7 @@
 
 The metadata records what a checkpoint is and what it was trained on, so that a prediction can be
 checked against it later: model and architecture, every setting of the generator
-(``generator_settings``: the fields of :class:`models.trained_run.GeneratorSettings`, checked
+(``generator_settings``: the fields of :class:`models.settings.GeneratorSettings`, checked
 against ``opt.json`` when the generator is loaded), input/output, slice size, voxel spacing and
 slice thickness read from the training volumes (with their range when patients differ), training
 parameters, preprocessing and HU window, the training patients, library versions and git commit.
@@ -10,10 +10,10 @@ parameters, preprocessing and HU window, the training patients, library versions
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import logging
+import math
 import platform
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -28,14 +28,19 @@ import torch
 from data.image_folder import make_dataset
 from data.nifti_io import nifti_stem, read_geometry
 from models.base_model import BaseModel, load_weights
-from models.trained_run import ARCHITECTURE_NAMES, GeneratorSettings, settings_json
+from models.settings import ARCHITECTURE_NAMES, RunSettings
 from util.errors import DataError
 from util.file_set import FileSet, file_set
 from util.geometry import stack_shape, stack_spacing_mm
+from util.settings import settings_to_json
 
 logger = logging.getLogger(__name__)
 
 METADATA_VERSION = 1
+#: The options recorded as the checkpoint's ``training`` section (with ``max_slices``).
+TRAINING_NAMES = ("batch_size", "lr", "beta1", "lambda_L1", "lambda_GAN", "motion_weight",
+                  "gan_mode", "pool_size", "n_epochs", "n_epochs_decay", "lr_policy",
+                  "epoch_count", "seed")
 Geometry = tuple[tuple[int, int, int], np.ndarray]
 #: Stages more members of a checkpoint set, given {network name: SHA-256 of its weights file}.
 StageExtra = Callable[[FileSet, Mapping[str, str]], None]
@@ -105,19 +110,21 @@ def code_version() -> dict[str, Any]:
     return {"git_commit": commit, "git_dirty": bool(dirty) if commit else None}
 
 
-def build_metadata(model: BaseModel, opt: argparse.Namespace, epoch: str | int,
+def build_metadata(model: BaseModel, settings: RunSettings, epoch: str | int,
                    geometry: Mapping[str, Geometry], *, epoch_number: int | None = None,
                    total_iters: int | None = None,
                    validation: Mapping[str, Any] | None = None,
                    train_history: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
-    """The metadata dict of a checkpoint (see the module docstring for its parts).
+    """The metadata dict of a checkpoint (see the module docstring for its parts), from the
+    run's ``settings``.
 
     ``validation``: the latest validation result (epoch, patients, MAE in HU), when there is one;
     ``train_history``: the earlier training sets of a run resumed on changed data
     (``--allow_data_change``), recorded as ``patients.train_history``.
     """
     summary = summarize_geometry(geometry)
-    a_to_b = opt.direction == "AtoB"
+    run, data, g = settings.run, settings.data, settings.generator
+    options = settings.to_json()
     avg, phase0 = ("average CT (AVG)", "respiratory phase 0 (end-inhale)")
     return {
         "format_version": METADATA_VERSION,
@@ -126,26 +133,23 @@ def build_metadata(model: BaseModel, opt: argparse.Namespace, epoch: str | int,
                        "total_iters": total_iters,
                        "files": {n: model.checkpoint_path(epoch, n).name
                                  for n in model.saved_networks()}},
-        "model": {"type": opt.model, "class": type(model).__name__, "name": opt.name},
-        "architecture": {k: getattr(opt, k) for k in
+        "model": {"type": run.model, "class": type(model).__name__, "name": run.name},
+        "architecture": {k: options[k] for k in
                          (*ARCHITECTURE_NAMES, "init_type", "netD", "ndf", "n_layers_D")},
-        "generator_settings": settings_json(GeneratorSettings.from_options(vars(opt))),
-        "input": {"image": avg if a_to_b else phase0, "units": "HU", "slice": "axial",
-                  "channels": opt.input_nc, "context_slices_each_side": opt.context_slices},
-        "output": {"image": phase0 if a_to_b else avg, "units": "HU", "slice": "axial",
-                   "channels": opt.output_nc},
+        "generator_settings": settings_to_json(g),
+        "input": {"image": avg if data.a_to_b else phase0, "units": "HU", "slice": "axial",
+                  "channels": g.input_nc, "context_slices_each_side": g.context_slices},
+        "output": {"image": phase0 if data.a_to_b else avg, "units": "HU", "slice": "axial",
+                   "channels": g.output_nc},
         "image_dimensions": {"native_slice_sizes_px": summary["slice_sizes_px"],
-                             "network_slice_size_px": opt.resize_to or None},
+                             "network_slice_size_px": g.resize_to or None},
         "voxel_geometry": summary,
-        "training": {k: getattr(opt, k, None) for k in
-                     ("batch_size", "lr", "beta1", "lambda_L1", "lambda_GAN", "motion_weight",
-                      "gan_mode", "pool_size",
-                      "n_epochs", "n_epochs_decay", "lr_policy", "epoch_count", "seed")}
-        | {"max_slices": None if opt.max_dataset_size == float("inf")
-           else int(opt.max_dataset_size)},
-        "preprocessing": {"dataset_mode": opt.dataset_mode, "preprocess": opt.preprocess,
-                          "resize_to": opt.resize_to, "flip": not opt.no_flip,
-                          "hu_window": {"hu_min": opt.hu_min, "hu_max": opt.hu_max,
+        "training": {k: options[k] for k in TRAINING_NAMES}
+        | {"max_slices": None if data.max_dataset_size == math.inf
+           else int(data.max_dataset_size)},
+        "preprocessing": {"dataset_mode": data.dataset_mode, "preprocess": data.preprocess,
+                          "resize_to": g.resize_to, "flip": not data.no_flip,
+                          "hu_window": {"hu_min": g.hu_min, "hu_max": g.hu_max,
                                         "maps_to": [-1.0, 1.0]},
                           "slice_frame": "axial slices inferior->superior; rows anterior->"
                                          "posterior; columns patient right->left"},
@@ -156,7 +160,7 @@ def build_metadata(model: BaseModel, opt: argparse.Namespace, epoch: str | int,
     } | ({"validation": dict(validation)} if validation is not None else {})
 
 
-def save_model_with_metadata(model: BaseModel, opt: argparse.Namespace, epoch: str | int,
+def save_model_with_metadata(model: BaseModel, settings: RunSettings, epoch: str | int,
                              save_dir: str | Path,
                              geometry: Mapping[str, Geometry] | None = None, *,
                              also: StageExtra | None = None, **progress: Any) -> Path:
@@ -165,16 +169,17 @@ def save_model_with_metadata(model: BaseModel, opt: argparse.Namespace, epoch: s
     a crash or a full disk at any moment, ``save_dir`` holds either the whole new set or the
     whole previous one.
 
-    ``geometry`` ({patient: (shape, affine)}) defaults to the headers in
-    ``<dataroot>/<phase>A``; ``also(stage, digests)`` stages more members of the set (the
-    training state), given the weights' SHA-256 by network name; ``progress`` may give
-    ``epoch_number``, ``total_iters``, ``validation`` and ``train_history`` (see
-    :func:`build_metadata`).
+    ``settings``: the run's (:class:`models.settings.RunSettings`); ``geometry`` ({patient:
+    (shape, affine)}) defaults to the headers in ``<dataroot>/<phase>A``; ``also(stage,
+    digests)`` stages more members of the set (the training state), given the weights'
+    SHA-256 by network name; ``progress`` may give ``epoch_number``, ``total_iters``,
+    ``validation`` and ``train_history`` (see :func:`build_metadata`).
     Returns the metadata path.
     """
     if geometry is None:
-        geometry = geometry_from_folder(Path(opt.dataroot) / f"{opt.phase}A")
-    meta = build_metadata(model, opt, epoch, geometry, **progress)
+        data = settings.data
+        geometry = geometry_from_folder(Path(data.dataroot) / f"{data.phase}A")
+    meta = build_metadata(model, settings, epoch, geometry, **progress)
     with file_set(save_dir, str(epoch)) as stage:
         digests = model.stage_networks(stage, epoch)
         path = stage.stage_json(f"{epoch}_metadata.json", meta)

@@ -21,13 +21,13 @@ from models.image_pool import ImagePool
 from models.networks import (
     GANLoss,
     define_D,
-    define_G,
     folding_fraction,
     gradient_penalty,
     is_motion_generator,
-    is_volumetric,
     smoothness_loss,
 )
+from models.settings import RunSettings
+from models.trained_run import build_generator
 from models.volume_inference import with_phase_planes
 from util.distributed import no_grad_sync, unwrap
 from util.errors import ConfigError
@@ -75,17 +75,15 @@ class Pix2PixModel(BaseModel):
                                 "gradient, voxels per voxel)")
         return parser
 
-    def __init__(self, opt: argparse.Namespace) -> None:
-        super().__init__(opt)
+    def __init__(self, settings: RunSettings) -> None:
+        super().__init__(settings)
+        g = settings.generator
         self.loss_names = ["G_GAN", "G_L1", "D_real", "D_fake"]
         self.visual_names = ["real_A", "fake_B", "real_B"]
         self.model_names = ["G", "D"] if self.is_train else ["G"]
         #: Input channels after the image channels: the target phase's planes (--phases).
-        self.conditioning_nc = PHASE_CHANNELS if getattr(opt, "phase_input", False) else 0
-        self.netG = define_G(opt.input_nc, opt.output_nc, opt.ngf, opt.netG, norm=opt.norm,
-                             use_dropout=not opt.no_dropout, init_type=opt.init_type,
-                             init_gain=opt.init_gain, residual=opt.residual,
-                             conditioning_nc=self.conditioning_nc).to(self.device)
+        self.conditioning_nc = PHASE_CHANNELS if g.phase_input else 0
+        self.netG = build_generator(g, settings.init).to(self.device)
         self.real_A: torch.Tensor | None = None
         self.real_B: torch.Tensor | None = None
         self.fake_B: torch.Tensor | None = None
@@ -97,40 +95,47 @@ class Pix2PixModel(BaseModel):
         if self.is_motion and self.is_train:
             self.loss_names += ["G_smooth", "fold_pct"]
         if self.is_train:
-            self.netD = define_D(opt.input_nc + opt.output_nc, opt.ndf, opt.netD,
-                                 n_layers_D=opt.n_layers_D, norm=opt.norm,
-                                 init_type=opt.init_type, init_gain=opt.init_gain,
-                                 dims=3 if is_volumetric(opt.netG) else 2).to(self.device)
-            self.lambda_smooth = opt.lambda_smooth
-            self.lambda_consistency = opt.lambda_consistency
-            if self.lambda_consistency > 0:
-                if not self.conditioning_nc:
-                    raise ConfigError("--lambda_consistency compares the mean of the synthetic "
-                                      "phases with the AVG: it needs a phase-conditioned run "
-                                      "(--phases all)")
-                self.loss_names.append("G_consistency")
-            self.gan_mode = opt.gan_mode
-            self.criterionGAN = GANLoss(opt.gan_mode).to(self.device)
-            self.lambda_L1, self.lambda_GAN = opt.lambda_L1, opt.lambda_GAN
-            self.motion_weight = opt.motion_weight
-            self.motion_threshold = opt.motion_threshold_hu * 2.0 / (opt.hu_max - opt.hu_min)
-            self.centre_channel = (opt.input_nc - self.conditioning_nc) // 2  # the AVG slice
-            self.fake_AB_pool = ImagePool(opt.pool_size, random.Random(opt.seed))
-            betas = (opt.beta1, 0.999)
-            self.optimizer_G = make_adam(self.netG.parameters(), lr=opt.lr, betas=betas,
-                                         device=self.device)
-            self.optimizer_D = make_adam(self.netD.parameters(), lr=opt.lr, betas=betas,
-                                         device=self.device)
-            self.optimizers = [self.optimizer_G, self.optimizer_D]
-            if not 0.0 <= opt.ema_decay < 1.0:
-                raise ConfigError(f"--ema_decay {opt.ema_decay}: give a decay in [0, 1) "
-                                  f"(0 switches the average off)")
-            self.ema_decay: float = opt.ema_decay
-            if self.ema_decay > 0:
-                self.netG_ema = copy.deepcopy(self.netG).requires_grad_(False)
-            #: True during G's backward when G's Adam runs inside it (see :meth:`setup`).
-            self.g_updates_in_backward = False
-            self.g_step_in_backward = False
+            self._set_up_training(settings)
+
+    def _set_up_training(self, settings: RunSettings) -> None:
+        """D, the losses, the pool of past fakes, the optimisers and G's average of a training
+        model."""
+        g, d, init = settings.generator, settings.discriminator, settings.init
+        losses, schedule = settings.losses, settings.schedule
+        self.netD = define_D(g.input_nc + g.output_nc, d.ndf, d.netD, n_layers_D=d.n_layers_D,
+                             norm=g.norm, init_type=init.init_type, init_gain=init.init_gain,
+                             dims=3 if g.volumetric else 2).to(self.device)
+        self.lambda_smooth = losses.lambda_smooth
+        self.lambda_consistency = losses.lambda_consistency
+        if self.lambda_consistency > 0:
+            if not self.conditioning_nc:
+                raise ConfigError("--lambda_consistency compares the mean of the synthetic "
+                                  "phases with the AVG: it needs a phase-conditioned run "
+                                  "(--phases all)")
+            self.loss_names.append("G_consistency")
+        self.gan_mode = losses.gan_mode
+        self.criterionGAN = GANLoss(losses.gan_mode).to(self.device)
+        self.lambda_L1, self.lambda_GAN = losses.lambda_L1, losses.lambda_GAN
+        self.motion_weight = losses.motion_weight
+        self.motion_threshold = (settings.regions.motion_threshold_hu * 2.0
+                                 / (g.hu_max - g.hu_min))
+        self.centre_channel = (g.input_nc - self.conditioning_nc) // 2  # the AVG slice
+        self.fake_AB_pool = ImagePool(schedule.pool_size, random.Random(settings.run.seed))
+        betas = (schedule.beta1, 0.999)
+        self.optimizer_G = make_adam(self.netG.parameters(), lr=schedule.lr, betas=betas,
+                                     device=self.device)
+        self.optimizer_D = make_adam(self.netD.parameters(), lr=schedule.lr, betas=betas,
+                                     device=self.device)
+        self.optimizers = [self.optimizer_G, self.optimizer_D]
+        if not 0.0 <= schedule.ema_decay < 1.0:
+            raise ConfigError(f"--ema_decay {schedule.ema_decay}: give a decay in [0, 1) "
+                              f"(0 switches the average off)")
+        self.ema_decay: float = schedule.ema_decay
+        if self.ema_decay > 0:
+            self.netG_ema = copy.deepcopy(self.netG).requires_grad_(False)
+        #: True during G's backward when G's Adam runs inside it (see :meth:`setup`).
+        self.g_updates_in_backward = False
+        self.g_step_in_backward = False
 
     def image_pools(self) -> dict[str, ImagePool]:
         """{"fake_AB": the pool of past (A, fake B) pairs shown to D} when training."""

@@ -8,9 +8,9 @@ from typing import Any
 import torch
 
 from models.base_model import BaseModel
-from models.networks import define_G
+from models.settings import RunSettings
+from models.trained_run import build_generator
 from util.errors import ConfigError
-from util.phases import PHASE_CHANNELS
 
 
 class TestModel(BaseModel):
@@ -26,17 +26,14 @@ class TestModel(BaseModel):
                             help="load <epoch>_net_G<suffix>.pth")
         return parser
 
-    def __init__(self, opt: argparse.Namespace) -> None:
-        super().__init__(opt)
+    def __init__(self, settings: RunSettings) -> None:
+        super().__init__(settings)
+        suffix = settings.run.model_suffix
         self.loss_names = []
         self.visual_names = ["real_A", "fake_B", "real_B"]
-        self.model_names = [f"G{opt.model_suffix}"]
-        net = define_G(opt.input_nc, opt.output_nc, opt.ngf, opt.netG, norm=opt.norm,
-                       use_dropout=not opt.no_dropout, init_type=opt.init_type,
-                       init_gain=opt.init_gain, residual=opt.residual,
-                       conditioning_nc=PHASE_CHANNELS if getattr(opt, "phase_input", False)
-                       else 0).to(self.device)
-        setattr(self, f"netG{opt.model_suffix}", net)
+        self.model_names = [f"G{suffix}"]
+        net = build_generator(settings.generator, settings.init).to(self.device)
+        setattr(self, f"netG{suffix}", net)
         self.generator = net
         self.real_A: torch.Tensor | None = None
         self.real_B: torch.Tensor | None = None

@@ -1,11 +1,13 @@
 """A trained generator and everything needed to run it, loaded from a run folder without writing.
 
-:class:`GeneratorSettings` is the one definition of the options that describe a trained
-generator (its architecture) and the input it expects (HU window, slice size, direction): the
-options ``test.py`` adopts from the run's ``opt.json``, the architecture in checkpoint metadata and
-the architecture check of ``train.py`` are all derived from its fields. :func:`load_generator` is
-the one way to load a trained generator for inference (``test.py``, ``scripts/predict.py``, the
-benchmarks): it reads ``opt.json`` and ``<epoch>_net_G.pth`` (``weights_only``) and writes nothing.
+:class:`models.settings.GeneratorSettings` is the one definition of the options that describe a
+trained generator (its architecture) and the input it expects (HU window, slice size,
+direction): the options ``test.py`` adopts from the run's ``opt.json``, the architecture in
+checkpoint metadata and the architecture check of ``train.py`` are all derived from its fields.
+:func:`load_generator` is the one way to load a trained generator for inference (``test.py``,
+``scripts/predict.py``, the benchmarks): it reads ``opt.json`` and ``<epoch>_net_G.pth``
+(``weights_only``) and writes nothing; :func:`build_generator` builds the generator those
+settings describe, for training and testing models alike.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,83 +25,16 @@ from torch import nn
 
 from models.base_model import load_weights, weights_mismatch
 from models.inference import StackPrediction, predict_hu
-from models.networks import (
-    SliceSizeRule,
-    define_G,
-    describe_network,
-    slice_size_rule,
-    volume_size_rule,
-)
-from models.networks import is_volumetric as is_volumetric_name
+from models.networks import define_G, describe_network
 from models.run_folder import read_run_options
-from models.volume_inference import DEFAULT_OVERLAP, VolumeWindows
+from models.settings import ARCHITECTURE_NAMES, SETTING_NAMES, GeneratorSettings, InitSettings
+from models.volume_inference import DEFAULT_OVERLAP
 from util.errors import ConfigError
 from util.file_set import committed_path
 from util.phases import PHASE_CHANNELS, phase_label
-from util.resample import checked_working_spacing
+from util.settings import settings_to_json
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class GeneratorSettings:
-    """What a trained generator is and what it takes: its architecture (``--netG`` ...
-    ``--residual``; ``phase_input``: it reads the target phase as two planes after the image
-    channels, recorded by a training with ``--phases``) and its input (``--resize_to`` pixels,
-    0 = native; ``--patch_size`` (D, H, W) voxels a volumetric generator was trained on,
-    0 = whole extent; ``--working_spacing_mm`` (slice, row, column) mm of the grid it runs on,
-    0 = native axis; ``--residual_gate_hu``, the change from the AVG below which the AVG is
-    kept (0 = off); the HU window mapped to [-1, 1]; ``--direction``). Field names are the
-    option names."""
-
-    netG: str
-    ngf: int = 64
-    norm: str = "instance"
-    no_dropout: bool = False
-    input_nc: int = 1
-    output_nc: int = 1
-    context_slices: int = 0
-    residual: bool = False
-    phase_input: bool = False
-    resize_to: int = 0
-    patch_size: tuple[int, int, int] = (0, 0, 0)
-    working_spacing_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    residual_gate_hu: float = 0.0
-    hu_min: float = -1024.0
-    hu_max: float = 3071.0
-    direction: str = "AtoB"
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> GeneratorSettings:
-        """The settings in ``options`` (an ``opt.json`` dict or ``vars(opt)``); options a run
-        recorded before they existed take their defaults."""
-        values = {k: options[k] for k in SETTING_NAMES if k in options}
-        if "patch_size" in values:  # a JSON list
-            values["patch_size"] = tuple(int(v) for v in values["patch_size"])
-        if "working_spacing_mm" in values:  # a JSON list
-            values["working_spacing_mm"] = checked_working_spacing(values["working_spacing_mm"])
-        return cls(**values)
-
-    @property
-    def volumetric(self) -> bool:
-        """Whether the generator is a volumetric (3-D) one."""
-        return is_volumetric_name(self.netG)
-
-    def size_rule(self) -> SliceSizeRule:
-        """The slice (2-D) or window (3-D) sides the generator takes."""
-        return volume_size_rule(self.netG) if self.volumetric else slice_size_rule(self.netG)
-
-    def windows(self, overlap: float = DEFAULT_OVERLAP) -> VolumeWindows | None:
-        """How a volumetric generator covers a volume (None for a slice generator)."""
-        if not self.volumetric:
-            return None
-        return VolumeWindows(self.patch_size, overlap, self.size_rule())
-
-
-#: The options that describe a trained generator, in one place (derived from the fields).
-SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(GeneratorSettings))
-#: Of those, the ones that shape the weights (the rest say what input the network expects).
-ARCHITECTURE_NAMES: tuple[str, ...] = SETTING_NAMES[:SETTING_NAMES.index("resize_to")]
 
 
 @dataclass(frozen=True)
@@ -142,28 +77,27 @@ class TrainedGenerator:
 def read_settings(run_dir: Path) -> GeneratorSettings:
     """The generator settings recorded in ``<run_dir>/opt.json`` (ConfigError naming the file
     when it is missing, not JSON or names no generator)."""
+    hint = "point --name and --checkpoints_dir at a run trained by train.py"
     try:
-        return GeneratorSettings.from_options(read_run_options(run_dir))
-    except TypeError as exc:  # a value of the wrong kind for the dataclass
-        raise ConfigError(f"{run_dir / 'opt.json'}: cannot read the run's options ({exc})"
-                          ) from exc
+        options = read_run_options(run_dir)
     except ConfigError as exc:
-        raise ConfigError(f"{exc}; point --name and --checkpoints_dir at a run trained by "
-                          f"train.py") from exc
+        raise ConfigError(f"{exc}; {hint}") from exc
+    try:
+        return GeneratorSettings.from_options(options)
+    except (ConfigError, TypeError, ValueError) as exc:  # values of the wrong kind included
+        raise ConfigError(f"{run_dir / 'opt.json'}: cannot read the run's options ({exc}); "
+                          f"{hint}") from exc
 
 
-def build_generator(settings: GeneratorSettings) -> nn.Module:
-    """An untrained generator (CPU) of the given architecture."""
+def build_generator(settings: GeneratorSettings, init: InitSettings | None = None) -> nn.Module:
+    """An untrained generator (CPU) of the given architecture, its weights drawn as ``init``
+    says (the options' defaults when None)."""
+    init = init or InitSettings()
     return define_G(settings.input_nc, settings.output_nc, settings.ngf, settings.netG,
                     norm=settings.norm, use_dropout=not settings.no_dropout,
+                    init_type=init.init_type, init_gain=init.init_gain,
                     residual=settings.residual,
                     conditioning_nc=PHASE_CHANNELS if settings.phase_input else 0)
-
-
-def settings_json(settings: GeneratorSettings) -> dict[str, Any]:
-    """``settings`` as a JSON object (the tuples ``patch_size`` and ``working_spacing_mm`` as
-    lists), field by field."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
 
 
 def recorded_settings(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -205,7 +139,7 @@ def check_settings(settings: GeneratorSettings, run_dir: Path, epoch: str) -> No
                           f"({exc})") from exc
     if not isinstance(meta, Mapping):
         raise ConfigError(f"{run_dir / name}: not checkpoint metadata (a JSON object expected)")
-    current = settings_json(settings)
+    current = settings_to_json(settings)
     diffs = [f"--{k} {v} in {run_dir / name} but {current[k]} in {run_dir / 'opt.json'}"
              for k, v in recorded_settings(meta).items() if _differ(v, current[k])]
     if diffs:

@@ -1,4 +1,5 @@
-"""Options shared by training and testing, parsed in two passes.
+"""Options shared by training and testing, parsed in two passes, and turned into the run's
+typed settings (:func:`run_settings`).
 
 The first pass reads ``--model`` and ``--dataset_mode`` (and, for training, ``--recipe``) alone;
 their ``modify_commandline_options`` then add or re-default options, and the recipe sets its
@@ -21,6 +22,7 @@ import models
 from data.ct_volumes import AFFINE_ATOL_MM
 from evaluation.metrics import MOTION_MARGIN_MM, RegionSettings
 from models import networks
+from models.settings import RunSettings
 from util.atomic import atomic_write_json, atomic_write_text
 from util.distributed import is_main_process
 from util.errors import ConfigError
@@ -31,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 
 class BaseOptions:
-    """Parses the command line into an ``argparse.Namespace`` (``opt``) and records it."""
+    """Parses the command line into an ``argparse.Namespace`` (``opt``) and records it; the
+    entry point turns ``opt`` into the run's settings once (:func:`run_settings`)."""
 
     is_train = False
     #: What ``--help`` says first.
@@ -316,6 +319,13 @@ def region_settings(opt: argparse.Namespace) -> RegionSettings:
                               hu_max=opt.hu_max)
     except ValueError as exc:
         raise ConfigError(f"evaluation region options: {exc}") from exc
+
+
+def run_settings(opt: argparse.Namespace) -> RunSettings:
+    """The parsed options as the run's typed settings (:class:`models.settings.RunSettings`),
+    read from their JSON exactly as a run folder's ``opt.json`` is read back: the one place the
+    command line becomes the value library code takes."""
+    return RunSettings.from_json(options_to_json(opt))
 
 
 def options_to_json(opt: argparse.Namespace) -> dict[str, object]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from data.dicom_io import DEFAULT_AVG_SERIES, DEFAULT_PHASE0_SERIES
 from models.run_folder import read_run_options
-from models.trained_run import SETTING_NAMES
+from models.settings import SETTING_NAMES
 from options.base_options import BaseOptions
 from util.errors import ConfigError
 
@@ -84,7 +84,7 @@ class TestOptions(BaseOptions):
 
 def adopt_training_architecture(opt: argparse.Namespace, saved: dict[str, object],
                                 explicit: set[str], source: Path) -> None:
-    """Copy the generator's settings (:data:`models.trained_run.SETTING_NAMES`) from ``saved``
+    """Copy the generator's settings (:data:`models.settings.SETTING_NAMES`) from ``saved``
     into ``opt`` unless given explicitly.
 
     An explicit value that contradicts the training run is a ConfigError naming both values.

@@ -84,13 +84,14 @@ def test_models_parse_to_the_recipe_and_the_volumetric_variants(tmp_path: Path) 
     args = bc.parse_args(["--patch_size", "32", "64", "64"])
     parsed = {name: bc.parse_training(str(tmp_path), bc.model_flags(model, args), tmp_path)
               for name, model in bc.MODELS.items()}
-    assert {n: o.netG for n, o in parsed.items()} == {
+    generators = {name: settings.generator for name, settings in parsed.items()}
+    assert {n: g.netG for n, g in generators.items()} == {
         "recipe": "unet_64", "unet512": "unet_512", "unet3d": "unet3d_4",
         "motion3d": "motion3d_4"}
-    assert (parsed["recipe"].ngf, parsed["recipe"].batch_size) == (32, 8)
-    assert (parsed["recipe"].context_slices, parsed["unet512"].context_slices) == (2, 2)
-    assert parsed["unet3d"].patch_size == [32, 64, 64]
-    assert (parsed["unet3d"].ngf, parsed["motion3d"].ngf) == (16, 16)
+    assert (generators["recipe"].ngf, parsed["recipe"].data.batch_size) == (32, 8)
+    assert (generators["recipe"].context_slices, generators["unet512"].context_slices) == (2, 2)
+    assert generators["unet3d"].patch_size == (32, 64, 64)
+    assert (generators["unet3d"].ngf, generators["motion3d"].ngf) == (16, 16)
     assert {n for n, m in bc.MODELS.items() if m.volumetric} == {"unet3d", "motion3d"}
     assert bc.model_flags(bc.MODELS["motion3d"], args)[-4:] == ["--patch_size", "32", "64", "64"]
     assert "--patch_size" not in bc.model_flags(bc.MODELS["recipe"], args)

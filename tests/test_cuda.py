@@ -26,8 +26,8 @@ from models import create_model
 from models.base_model import BaseModel
 from models.inference import predict_hu
 from models.networks import define_G
-from options.train_options import TrainOptions
 from tests.conftest import write_pair_tree
+from tests.parsed import parsed_settings
 from util.speed import SpeedSettings, speed_up_network, to_memory_format
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,13 +75,13 @@ def random_slices(n: int, device: torch.device, seed: int = 0) -> torch.Tensor:
 
 def training_model(tmp_path: Path, gpu_ids: str, amp: str) -> BaseModel:
     """A pix2pix training model (unet_64, ngf and ndf 8, batch 2), set up."""
-    opt = TrainOptions().parse(["--dataroot", str(tmp_path), "--checkpoints_dir", str(tmp_path),
-                                "--netG", "unet_64", "--ngf", "8", "--ndf", "8", "--norm",
-                                "instance", "--axial_slice", "--preprocess", "none",
-                                "--gpu_ids", gpu_ids, "--batch_size", "2", "--amp", amp,
-                                "--recipe", "pix2pix"])
+    settings = parsed_settings("--dataroot", str(tmp_path), "--checkpoints_dir", str(tmp_path),
+                               "--netG", "unet_64", "--ngf", "8", "--ndf", "8", "--norm",
+                               "instance", "--axial_slice", "--preprocess", "none",
+                               "--gpu_ids", gpu_ids, "--batch_size", "2", "--amp", amp,
+                               "--recipe", "pix2pix")
     torch.manual_seed(0)
-    model = create_model(opt)
+    model = create_model(settings)
     model.setup()
     return model
 

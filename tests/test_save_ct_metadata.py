@@ -1,6 +1,5 @@
 """Checkpoint metadata: geometry read from the training volumes, not hard-coded."""
 
-import argparse
 import json
 
 import numpy as np
@@ -10,8 +9,9 @@ import torch
 import save_ct_metadata as scm
 from data.nifti_aligned_dataset import NiftiAlignedDataset
 from models import create_model
-from options.train_options import TrainOptions
+from models.settings import RunSettings
 from tests.conftest import ct_like, write_nifti
+from tests.parsed import parsed_settings
 from train import training_geometry
 
 
@@ -26,18 +26,18 @@ def two_patient_root(tmp_path):
     return tmp_path
 
 
-def make_model(root) -> tuple[object, argparse.Namespace]:
-    opt = TrainOptions().parse(["--dataroot", str(root / "d"), "--checkpoints_dir",
-                                str(root / "ck"), "--name", "run", "--netG", "unet_64", "--ngf",
-                                "8", "--ndf", "8", "--axial_slice", "--lr", "0.0003",
-                                "--lambda_L1", "50", "--gpu_ids", "-1", "--recipe", "pix2pix"])
-    return create_model(opt), opt
+def make_model(root) -> tuple[object, RunSettings]:
+    settings = parsed_settings("--dataroot", str(root / "d"), "--checkpoints_dir",
+                               str(root / "ck"), "--name", "run", "--netG", "unet_64", "--ngf",
+                               "8", "--ndf", "8", "--axial_slice", "--lr", "0.0003",
+                               "--lambda_L1", "50", "--gpu_ids", "-1", "--recipe", "pix2pix")
+    return create_model(settings), settings
 
 
 def test_metadata_reads_spacing_from_the_volumes(two_patient_root):
-    model, opt = make_model(two_patient_root)
-    geometry = training_geometry(NiftiAlignedDataset.from_options(opt))
-    path = scm.save_model_with_metadata(model, opt, 5, model.save_dir, geometry,
+    model, settings = make_model(two_patient_root)
+    geometry = training_geometry(NiftiAlignedDataset.from_settings(settings.data))
+    path = scm.save_model_with_metadata(model, settings, 5, model.save_dir, geometry,
                                         epoch_number=5, total_iters=50)
     assert path.name == "5_metadata.json"
     assert (model.save_dir / "5_net_G.pth").is_file()
@@ -64,15 +64,15 @@ def test_metadata_reads_spacing_from_the_volumes(two_patient_root):
 
 
 def test_geometry_defaults_to_headers_of_training_folder(two_patient_root):
-    model, opt = make_model(two_patient_root)
-    from_headers = scm.save_model_with_metadata(model, opt, "latest", model.save_dir)
+    model, settings = make_model(two_patient_root)
+    from_headers = scm.save_model_with_metadata(model, settings, "latest", model.save_dir)
     meta = json.loads(from_headers.read_text())
     assert meta["voxel_geometry"]["range"]["pixel_spacing_col_mm"] == {"min": 0.7, "max": 0.8}
 
 
 def test_load_model_with_metadata(two_patient_root):
-    model, opt = make_model(two_patient_root)
-    scm.save_model_with_metadata(model, opt, "latest", model.save_dir)
+    model, settings = make_model(two_patient_root)
+    scm.save_model_with_metadata(model, settings, "latest", model.save_dir)
     for path in (model.save_dir / "latest_net_G.pth", model.save_dir / "latest_metadata.json"):
         state, meta = scm.load_model_with_metadata(path)
         assert state.keys() == model.netG.state_dict().keys()

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 from models import create_model
-from options.base_options import options_to_json
+from options.base_options import options_to_json, run_settings
 from options.train_options import TrainOptions
 from util.atomic import atomic_write_json
 
@@ -35,7 +35,7 @@ def tiny_run(checkpoints: Path, *extra: str, name: str = "run") -> Path:
                                 str(checkpoints), "--name", name, "--netG", "unet_64", "--ngf",
                                 "8", "--norm", "instance", "--axial_slice", "--gpu_ids", "-1",
                                 "--recipe", "pix2pix", *extra])
-    create_model(opt).save_networks("latest")
+    create_model(run_settings(opt)).save_networks("latest")
     atomic_write_json(checkpoints / name / "opt.json", options_to_json(opt))
     return checkpoints
 

@@ -1,6 +1,5 @@
 """The NIfTI slice dataset: pairing, geometry checks, samples, options."""
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +8,9 @@ import torch
 
 from data.image_folder import is_image_file, make_dataset
 from data.nifti_aligned_dataset import NiftiAlignedDataset
-from options.train_options import TrainOptions
+from data.settings import DataSettings
 from tests.conftest import LPS_AFFINE, ct_like, write_nifti, write_pair_tree
+from tests.parsed import parsed_settings
 from util.errors import ConfigError, DataError
 from util.geometry import stack_affine, to_slice_stack
 from util.hu_window import unit_to_hu
@@ -21,11 +21,10 @@ def train_set(root: Path, **kw) -> NiftiAlignedDataset:
     return NiftiAlignedDataset(root / "trainA", root / "trainB", **kw)
 
 
-def parsed(root: Path, *flags: str) -> argparse.Namespace:
-    """Training options as train.py parses them (the registry's path)."""
-    return TrainOptions().parse(["--dataroot", str(root), "--checkpoints_dir",
-                                 str(root / "ck"), "--gpu_ids", "-1", "--recipe", "pix2pix",
-                                 *flags])
+def parsed(root: Path, *flags: str) -> DataSettings:
+    """The data settings of a training as train.py builds them (the registry's path)."""
+    return parsed_settings("--dataroot", str(root), "--checkpoints_dir", str(root / "ck"),
+                           "--gpu_ids", "-1", "--recipe", "pix2pix", *flags).data
 
 
 def test_serves_every_axial_slice_in_hu_window(tmp_path):
@@ -89,7 +88,7 @@ def test_missing_folders(tmp_path):
         train_set(tmp_path)
     write_pair_tree(tmp_path, "test", {"p1": (4, 4, 2)}, with_b=False)
     with pytest.raises(DataError, match=r"testB: folder not found"):
-        NiftiAlignedDataset.from_options(parsed(tmp_path, "--axial_slice", "--phase", "test"))
+        NiftiAlignedDataset.from_settings(parsed(tmp_path, "--axial_slice", "--phase", "test"))
     ds = NiftiAlignedDataset(tmp_path / "testA", None)
     assert not ds.has_target
     assert set(ds[0]) == {"A", "A_paths", "patient_id", "slice_index", "patient_index"}
@@ -119,9 +118,9 @@ def test_flip_only_when_training_and_allowed(tmp_path):
     flipped = [not torch.equal(ds[0]["A"], train_set(tmp_path)[0]["A"]) for _ in range(20)]
     assert 0 < sum(flipped) < 20
     for no_flip in ([], ["--no_flip"]):  # the options flip in training unless --no_flip
-        from_options = NiftiAlignedDataset.from_options(parsed(tmp_path, "--axial_slice",
-                                                               *no_flip))
-        assert from_options.flip == (not no_flip)
+        from_settings = NiftiAlignedDataset.from_settings(parsed(tmp_path, "--axial_slice",
+                                                                 *no_flip))
+        assert from_settings.flip == (not no_flip)
 
 
 @pytest.mark.parametrize(("flags", "message"), [
@@ -134,7 +133,7 @@ def test_flip_only_when_training_and_allowed(tmp_path):
 def test_unsupported_options_refused(tmp_path, flags, message):
     write_pair_tree(tmp_path, "train", {"p1": (4, 4, 2)})
     with pytest.raises(ConfigError, match=message):
-        NiftiAlignedDataset.from_options(parsed(tmp_path, *flags))
+        NiftiAlignedDataset.from_settings(parsed(tmp_path, *flags))
 
 
 @pytest.mark.parametrize(("flags", "channels"), [
@@ -143,9 +142,9 @@ def test_only_legal_values_need_no_flag(tmp_path, flags, channels):
     """--axial_slice and --preprocess none are the defaults; --input_nc follows
     --context_slices, or gives it."""
     write_pair_tree(tmp_path, "train", {"p1": (4, 4, 2)})
-    opt = parsed(tmp_path, *flags)
-    assert (opt.axial_slice, opt.preprocess, opt.input_nc) == (True, "none", channels)
-    assert NiftiAlignedDataset.from_options(opt)[0]["A"].shape[0] == channels
+    data = parsed(tmp_path, *flags)
+    assert (data.axial_slice, data.preprocess, data.input_nc) == (True, "none", channels)
+    assert NiftiAlignedDataset.from_settings(data)[0]["A"].shape[0] == channels
 
 
 @pytest.mark.parametrize("name", ["context_slices", "resize_to", "volume_cache"])

@@ -2,6 +2,7 @@
 options, lazily decoded volumes."""
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,10 @@ from data.nifti_volume_dataset import (
     origin_bounds,
 )
 from data.sampling import PatientBlockSampler
+from data.settings import DataSettings
 from data.volume_cache import LazyStacks
-from options.train_options import TrainOptions
 from tests.conftest import LPS_AFFINE, ct_like, write_nifti, write_pair_tree
+from tests.parsed import parsed_settings
 from util.errors import ConfigError
 from util.geometry import from_slice_stack, to_slice_stack
 from util.hu_window import hu_to_unit, unit_to_hu
@@ -49,14 +51,13 @@ def write_moving_pair(root: Path, pid: str = "p1", box: tuple[slice, ...] | None
     return a_stack, b_stack
 
 
-def volume_options(root: Path, *flags: str, patch_size=(0, 0, 0)) -> argparse.Namespace:
-    """Training options as train.py parses them for ``--dataset_mode nifti_volume``;
-    ``patch_size`` set on ``opt`` (the base options define ``--patch_size``)."""
-    opt = TrainOptions().parse(["--dataroot", str(root), "--checkpoints_dir", str(root / "ck"),
-                                "--gpu_ids", "-1", "--dataset_mode", "nifti_volume", "--recipe",
-                                "pix2pix", *flags])
-    opt.patch_size = list(patch_size)
-    return opt
+def volume_options(root: Path, *flags: str, patch_size=(0, 0, 0)) -> DataSettings:
+    """The data settings of a training as train.py builds them for ``--dataset_mode
+    nifti_volume``, with ``patch_size`` (any value, for the dataset to judge)."""
+    data = parsed_settings("--dataroot", str(root), "--checkpoints_dir", str(root / "ck"),
+                           "--gpu_ids", "-1", "--dataset_mode", "nifti_volume", "--recipe",
+                           "pix2pix", *flags).data
+    return dataclasses.replace(data, patch_size=tuple(patch_size))
 
 
 def contains_moving(item: dict, b_minus_a_threshold_hu: float = 50.0) -> bool:
@@ -276,11 +277,11 @@ def test_max_dataset_size_spreads_over_patients(tmp_path):
     assert set(ds.sample_patients()) == {0, 1}
 
 
-def test_from_options_builds_the_patch_dataset(tmp_path):
+def test_from_settings_builds_the_patch_dataset(tmp_path):
     write_moving_pair(tmp_path)
     opt = volume_options(tmp_path, "--patches_per_volume", "3", "--motion_fraction", "0.25",
                          "--motion_threshold_hu", "80", "--no_flip", patch_size=(4, 0, 6))
-    ds = NiftiVolumeDataset.from_options(opt)
+    ds = NiftiVolumeDataset.from_settings(opt)
     assert (ds.patch_size, ds.patches_per_volume, ds.motion_fraction) == ((4, 0, 6), 3, 0.25)
     assert (ds.motion_threshold_hu, ds.flip, len(ds)) == (80.0, False, 3)
     assert ds[0]["A"].shape == (1, 4, 10, 6)
@@ -298,19 +299,19 @@ def test_from_options_builds_the_patch_dataset(tmp_path):
     (["--motion_fraction", "-0.1"], (0, 0, 0), r"--motion_fraction must be in \[0, 1\]"),
     (["--patches_per_volume", "0"], (0, 0, 0), "--patches_per_volume must be at least 1, got 0"),
 ])
-def test_from_options_refuses_what_it_cannot_serve(tmp_path, flags, patch_size, message):
+def test_from_settings_refuses_what_it_cannot_serve(tmp_path, flags, patch_size, message):
     write_moving_pair(tmp_path)
     opt = volume_options(tmp_path, *flags, patch_size=patch_size)
     with pytest.raises(ConfigError, match=message) as err:
-        NiftiVolumeDataset.from_options(opt)
+        NiftiVolumeDataset.from_settings(opt)
     assert "\n" not in str(err.value)
 
 
-def test_from_options_needs_no_axial_slice_flag(tmp_path):
+def test_from_settings_needs_no_axial_slice_flag(tmp_path):
     write_moving_pair(tmp_path)
-    opt = volume_options(tmp_path)
-    assert not opt.axial_slice
-    assert len(NiftiVolumeDataset.from_options(opt)) == 1
+    data = volume_options(tmp_path)
+    assert not data.axial_slice
+    assert len(NiftiVolumeDataset.from_settings(data)) == 1
 
 
 def test_loader_batches_patches_and_origins(tmp_path):

@@ -2,7 +2,6 @@
 by the slice and the patch datasets: samples per (patient, phase), their truth and phase planes,
 missing phases, lazy volumes, options."""
 
-import argparse
 import logging
 import math
 from pathlib import Path
@@ -16,9 +15,10 @@ from data.nifti_aligned_dataset import NiftiAlignedDataset
 from data.nifti_volume_dataset import NiftiVolumeDataset, crop_padded
 from data.phase_volumes import dataset_phases, find_phases
 from data.sampling import PatientBlockSampler
+from data.settings import DataSettings
 from data.volume_cache import LazyStacks
-from options.train_options import TrainOptions
 from tests.conftest import LPS_AFFINE, ct_like, write_nifti
+from tests.parsed import parsed_settings
 from util.errors import ConfigError, DataError
 from util.geometry import from_slice_stack
 from util.hu_window import unit_to_hu
@@ -69,10 +69,10 @@ def patch_set(root: Path, **kw) -> NiftiVolumeDataset:
     return NiftiVolumeDataset(root / "trainA", root / "trainB", **kw)
 
 
-def parsed(root: Path, *flags: str) -> argparse.Namespace:
-    """Training options as train.py parses them."""
-    return TrainOptions().parse(["--dataroot", str(root), "--checkpoints_dir", str(root / "ck"),
-                                 "--gpu_ids", "-1", "--recipe", "pix2pix", *flags])
+def parsed(root: Path, *flags: str) -> DataSettings:
+    """The data settings of a training as train.py builds them."""
+    return parsed_settings("--dataroot", str(root), "--checkpoints_dir", str(root / "ck"),
+                           "--gpu_ids", "-1", "--recipe", "pix2pix", *flags).data
 
 
 def assert_planes(a: torch.Tensor, channels: int, percent: float) -> None:
@@ -231,8 +231,8 @@ def test_direction_b_to_a_with_phases_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="--direction AtoB"):
         slice_set(tmp_path, phases=PHASES, a_to_b=False)
     with pytest.raises(ConfigError, match="--direction AtoB"):
-        NiftiAlignedDataset.from_options(parsed(tmp_path, "--axial_slice", "--phases", "all",
-                                                "--input_nc", "3", "--direction", "BtoA"))
+        NiftiAlignedDataset.from_settings(parsed(tmp_path, "--axial_slice", "--phases", "all",
+                                                 "--input_nc", "3", "--direction", "BtoA"))
 
 
 @pytest.mark.parametrize("phases", [[], [100.0], [-10.0]])
@@ -254,20 +254,19 @@ def test_phases_option_resolves_folders_lists_and_off(tmp_path):
         dataset_phases("half", tmp_path, "train")
 
 
-def test_from_options_builds_the_phase_datasets(tmp_path):
+def test_from_settings_builds_the_phase_datasets(tmp_path):
     write_phase_tree(tmp_path)
-    slices = NiftiAlignedDataset.from_options(parsed(
+    slices = NiftiAlignedDataset.from_settings(parsed(
         tmp_path, "--axial_slice", "--phases", "all", "--context_slices", "1", "--input_nc", "5"))
     assert slices.phases == PHASES
     assert slices[0]["A"].shape == (5, 7, 8)
-    listed = NiftiAlignedDataset.from_options(parsed(tmp_path, "--axial_slice", "--phases",
-                                                     "30", "--input_nc", "3"))
+    listed = NiftiAlignedDataset.from_settings(parsed(tmp_path, "--axial_slice", "--phases",
+                                                      "30", "--input_nc", "3"))
     assert listed.phases == (30.0,)
     assert len(listed) == 3 * STACK[0]
-    opt = parsed(tmp_path, "--dataset_mode", "nifti_volume", "--phases", "0,60", "--input_nc",
-                 "3")
-    opt.patch_size = [2, 3, 4]
-    volumes = NiftiVolumeDataset.from_options(opt)
+    volumes = NiftiVolumeDataset.from_settings(parsed(
+        tmp_path, "--dataset_mode", "nifti_volume", "--phases", "0,60", "--input_nc", "3",
+        "--patch_size", "2", "3", "4"))
     assert volumes.phases == (0.0, 60.0)
     assert len(volumes) == 5  # p2 has no phase 60
     assert volumes[0]["A"].shape == (3, 2, 3, 4)
@@ -287,11 +286,9 @@ def test_from_options_builds_the_phase_datasets(tmp_path):
 ])
 def test_input_nc_messages_count_the_phase_planes(tmp_path, flags, message):
     write_phase_tree(tmp_path)
-    opt = parsed(tmp_path, *flags)
-    opt.patch_size = [0, 0, 0]
     cls = NiftiVolumeDataset if "nifti_volume" in flags else NiftiAlignedDataset
     with pytest.raises(ConfigError, match=message) as err:
-        cls.from_options(opt)
+        cls.from_settings(parsed(tmp_path, *flags))
     assert "\n" not in str(err.value)
 
 

@@ -22,7 +22,8 @@ from inference.pipeline import (
     refuse_nifti_inputs,
 )
 from inference.results_folder import patient_paths
-from models.trained_run import GeneratorSettings, TrainedGenerator, build_generator
+from models.settings import GeneratorSettings
+from models.trained_run import TrainedGenerator, build_generator
 from tests.conftest import OBLIQUE_AFFINE, ct_like, write_nifti
 from tests.data.test_dicom_io import ct_hu, write_ct_series
 from tests.test_dicom_outputs import SWAPPED

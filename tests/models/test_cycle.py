@@ -6,7 +6,8 @@ import torch
 
 from models.cycle import CyclePrediction, predict_cycle
 from models.inference import StackPrediction
-from models.trained_run import GeneratorSettings, TrainedGenerator, build_generator
+from models.settings import GeneratorSettings
+from models.trained_run import TrainedGenerator, build_generator
 from util.errors import ConfigError
 from util.phases import STANDARD_PHASES
 

@@ -6,21 +6,18 @@ import pytest
 import torch
 
 from models import create_model
-from options.test_options import TestOptions
-from options.train_options import TrainOptions
 from tests.conftest import CodeOnLoad
+from tests.parsed import parsed_settings
 from util.errors import ConfigError, DataError
 
 
-def small_opt(tmp_path, *extra, train=True):
+def small_settings(tmp_path, *extra, train=True):
+    """A small unet_64 run's settings; a training's records its opt.json, as train.py does once
+    its checks pass."""
     argv = ["--dataroot", str(tmp_path / "d"), "--checkpoints_dir", str(tmp_path / "ck"),
             "--name", "run", "--netG", "unet_64", "--ngf", "8", "--ndf", "8", "--axial_slice",
             "--gpu_ids", "-1", *(["--recipe", "pix2pix"] if train else []), *extra]
-    options = TrainOptions() if train else TestOptions()
-    opt = options.parse(argv)
-    if train:
-        options.record(opt)  # the run's opt.json, as train.py writes it once its checks pass
-    return opt
+    return parsed_settings(*argv, train=train, record=train)
 
 
 def batch(n=2, size=64):
@@ -32,7 +29,7 @@ def batch(n=2, size=64):
 @pytest.mark.parametrize("gan_mode", ["vanilla", "lsgan", "wgangp"])
 def test_pix2pix_step_updates_both_networks(tmp_path, gan_mode):
     torch.manual_seed(0)
-    model = create_model(small_opt(tmp_path, "--gan_mode", gan_mode, "--pool_size", "2"))
+    model = create_model(small_settings(tmp_path, "--gan_mode", gan_mode, "--pool_size", "2"))
     model.setup()
     g0 = [p.detach().clone() for p in model.netG.parameters()]
     d0 = [p.detach().clone() for p in model.netD.parameters()]
@@ -47,11 +44,11 @@ def test_pix2pix_step_updates_both_networks(tmp_path, gan_mode):
 
 
 def test_checkpoints_round_trip_into_test_model(tmp_path):
-    model = create_model(small_opt(tmp_path))
+    model = create_model(small_settings(tmp_path))
     paths = model.save_networks("latest")
     assert [p.name for p in paths] == ["latest_net_G.pth", "latest_net_D.pth"]
     assert not [p for p in paths[0].parent.iterdir() if ".tmp" in p.name]
-    tester = create_model(small_opt(tmp_path, "--model", "test", train=False))
+    tester = create_model(small_settings(tmp_path, "--model", "test", train=False))
     tester.setup()
     for a, b in zip(model.netG.state_dict().values(), tester.netG.state_dict().values(),
                     strict=True):
@@ -63,10 +60,10 @@ def test_checkpoints_round_trip_into_test_model(tmp_path):
 
 
 def test_checkpoint_carrying_code_is_refused_and_not_run(tmp_path):
-    model = create_model(small_opt(tmp_path))
+    model = create_model(small_settings(tmp_path))
     marker = tmp_path / "code_ran"
     torch.save({"weight": CodeOnLoad(marker)}, model.checkpoint_path("latest", "G"))
-    tester = create_model(small_opt(tmp_path, "--model", "test", train=False))
+    tester = create_model(small_settings(tmp_path, "--model", "test", train=False))
     with pytest.raises(DataError, match=r"latest_net_G\.pth: refused, not a plain weights file"):
         tester.setup()
     assert not marker.exists()
@@ -77,13 +74,13 @@ def test_checkpoint_carrying_code_is_refused_and_not_run(tmp_path):
 def test_wrong_architecture_names_what_checkpoint_holds(tmp_path):
     import save_ct_metadata
 
-    opt = small_opt(tmp_path)
-    model = create_model(opt)
+    settings = small_settings(tmp_path)
+    model = create_model(settings)
     geometry = {"p1": ((64, 64, 4), torch.eye(4).numpy())}
-    save_ct_metadata.save_model_with_metadata(model, opt, "latest", model.save_dir, geometry)
-    other = small_opt(tmp_path, "--netG", "unet_128", "--gpu_ids", "-1")
-    other.epoch = "latest"
-    other.isTrain = False
+    save_ct_metadata.save_model_with_metadata(model, settings, "latest", model.save_dir,
+                                              geometry)
+    other = small_settings(tmp_path, "--netG", "unet_128", "--gpu_ids", "-1")
+    other = other.with_options(epoch="latest", isTrain=False)
     with pytest.raises(ConfigError, match=r"options \(a U-Net of 7 levels \(--netG unet_128\).*"
                                           r"the file holds a U-Net of 6 levels \(--netG "
                                           r"unet_64\), --ngf 8, .*batch norm"):
@@ -91,9 +88,9 @@ def test_wrong_architecture_names_what_checkpoint_holds(tmp_path):
 
 
 def test_missing_checkpoint_lists_available(tmp_path):
-    model = create_model(small_opt(tmp_path))
+    model = create_model(small_settings(tmp_path))
     model.save_networks(3)
-    tester = create_model(small_opt(tmp_path, "--model", "test", train=False))
+    tester = create_model(small_settings(tmp_path, "--model", "test", train=False))
     with pytest.raises(ConfigError, match=r"latest_net_G\.pth: checkpoint not found; "
                                           r"available: 3_net_D\.pth, 3_net_G\.pth"):
         tester.setup()
@@ -108,11 +105,11 @@ def steps(model, n=3):
 
 
 def test_only_a_large_g_is_updated_inside_its_backward(tmp_path, monkeypatch):
-    model = create_model(small_opt(tmp_path))  # unet_64 with 8 filters: 0.2 M parameters
+    model = create_model(small_settings(tmp_path))  # unet_64 with 8 filters: 0.2 M parameters
     model.setup()
     assert not model.g_step_in_backward
     monkeypatch.setattr("models.pix2pix_model.STEP_IN_BACKWARD_MIN_PARAMS", 1000)
-    model = create_model(small_opt(tmp_path, "--name", "large_enough"))
+    model = create_model(small_settings(tmp_path, "--name", "large_enough"))
     model.setup()
     assert model.g_step_in_backward
 
@@ -123,7 +120,7 @@ def test_g_updated_inside_its_backward_has_the_usual_weights(tmp_path, amp, monk
 
     def trained(inside: bool) -> tuple[list[torch.Tensor], object]:
         torch.manual_seed(0)
-        model = create_model(small_opt(tmp_path, "--amp", amp, "--name", f"r{inside}"))
+        model = create_model(small_settings(tmp_path, "--amp", amp, "--name", f"r{inside}"))
         model.setup()
         assert model.g_step_in_backward  # one process, no gradient scaler
         model.g_step_in_backward = inside
@@ -138,7 +135,7 @@ def test_g_updated_inside_its_backward_has_the_usual_weights(tmp_path, amp, monk
 
 def test_ema_generator_is_what_checkpoints_hold_as_g_and_resumes_exactly(tmp_path):
     torch.manual_seed(0)
-    model = create_model(small_opt(tmp_path, "--ema_decay", "0.9"))
+    model = create_model(small_settings(tmp_path, "--ema_decay", "0.9"))
     model.setup()
     start = [p.detach().clone() for p in model.netG.parameters()]
     steps(model)
@@ -151,11 +148,11 @@ def test_ema_generator_is_what_checkpoints_hold_as_g_and_resumes_exactly(tmp_pat
     paths = model.save_networks("latest")
     assert [p.name for p in paths] == ["latest_net_G.pth", "latest_net_D.pth",
                                        "latest_net_G_train.pth"]
-    resumed = create_model(small_opt(tmp_path, "--ema_decay", "0.9", "--continue_train"))
+    resumed = create_model(small_settings(tmp_path, "--ema_decay", "0.9", "--continue_train"))
     resumed.setup()
     assert all(torch.equal(a, b) for a, b in zip(resumed.netG_ema.parameters(), ema, strict=True))
     assert all(torch.equal(a, b) for a, b in zip(resumed.netG.parameters(), trained, strict=True))
-    tester = create_model(small_opt(tmp_path, "--epoch", "latest", train=False))
+    tester = create_model(small_settings(tmp_path, "--epoch", "latest", train=False))
     tester.setup()  # test.py's G is the average
     assert all(torch.equal(a, b.cpu()) for a, b in zip(tester.netG.parameters(), ema, strict=True))
 
@@ -163,4 +160,4 @@ def test_ema_generator_is_what_checkpoints_hold_as_g_and_resumes_exactly(tmp_pat
 @pytest.mark.parametrize("decay", ["1", "-0.1"])
 def test_ema_decay_outside_0_1_is_refused(tmp_path, decay):
     with pytest.raises(ConfigError, match="--ema_decay"):
-        create_model(small_opt(tmp_path, "--ema_decay", decay))
+        create_model(small_settings(tmp_path, "--ema_decay", decay))

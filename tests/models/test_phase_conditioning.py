@@ -9,7 +9,8 @@ from torch import nn
 
 from models.inference import predict_hu
 from models.networks import ResidualGenerator, SliceSizeRule, define_G
-from models.trained_run import GeneratorSettings, TrainedGenerator, build_generator
+from models.settings import GeneratorSettings
+from models.trained_run import TrainedGenerator, build_generator
 from models.volume_inference import VolumeWindows
 from util.errors import ConfigError
 from util.phases import phase_encoding

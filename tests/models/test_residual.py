@@ -7,7 +7,7 @@ from torch import nn
 from models import create_model
 from models.networks import ResidualGenerator, define_G
 from models.pix2pix_model import weighted_l1
-from tests.models.test_models import batch, small_opt
+from tests.models.test_models import batch, small_settings
 from util.errors import ConfigError
 
 
@@ -50,8 +50,8 @@ def test_weighted_l1_is_plain_l1_for_equal_weights_and_favours_heavy_pixels():
 
 
 def test_motion_weights_mark_pixels_that_change_beyond_the_threshold(tmp_path):
-    opt = small_opt(tmp_path, "--motion_weight", "3", "--motion_threshold_hu", "100")
-    model = create_model(opt)
+    model = create_model(small_settings(tmp_path, "--motion_weight", "3",
+                                        "--motion_threshold_hu", "100"))
     a = torch.zeros(1, 1, 64, 64)
     b = a.clone()
     b[..., :8, :8] = 150 * 2 / 4095  # +150 HU: moves
@@ -60,12 +60,12 @@ def test_motion_weights_mark_pixels_that_change_beyond_the_threshold(tmp_path):
     weights = model.l1_weights()
     assert weights[..., :8, :8].unique().tolist() == [4.0]
     assert weights[..., 8:, :].unique().tolist() == [1.0]
-    assert create_model(small_opt(tmp_path)).motion_weight == 0
+    assert create_model(small_settings(tmp_path)).motion_weight == 0
 
 
 def test_lambda_gan_zero_leaves_only_the_l1_term(tmp_path):
     torch.manual_seed(0)
-    model = create_model(small_opt(tmp_path, "--lambda_GAN", "0", "--residual"))
+    model = create_model(small_settings(tmp_path, "--lambda_GAN", "0", "--residual"))
     model.setup()
     model.set_input(batch())
     model.optimize_parameters()

@@ -8,12 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.trained_run import (
-    ARCHITECTURE_NAMES,
-    SETTING_NAMES,
-    GeneratorSettings,
-    load_generator,
-)
+from models.settings import ARCHITECTURE_NAMES, SETTING_NAMES, GeneratorSettings
+from models.trained_run import load_generator
+from options.base_options import run_settings
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
 from tests.tiny_runs import tiny_run
@@ -55,6 +52,7 @@ def test_every_setting_of_train_py_round_trips_through_opt_json_into_test_py(tmp
     tested = TestOptions().parse(base)  # no architecture flag given at test time
     expected = GeneratorSettings.from_options(vars(trained))
     assert GeneratorSettings.from_options(vars(tested)) == expected
+    assert run_settings(tested).generator == run_settings(trained).generator == expected
     saved = json.loads((tmp_path / "ck" / "run" / "opt.json").read_text())
     assert GeneratorSettings.from_options(saved) == expected
     defaults = GeneratorSettings.from_options(vars(TrainOptions().parse([*base, *classic])))
@@ -90,6 +88,22 @@ def test_load_generator_reads_a_committed_but_unfinished_save(tmp_path):
     loaded = generator.net.state_dict()
     assert all(torch.equal(loaded[k], staged[k]) for k in staged)
     assert (run / ".latest.commit.json").exists()  # nothing written
+
+
+def test_an_opt_json_from_before_the_newer_settings_loads_and_predicts_the_same(tmp_path):
+    """A run recorded before the working spacing, patches, phases and the residual gate
+    existed (its opt.json lacks them) loads with their defaults and predicts the same bytes."""
+    run = tiny_run(tmp_path / "ck") / "run"
+    hu = np.random.default_rng(1).uniform(-1000, 1000, (3, 64, 64)).astype(np.float32)
+    recorded = load_generator(run).predict(hu).hu
+    newer = {"phase_input", "patch_size", "working_spacing_mm", "residual_gate_hu", "phases",
+             "augment_intensity", "ema_decay", "residual", "context_slices", "amp"}
+    saved = json.loads((run / "opt.json").read_text())
+    (run / "opt.json").write_text(json.dumps({k: v for k, v in saved.items()
+                                              if k not in newer}))
+    earlier = load_generator(run)
+    assert earlier.settings == GeneratorSettings.from_options(saved)
+    assert earlier.predict(hu).hu.tobytes() == recorded.tobytes()
 
 
 @pytest.mark.parametrize("broken", ["missing", "not json"])

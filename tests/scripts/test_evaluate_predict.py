@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from models import create_model
-from options.train_options import TrainOptions
 from tests.conftest import LPS_AFFINE, RAS_AFFINE, ct_like, write_nifti
+from tests.parsed import parsed_settings
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
@@ -111,13 +111,11 @@ def test_prediction_in_network_units_is_refused(tmp_path, evaluate, caplog):
 
 def _trained_run(tmp_path: Path) -> Path:
     ck = tmp_path / "ck"
-    options = TrainOptions()
-    opt = options.parse(["--dataroot", str(tmp_path), "--checkpoints_dir", str(ck),
-                         "--name", "run", "--netG", "unet_64", "--ngf", "8",
-                         "--norm", "instance", "--axial_slice", "--gpu_ids", "-1", "--recipe",
-                         "pix2pix"])
-    options.record(opt)
-    create_model(opt).save_networks("latest")
+    settings = parsed_settings("--dataroot", str(tmp_path), "--checkpoints_dir", str(ck),
+                               "--name", "run", "--netG", "unet_64", "--ngf", "8", "--norm",
+                               "instance", "--axial_slice", "--gpu_ids", "-1", "--recipe",
+                               "pix2pix", record=True)
+    create_model(settings).save_networks("latest")
     return ck
 
 

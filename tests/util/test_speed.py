@@ -15,6 +15,7 @@ import torch
 from models import create_model
 from models.networks import define_D, define_G
 from options.train_options import TrainOptions
+from tests.parsed import parsed_settings
 from util.errors import ConfigError
 from util.speed import (
     SpeedSettings,
@@ -188,11 +189,10 @@ def test_fused_adam_follows_the_reference_adam():
 def test_training_step_with_a_speed_path_matches_float32(tmp_path, extra, loss_rtol):
     def losses(*flags: str) -> dict[str, float]:
         torch.manual_seed(0)
-        opt = TrainOptions().parse(["--dataroot", str(tmp_path), "--checkpoints_dir",
-                                    str(tmp_path / "ck"), "--name", "s", "--netG", "unet_64",
-                                    "--ngf", "8", "--ndf", "8", "--axial_slice", "--gpu_ids",
-                                    "-1", "--no_dropout", "--recipe", "pix2pix", *flags])
-        model = create_model(opt)
+        model = create_model(parsed_settings(
+            "--dataroot", str(tmp_path), "--checkpoints_dir", str(tmp_path / "ck"), "--name",
+            "s", "--netG", "unet_64", "--ngf", "8", "--ndf", "8", "--axial_slice", "--gpu_ids",
+            "-1", "--no_dropout", "--recipe", "pix2pix", *flags))
         model.setup()
         g = torch.Generator().manual_seed(0)
         model.set_input({"A": torch.rand(2, 1, 64, 64, generator=g) * 2 - 1,
